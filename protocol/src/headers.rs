@@ -1,0 +1,13 @@
+//! Header names shared by the edge and the origin (lower case, as HTTP/2 sends them).
+
+/// What the edge did with a request: one of [`crate::EdgeCacheStatus`].
+pub const EDGE_CACHE: &str = "x-edge-cache";
+/// Per-stage durations (W3C Server Timing).
+pub const SERVER_TIMING: &str = "server-timing";
+/// Space- or comma-separated cache tags on an origin response (Cloudflare's spelling).
+pub const CACHE_TAG: &str = "cache-tag";
+/// The audience segment the edge derived from the verified session cookie; the origin
+/// keys per-segment content (the feed) by it. Never a user id.
+pub const SEGMENT: &str = "x-course-segment";
+/// Correlates one request across edge and origin logs.
+pub const REQUEST_ID: &str = "x-request-id";

@@ -1,0 +1,15 @@
+//! The contract between the course-edge worker and the origin.
+//!
+//! Everything here is spelled exactly once: the JSON error shape both sides answer
+//! with, the header names they exchange, the `x-edge-cache` values, and the cache-tag
+//! spelling the origin emits and the purge path later consumes. Neither side may
+//! write these strings by hand.
+
+pub mod cache_status;
+pub mod error;
+pub mod headers;
+pub mod tags;
+
+pub use cache_status::EdgeCacheStatus;
+pub use error::{ErrorBody, ErrorDetail};
+pub use tags::CacheTag;

@@ -1,0 +1,52 @@
+# Shared by the scripts in this folder: paths, tool locations, progress lines.
+# shellcheck shell=bash
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export ROOT
+CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
+export PATH="$CARGO_BIN:$ROOT/node_modules/.bin:$PATH"
+export WRANGLER_SEND_METRICS=false
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-auto}"
+
+# Where fetched fixtures (real photographs from Debian packages) are cached, outside the repo.
+FIXTURE_CACHE="${COURSE_EDGE_FIXTURES:-$HOME/.cache/course-edge/fixtures}"
+export FIXTURE_CACHE
+
+# The three binaries worker-build would otherwise try to download from GitHub.
+export WASM_BINDGEN_BIN="$CARGO_BIN/wasm-bindgen"
+export ESBUILD_BIN="$ROOT/node_modules/.bin/esbuild"
+export WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt"
+
+# The deployable artifact worker-build writes (wrangler.toml's `main` points here).
+WORKER_WASM="$ROOT/worker/build/index_bg.wasm"
+
+_step_started=0
+step() {
+  _step_started=$SECONDS
+  printf '\n==> %s\n' "$*"
+}
+step_done() {
+  printf '    done in %ds\n' "$((SECONDS - _step_started))"
+}
+info() { printf '    %s\n' "$*"; }
+die() {
+  printf 'error: %s\n' "$*" >&2
+  exit 1
+}
+
+# The wasm-bindgen version Cargo.lock pins; the CLI must match it exactly.
+locked_wasm_bindgen_version() {
+  awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$ROOT/Cargo.lock"
+}
+
+# Runs a command in its own process group and forwards INT/TERM to the whole group, so
+# Ctrl-C or a CI kill stops wrangler, workerd and origins instead of orphaning them.
+run_group() {
+  setsid "$@" &
+  local pid=$!
+  trap 'kill -TERM -- -'"$pid"' 2>/dev/null; wait '"$pid"'; exit 130' INT TERM
+  local rc=0
+  wait "$pid" || rc=$?
+  trap - INT TERM
+  return "$rc"
+}

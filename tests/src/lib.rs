@@ -1,0 +1,285 @@
+//! The end-to-end harness: starts the real origin binary and `wrangler dev` (workerd)
+//! on free loopback ports, waits until both answer, and always tears them down.
+//!
+//! * Every child runs in its own process group; dropping its handle sends SIGTERM to
+//!   the group, then SIGKILL after a grace period, so wrangler's workerd goes too.
+//! * A failing test unwinds through those drops. SIGINT/SIGTERM to the test process
+//!   are caught by a watcher thread that kills every registered group before exiting.
+//! * Each edge gets its own `--persist-to` directory, so R2/Cache state never leaks
+//!   between tests, and its own env file for secrets.
+//!
+//! The release WASM must already be built (scripts/test builds it first); the harness
+//! refuses to start otherwise rather than letting wrangler build it per test.
+
+mod process;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use process::Group;
+
+/// How long a component may take to answer its first request.
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A port free right now on 127.0.0.1 (the OS picks; we release it for the child).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+}
+
+/// An HTTP client that does not follow redirects (tests look at them).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap_or_else(|e| panic!("building the HTTP client: {e}"))
+}
+
+/// The origin binary: `COURSE_ORIGIN_BIN` if set, else built once with cargo.
+fn origin_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(bin) = std::env::var("COURSE_ORIGIN_BIN") {
+            return PathBuf::from(bin);
+        }
+        let status = std::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "course-edge-origin",
+                "--bin",
+                "course-origin",
+            ])
+            .current_dir(repo_root())
+            .status()
+            .unwrap_or_else(|e| panic!("running cargo to build the origin: {e}"));
+        assert!(status.success(), "building the origin failed");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| repo_root().join("target"));
+        target.join("debug").join("course-origin")
+    })
+}
+
+/// Polls `url` until it answers with any HTTP status, or panics with the child's log.
+async fn wait_until_answering(url: &str, group: &mut Group, what: &str) {
+    let client = client();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = group.exited() {
+            panic!(
+                "{what} exited ({status}) before answering {url}\n--- log ---\n{}",
+                group.log_tail()
+            );
+        }
+        if client.get(url).send().await.is_ok() {
+            return;
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            panic!(
+                "{what} did not answer {url} within {READY_TIMEOUT:?}\n--- log ---\n{}",
+                group.log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A running origin on a fixed loopback port with its own data directory.
+pub struct Origin {
+    pub port: u16,
+    data_dir: tempfile::TempDir,
+    extra_env: BTreeMap<String, String>,
+    group: Option<Group>,
+}
+
+impl Origin {
+    /// Starts an origin on the embedded SQLite store.
+    pub async fn start() -> Self {
+        Self::start_with_env(BTreeMap::new()).await
+    }
+
+    /// Starts an origin with extra environment (e.g. `DATABASE_URL`).
+    pub async fn start_with_env(extra_env: BTreeMap<String, String>) -> Self {
+        let data_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let mut origin = Self {
+            port: free_port(),
+            data_dir,
+            extra_env,
+            group: None,
+        };
+        origin.spawn().await;
+        origin
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(&mut self) {
+        let mut command = std::process::Command::new(origin_bin());
+        command
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .envs(&self.extra_env)
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "info");
+        if let Some(db) = self.extra_env.get("DATABASE_URL") {
+            command.env("DATABASE_URL", db);
+        }
+        let mut group = Group::spawn("origin", command, self.data_dir.path());
+        wait_until_answering(&format!("{}/healthz", self.url()), &mut group, "the origin").await;
+        self.group = Some(group);
+    }
+
+    /// Stops the origin (SIGTERM, then SIGKILL). Its port and data stay reserved.
+    pub fn stop(&mut self) {
+        if let Some(mut group) = self.group.take() {
+            group.stop();
+        }
+    }
+
+    /// Starts it again on the same port with the same data, and waits until it answers.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+
+    pub fn log(&self) -> String {
+        self.group.as_ref().map(Group::log_tail).unwrap_or_default()
+    }
+}
+
+/// What an edge is started with beyond wrangler.toml.
+#[derive(Debug, Default, Clone)]
+pub struct EdgeOptions {
+    /// `--var NAME:VALUE` overrides of wrangler.toml `[vars]`.
+    pub vars: BTreeMap<String, String>,
+    /// Secrets, passed through an env file (as `wrangler secret put` would bind them).
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl EdgeOptions {
+    pub fn var(mut self, name: &str, value: &str) -> Self {
+        self.vars.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
+    pub fn secret(mut self, name: &str, value: &str) -> Self {
+        self.secrets.insert(name.to_owned(), value.to_owned());
+        self
+    }
+}
+
+/// A running `wrangler dev` (workerd) with isolated local state.
+pub struct Edge {
+    pub port: u16,
+    _state: tempfile::TempDir,
+    group: Group,
+}
+
+impl Edge {
+    /// Starts `wrangler dev` with `ORIGIN_URL` pointing at `origin_url`.
+    pub async fn start(origin_url: &str, options: EdgeOptions) -> Self {
+        let root = repo_root();
+        let wasm = root.join("worker/build/index_bg.wasm");
+        assert!(
+            wasm.exists(),
+            "{} is missing: build the worker first (scripts/build-worker, or run scripts/test)",
+            wasm.display()
+        );
+        let wrangler = root.join("node_modules/.bin/wrangler");
+        assert!(wrangler.exists(), "wrangler is missing: run scripts/setup");
+
+        let state = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let env_file = state.path().join("secrets.env");
+        let secrets: String = options
+            .secrets
+            .iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
+        std::fs::write(&env_file, secrets).unwrap_or_else(|e| panic!("writing secrets: {e}"));
+
+        let port = free_port();
+        let mut command = std::process::Command::new(wrangler);
+        command
+            .current_dir(&root)
+            .args([
+                "dev",
+                "--ip",
+                "127.0.0.1",
+                "--show-interactive-dev-session=false",
+            ])
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--inspector-port")
+            .arg(free_port().to_string())
+            .arg("--persist-to")
+            .arg(state.path().join("wrangler"))
+            .arg("--env-file")
+            .arg(&env_file)
+            .arg("--var")
+            .arg(format!("ORIGIN_URL:{origin_url}"));
+        for (name, value) in &options.vars {
+            command.arg("--var").arg(format!("{name}:{value}"));
+        }
+        command
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("COURSE_EDGE_WORKER_FRESH", "1")
+            .env("NO_COLOR", "1");
+        let mut group = Group::spawn("wrangler", command, state.path());
+        wait_until_answering(
+            &format!("http://127.0.0.1:{port}/"),
+            &mut group,
+            "wrangler dev",
+        )
+        .await;
+        Self {
+            port,
+            _state: state,
+            group,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        self.group.log_tail()
+    }
+}
+
+/// An origin and an edge in front of it.
+pub struct Stack {
+    pub origin: Origin,
+    pub edge: Edge,
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        Self::start_with(EdgeOptions::default()).await
+    }
+
+    pub async fn start_with(options: EdgeOptions) -> Self {
+        let origin = Origin::start().await;
+        let edge = Edge::start(&origin.url(), options).await;
+        Self { origin, edge }
+    }
+}

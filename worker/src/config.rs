@@ -1,0 +1,159 @@
+//! Worker configuration: wrangler `[vars]` and secrets, read once per request into a
+//! plain struct and validated. The lookup is injected so the parsing is tested natively.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// Names of the wrangler vars this worker reads (see `wrangler.toml`).
+pub mod vars {
+    /// Base URL of the origin, e.g. `http://127.0.0.1:8787` (no trailing path).
+    pub const ORIGIN_URL: &str = "ORIGIN_URL";
+    /// How long the edge waits for the origin before treating it as down, in ms.
+    pub const ORIGIN_TIMEOUT_MS: &str = "ORIGIN_TIMEOUT_MS";
+    /// `Retry-After` seconds on a 503 when the origin is down and nothing is cached.
+    pub const RETRY_AFTER_SECS: &str = "RETRY_AFTER_SECS";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Origin base URL without a trailing slash.
+    pub origin_url: String,
+    pub origin_timeout: Duration,
+    pub retry_after_secs: u32,
+}
+
+impl Config {
+    pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_RETRY_AFTER_SECS: u32 = 5;
+
+    /// Reads every setting through `lookup` (a var name to its value) and validates it.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let origin_url = lookup(vars::ORIGIN_URL).ok_or(ConfigError::Missing(vars::ORIGIN_URL))?;
+        let origin_url = parse_origin_url(&origin_url)?;
+        let origin_timeout = match lookup(vars::ORIGIN_TIMEOUT_MS) {
+            None => Self::DEFAULT_ORIGIN_TIMEOUT,
+            Some(raw) => {
+                Duration::from_millis(parse_bounded(vars::ORIGIN_TIMEOUT_MS, &raw, 1, 120_000)?)
+            }
+        };
+        let retry_after_secs = match lookup(vars::RETRY_AFTER_SECS) {
+            None => Self::DEFAULT_RETRY_AFTER_SECS,
+            Some(raw) => parse_bounded(vars::RETRY_AFTER_SECS, &raw, 1, 3600)? as u32,
+        };
+        Ok(Self {
+            origin_url,
+            origin_timeout,
+            retry_after_secs,
+        })
+    }
+
+    /// The absolute origin URL for a path that starts with `/`.
+    pub fn origin(&self, path_and_query: &str) -> String {
+        format!("{}{}", self.origin_url, path_and_query)
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("wrangler var {0} is not set; add it under [vars] in wrangler.toml")]
+    Missing(&'static str),
+    #[error("wrangler var {name} = {value:?} is invalid: {why}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        why: &'static str,
+    },
+}
+
+fn parse_origin_url(raw: &str) -> Result<String, ConfigError> {
+    let invalid = |why| ConfigError::Invalid {
+        name: vars::ORIGIN_URL,
+        value: raw.to_owned(),
+        why,
+    };
+    let trimmed = raw.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("http://")
+        .or_else(|| trimmed.strip_prefix("https://"))
+        .ok_or_else(|| invalid("must start with http:// or https://"))?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
+        return Err(invalid("must be scheme://host[:port] with no path"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn parse_bounded(name: &'static str, raw: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    match raw.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(ConfigError::Invalid {
+            name,
+            value: raw.to_owned(),
+            why: "must be a whole number in range",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_origin_is_set() {
+        let config = parse(&[("ORIGIN_URL", "http://127.0.0.1:9000/")]).unwrap();
+        assert_eq!(config.origin_url, "http://127.0.0.1:9000");
+        assert_eq!(config.origin_timeout, Config::DEFAULT_ORIGIN_TIMEOUT);
+        assert_eq!(config.retry_after_secs, Config::DEFAULT_RETRY_AFTER_SECS);
+        assert_eq!(config.origin("/healthz"), "http://127.0.0.1:9000/healthz");
+    }
+
+    #[test]
+    fn a_missing_origin_is_named() {
+        let err = parse(&[]).unwrap_err();
+        assert_eq!(err, ConfigError::Missing("ORIGIN_URL"));
+        assert!(err.to_string().contains("wrangler.toml"));
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_their_name() {
+        let table = [
+            ("ORIGIN_URL", "ftp://x"),
+            ("ORIGIN_URL", "http://"),
+            ("ORIGIN_URL", "http://host/path"),
+            ("ORIGIN_TIMEOUT_MS", "0"),
+            ("ORIGIN_TIMEOUT_MS", "abc"),
+            ("ORIGIN_TIMEOUT_MS", "999999"),
+            ("RETRY_AFTER_SECS", "-1"),
+        ];
+        for (name, value) in table {
+            let mut pairs = vec![("ORIGIN_URL", "http://127.0.0.1:1")];
+            if name == "ORIGIN_URL" {
+                pairs.clear();
+            }
+            pairs.push((name, value));
+            let err = parse(&pairs).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn timeouts_and_retry_after_are_read() {
+        let config = parse(&[
+            ("ORIGIN_URL", "https://origin.example"),
+            ("ORIGIN_TIMEOUT_MS", "250"),
+            ("RETRY_AFTER_SECS", "30"),
+        ])
+        .unwrap();
+        assert_eq!(config.origin_timeout, Duration::from_millis(250));
+        assert_eq!(config.retry_after_secs, 30);
+    }
+}

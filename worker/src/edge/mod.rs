@@ -1,0 +1,76 @@
+//! The Workers runtime glue (wasm32 only): one `#[event(fetch)]` entry that reads the
+//! config, parses the route, dispatches to a plain function, and turns every outcome —
+//! success or [`EdgeError`] — into a response carrying `x-edge-cache` and
+//! `Server-Timing`. No decision logic lives here; it lives in the pure modules.
+
+mod proxy;
+mod respond;
+
+use protocol::EdgeCacheStatus;
+use worker::{Context, Env, Request, Response, Result, event};
+
+use crate::config::Config;
+use crate::error::EdgeError;
+use crate::route::{Method, Route};
+use crate::timing::ServerTiming;
+
+/// What a handler hands back: the response plus what the cache did.
+pub(crate) struct Served {
+    pub response: Response,
+    pub cache: EdgeCacheStatus,
+}
+
+#[event(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let started = now_ms();
+    let mut timing = ServerTiming::new();
+    let outcome = handle(&req, &env, &mut timing).await;
+    let served = match outcome {
+        Ok(served) => served,
+        Err(err) => {
+            log_error(&req, &err);
+            Served {
+                response: respond::error(&err)?,
+                cache: EdgeCacheStatus::Bypass,
+            }
+        }
+    };
+    timing.add("edge", now_ms() - started);
+    respond::finish(served, &timing)
+}
+
+async fn handle(
+    req: &Request,
+    env: &Env,
+    timing: &mut ServerTiming,
+) -> std::result::Result<Served, EdgeError> {
+    let config = Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))?;
+    let url = req.url().map_err(|_| EdgeError::NoRoute {
+        path: String::from("(unparsable url)"),
+    })?;
+    let route = Route::parse(Method::parse(req.method().as_ref()), url.path())?;
+    match route {
+        Route::Health => proxy::health(req, &config, &route, timing).await,
+    }
+}
+
+fn log_error(req: &Request, err: &EdgeError) {
+    use crate::error::Fault;
+    let path = req.path();
+    match err.fault() {
+        Fault::Client => worker::console_log!("client error {} on {path}: {err}", err.status()),
+        Fault::Upstream | Fault::Internal => {
+            worker::console_error!("{:?} error {} on {path}: {err}", err.fault(), err.status())
+        }
+    }
+}
+
+/// Milliseconds since the epoch with sub-millisecond precision where the runtime gives it.
+pub(crate) fn now_ms() -> f64 {
+    worker::js_sys::Date::now()
+}

@@ -1,0 +1,38 @@
+//! Building the final response: error bodies in the `protocol` shape, and the headers
+//! every response carries (`x-edge-cache`, `Server-Timing`).
+
+use protocol::headers::{EDGE_CACHE, SERVER_TIMING};
+use worker::{Response, Result};
+
+use super::Served;
+use crate::error::EdgeError;
+use crate::timing::ServerTiming;
+
+pub(super) fn error(err: &EdgeError) -> Result<Response> {
+    let body = err.to_body().to_json();
+    let mut response = Response::builder()
+        .with_status(err.status())
+        .with_header("content-type", "application/json")?
+        .with_header("cache-control", "no-store")?;
+    if let Some(secs) = err.retry_after_secs() {
+        response = response.with_header("retry-after", &secs.to_string())?;
+    }
+    if let Some(allow) = err.allow() {
+        response = response.with_header("allow", allow)?;
+    }
+    Ok(response.fixed(body.into_bytes()))
+}
+
+/// Adds the observability headers. Responses fetched from elsewhere have immutable
+/// headers, so they are copied into a fresh set.
+pub(super) fn finish(served: Served, timing: &ServerTiming) -> Result<Response> {
+    let Served { response, cache } = served;
+    let status = response.status_code();
+    let headers = response.headers().clone();
+    headers.set(EDGE_CACHE, cache.as_str())?;
+    headers.set(SERVER_TIMING, &timing.header_value())?;
+    let (_, body) = response.into_parts();
+    Ok(Response::from_body(body)?
+        .with_status(status)
+        .with_headers(headers))
+}

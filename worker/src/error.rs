@@ -1,0 +1,200 @@
+//! Every way an edge request can fail, classified, with the status and the public
+//! message each maps to. Internal detail (`Display`) goes to the log; the client gets
+//! [`EdgeError::to_body`], in the `protocol` error shape.
+
+use protocol::error::{ErrorBody, codes};
+use thiserror::Error;
+
+use crate::config::ConfigError;
+
+/// Who is at fault, which decides the status family and whether it is logged loudly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The request was wrong: 4xx, logged quietly.
+    Client,
+    /// The origin (or R2) failed us: 502/503/504.
+    Upstream,
+    /// Our own bug or misconfiguration: 500.
+    Internal,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum EdgeError {
+    #[error("no route for {path}")]
+    NoRoute { path: String },
+    #[error("method not allowed (allowed: {allow})")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("request path longer than {limit} bytes")]
+    UriTooLong { limit: usize },
+    #[error("origin unreachable: {detail}")]
+    OriginUnreachable {
+        detail: String,
+        retry_after_secs: u32,
+    },
+    #[error("origin did not answer within {after_ms} ms")]
+    OriginTimeout {
+        after_ms: u64,
+        retry_after_secs: u32,
+    },
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+}
+
+impl EdgeError {
+    pub fn fault(&self) -> Fault {
+        match self {
+            Self::NoRoute { .. } | Self::MethodNotAllowed { .. } | Self::UriTooLong { .. } => {
+                Fault::Client
+            }
+            Self::OriginUnreachable { .. } | Self::OriginTimeout { .. } => Fault::Upstream,
+            Self::Config(_) => Fault::Internal,
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::NoRoute { .. } => 404,
+            Self::MethodNotAllowed { .. } => 405,
+            Self::UriTooLong { .. } => 414,
+            Self::OriginUnreachable { .. } | Self::OriginTimeout { .. } => 503,
+            Self::Config(_) => 500,
+        }
+    }
+
+    /// `Retry-After` seconds, for the errors a client should retry later.
+    pub fn retry_after_secs(&self) -> Option<u32> {
+        match self {
+            Self::OriginUnreachable {
+                retry_after_secs, ..
+            }
+            | Self::OriginTimeout {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+
+    /// `Allow` header value for 405s.
+    pub fn allow(&self) -> Option<&'static str> {
+        match self {
+            Self::MethodNotAllowed { allow } => Some(allow),
+            _ => None,
+        }
+    }
+
+    /// The client-facing body. Upstream and internal detail stays out of it.
+    pub fn to_body(&self) -> ErrorBody {
+        let status = self.status();
+        match self {
+            Self::NoRoute { path } => ErrorBody::new(
+                status,
+                codes::NOT_FOUND,
+                format!(
+                    "no edge route for {}; see the README for the routes",
+                    truncate(path)
+                ),
+            )
+            .with_field("path"),
+            Self::MethodNotAllowed { allow } => ErrorBody::new(
+                status,
+                codes::METHOD_NOT_ALLOWED,
+                format!("this route accepts {allow}"),
+            )
+            .with_field("method"),
+            Self::UriTooLong { limit } => ErrorBody::new(
+                status,
+                codes::BAD_REQUEST,
+                format!("the path is longer than {limit} bytes"),
+            )
+            .with_field("path"),
+            Self::OriginUnreachable {
+                retry_after_secs, ..
+            }
+            | Self::OriginTimeout {
+                retry_after_secs, ..
+            } => ErrorBody::new(
+                status,
+                codes::ORIGIN_UNAVAILABLE,
+                format!(
+                    "the origin is unavailable and the edge has no copy to serve; retry in {retry_after_secs} s"
+                ),
+            ),
+            Self::Config(_) => ErrorBody::new(
+                status,
+                codes::INTERNAL,
+                "the edge is misconfigured; the operator has been told in the worker log",
+            ),
+        }
+    }
+}
+
+/// Echoes at most 128 bytes of client input back, on a char boundary.
+fn truncate(s: &str) -> &str {
+    let mut end = s.len().min(128);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Vec<EdgeError> {
+        vec![
+            EdgeError::NoRoute { path: "/x".into() },
+            EdgeError::MethodNotAllowed { allow: "GET" },
+            EdgeError::UriTooLong { limit: 10 },
+            EdgeError::OriginUnreachable {
+                detail: "connection refused on 10.0.0.1".into(),
+                retry_after_secs: 7,
+            },
+            EdgeError::OriginTimeout {
+                after_ms: 100,
+                retry_after_secs: 7,
+            },
+            EdgeError::Config(ConfigError::Missing("ORIGIN_URL")),
+        ]
+    }
+
+    #[test]
+    fn status_follows_the_fault_class() {
+        for err in all() {
+            let family = match err.fault() {
+                Fault::Client => 400..500,
+                Fault::Upstream => 502..505,
+                Fault::Internal => 500..501,
+            };
+            assert!(family.contains(&err.status()), "{err:?}");
+            assert_eq!(err.to_body().error.status, err.status());
+        }
+    }
+
+    #[test]
+    fn upstream_detail_never_reaches_the_client() {
+        for err in all() {
+            let json = err.to_body().to_json();
+            assert!(!json.contains("10.0.0.1"), "{json}");
+            assert!(!json.contains("ORIGIN_URL"), "{json}");
+        }
+    }
+
+    #[test]
+    fn origin_failures_ask_to_retry_later() {
+        let err = EdgeError::OriginTimeout {
+            after_ms: 5,
+            retry_after_secs: 9,
+        };
+        assert_eq!(err.retry_after_secs(), Some(9));
+        assert_eq!(err.to_body().error.code, "origin_unavailable");
+        assert_eq!(EdgeError::UriTooLong { limit: 1 }.retry_after_secs(), None);
+    }
+
+    #[test]
+    fn echoed_paths_are_bounded_and_keep_utf8_whole() {
+        let long = "é".repeat(200);
+        let body = EdgeError::NoRoute { path: long }.to_body();
+        assert!(body.error.message.len() < 250);
+    }
+}

@@ -1,0 +1,23 @@
+//! course-edge worker.
+//!
+//! The crate is split the way lol-html is: everything that decides something is a pure
+//! module that builds and tests natively (`cargo test -p course-edge-worker`), and the
+//! Workers runtime is reached only from [`edge`], which exists only on wasm32 because the
+//! `worker` dependency does. Adding `use worker::…` to a pure module is a compile error on
+//! native targets, which is the point.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`config`] | wrangler vars and secrets parsed once into [`config::Config`] |
+//! | [`route`] | method + path parsed into a [`route::Route`] |
+//! | [`error`] | [`error::EdgeError`]: every failure, its fault class, status and public message |
+//! | [`timing`] | the `Server-Timing` header value |
+//! | `edge` (wasm32) | `#[event(fetch)]`, proxying, Workers API glue |
+
+pub mod config;
+pub mod error;
+pub mod route;
+pub mod timing;
+
+#[cfg(target_arch = "wasm32")]
+mod edge;
