@@ -3,8 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+
+use crate::admission::Limits;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -12,6 +15,9 @@ use clap::Parser;
     about = "course-edge origin: hot-path read APIs behind the edge"
 )]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on; port 0 picks a free port (printed on start).
     #[arg(long, env = "ORIGIN_LISTEN", default_value = "127.0.0.1:8788")]
     pub listen: SocketAddr,
@@ -24,13 +30,85 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// `redis://…` to add Redis as a shared second-level cache (and session cache).
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Prefix for every Redis key this origin writes.
+    #[arg(long, env = "REDIS_PREFIX", default_value = crate::cache::redis::DEFAULT_PREFIX)]
+    pub redis_prefix: String,
+
+    /// Session signing keys, `kid:base64url[,kid:base64url…]` (first signs, all verify;
+    /// ≥ 32 bytes each). Unset: an ephemeral key (sessions die with the process).
+    #[arg(long, env = "SESSION_KEYS", hide_env_values = true)]
+    pub session_keys: Option<String>,
+
+    /// Session lifetime in seconds.
+    #[arg(long, env = "SESSION_TTL_SECS", default_value_t = 7 * 24 * 3600)]
+    pub session_ttl_secs: u64,
+
+    /// In-flight requests at which the feed is shed (served from its last copy or 503).
+    #[arg(long, env = "SHED_FEED_AT", default_value_t = 256)]
+    pub shed_feed_at: usize,
+
+    /// In-flight requests at which search is shed.
+    #[arg(long, env = "SHED_SEARCH_AT", default_value_t = 512)]
+    pub shed_search_at: usize,
+
+    /// Requests served at once; more wait up to --queue-timeout-ms.
+    #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
+
+    /// How long a request may wait for a slot before a 503.
+    #[arg(long, env = "QUEUE_TIMEOUT_MS", default_value_t = 100)]
+    pub queue_timeout_ms: u64,
+
+    /// Catalog pages (default filters) loaded into the cache before ready.
+    #[arg(long, env = "WARM_CATALOG_PAGES", default_value_t = 3)]
+    pub warm_catalog_pages: u32,
+
+    /// Most-viewed courses loaded into the cache before ready.
+    #[arg(long, env = "WARM_COURSES", default_value_t = 20)]
+    pub warm_courses: u32,
+
     /// Log format: `text` for people, `json` for collectors.
     #[arg(long, env = "ORIGIN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
 }
 
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Start serving (the default).
+    Serve,
+    /// Load demo content from a JSON file into the store (idempotent), recompute feeds, exit.
+    Seed {
+        #[arg(long)]
+        file: PathBuf,
+    },
+}
+
+/// What the application needs at run time, independent of how it was configured.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub limits: Limits,
+    pub session_ttl: Duration,
+    pub warm_catalog_pages: u32,
+    pub warm_courses: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            session_ttl: Duration::from_secs(7 * 24 * 3600),
+            warm_catalog_pages: 3,
+            warm_courses: 20,
+        }
+    }
+}
+
 impl Config {
-    /// Checks what clap cannot: that the database URL names an engine we speak.
+    /// Checks what clap cannot: engines we speak and limits that keep the shedding order.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(url) = &self.database_url
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
@@ -40,7 +118,32 @@ impl Config {
                 mask_url(url)
             ));
         }
-        Ok(())
+        if let Some(url) = &self.redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(format!(
+                "REDIS_URL must start with redis:// (got {})",
+                mask_url(url)
+            ));
+        }
+        if self.session_ttl_secs < 60 || self.session_ttl_secs > 90 * 24 * 3600 {
+            return Err(String::from("SESSION_TTL_SECS must be from 60 to 7776000"));
+        }
+        self.settings().limits.validate()
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings {
+            limits: Limits {
+                shed_feed_at: self.shed_feed_at,
+                shed_search_at: self.shed_search_at,
+                max_in_flight: self.max_in_flight,
+                queue_timeout: Duration::from_millis(self.queue_timeout_ms),
+            },
+            session_ttl: Duration::from_secs(self.session_ttl_secs),
+            warm_catalog_pages: self.warm_catalog_pages,
+            warm_courses: self.warm_courses,
+        }
     }
 
     /// One line for the log, with credentials masked.
@@ -49,9 +152,25 @@ impl Config {
             Some(url) => mask_url(url),
             None => format!("sqlite:{}", self.data_dir.join("origin.db").display()),
         };
+        let redis = self
+            .redis_url
+            .as_deref()
+            .map_or_else(|| String::from("off"), mask_url);
+        let keys = if self.session_keys.is_some() {
+            "set"
+        } else {
+            "ephemeral"
+        };
         format!(
-            "listen={} store={store} log_format={}",
-            self.listen, self.log_format
+            "listen={} store={store} redis={redis} session_keys={keys} session_ttl={}s \
+             shed_feed_at={} shed_search_at={} max_in_flight={} queue_timeout={}ms log_format={}",
+            self.listen,
+            self.session_ttl_secs,
+            self.shed_feed_at,
+            self.shed_search_at,
+            self.max_in_flight,
+            self.queue_timeout_ms,
+            self.log_format
         )
     }
 }
@@ -89,11 +208,43 @@ mod tests {
     }
 
     #[test]
-    fn only_postgres_urls_are_accepted() {
+    fn only_known_engines_are_accepted() {
         let mut config = Config::parse_from(["course-origin"]);
         assert!(config.validate().is_ok());
         config.database_url = Some("mysql://root:pw@x/db".into());
         let err = config.validate().unwrap_err();
         assert!(err.contains("postgres://") && !err.contains("pw"), "{err}");
+        config.database_url = None;
+        config.redis_url = Some("memcached://x".into());
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn description_masks_secrets() {
+        let config = Config::parse_from([
+            "course-origin",
+            "--database-url",
+            "postgres://u:hunter2@db/x",
+            "--session-keys",
+            "k1:c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0",
+        ]);
+        let line = config.describe();
+        assert!(
+            !line.contains("hunter2") && !line.contains("c2VjcmV0"),
+            "{line}"
+        );
+        assert!(line.contains("session_keys=set"));
+    }
+
+    #[test]
+    fn shedding_limits_out_of_order_are_refused() {
+        let config = Config::parse_from([
+            "course-origin",
+            "--shed-feed-at",
+            "900",
+            "--shed-search-at",
+            "100",
+        ]);
+        assert!(config.validate().is_err());
     }
 }

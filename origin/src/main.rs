@@ -1,11 +1,16 @@
-//! `course-origin`: parse config, open the store, serve until SIGTERM/SIGINT.
+//! `course-origin`: parse config, open the store, warm the cache, serve until
+//! SIGTERM/SIGINT. `course-origin seed --file F` loads demo content and exits.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
-use course_edge_origin::config::Config;
-use course_edge_origin::storage::Store;
-use course_edge_origin::{AppState, app, telemetry};
+use course_edge_origin::cache::RedisL2;
+use course_edge_origin::config::{Command, Config};
+use course_edge_origin::storage::demo::DemoData;
+use course_edge_origin::storage::{SqlStore, Store};
+use course_edge_origin::{AppState, app, ephemeral_session_keys, telemetry, warm};
+use protocol::SessionKeys;
 use tokio::net::TcpListener;
 
 #[tokio::main]
@@ -16,8 +21,11 @@ async fn main() -> ExitCode {
         eprintln!("course-origin: {why}");
         return ExitCode::from(2);
     }
-    tracing::info!(config = %config.describe(), "starting");
-    match run(config).await {
+    let outcome = match &config.command {
+        Some(Command::Seed { file }) => seed(&config, file).await,
+        Some(Command::Serve) | None => serve(config).await,
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(why) => {
             tracing::error!(error = %why, "origin stopped");
@@ -27,12 +35,63 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> Result<(), String> {
-    let store = match &config.database_url {
-        Some(url) => Store::open_postgres(url).await,
-        None => Store::open_sqlite(&config.data_dir).await,
+async fn open_store(config: &Config) -> Result<SqlStore, String> {
+    match &config.database_url {
+        Some(url) => SqlStore::open_postgres(url).await,
+        None => SqlStore::open_sqlite(&config.data_dir).await,
     }
-    .map_err(|e| format!("opening the store: {e}"))?;
+    .map_err(|e| format!("opening the store: {e}"))
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+async fn seed(config: &Config, file: &std::path::Path) -> Result<(), String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+    let demo = DemoData::from_json(&bytes)?;
+    let store = open_store(config).await?;
+    store
+        .load_demo(&demo, unix_now())
+        .await
+        .map_err(|e| format!("loading demo content: {e}"))?;
+    println!(
+        "seeded {} courses, {} videos, {} users into {}",
+        demo.courses.len(),
+        demo.videos.len(),
+        demo.users.len(),
+        store.engine()
+    );
+    Ok(())
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    tracing::info!(config = %config.describe(), "starting");
+    let store = open_store(&config).await?;
+    let redis = match &config.redis_url {
+        Some(url) => Some(
+            RedisL2::connect(url, &config.redis_prefix)
+                .await
+                .map_err(|e| {
+                    format!("connecting to Redis: {e} (unset REDIS_URL to run without it)")
+                })?,
+        ),
+        None => None,
+    };
+    let keys = match &config.session_keys {
+        Some(spec) => SessionKeys::parse(spec).map_err(|e| format!("SESSION_KEYS: {e}"))?,
+        None => {
+            tracing::warn!(
+                "SESSION_KEYS is unset: using an ephemeral key; sessions end on restart and the edge cannot verify them"
+            );
+            ephemeral_session_keys()
+        }
+    };
+    let engine = store.engine();
+    let state = AppState::new(Arc::new(store), redis, keys, config.settings());
     let listener = TcpListener::bind(config.listen).await.map_err(|e| {
         format!(
             "binding {}: {e} (is another origin running?)",
@@ -42,10 +101,11 @@ async fn run(config: Config) -> Result<(), String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("reading the bound address: {e}"))?;
-    tracing::info!(%addr, store = store.engine(), "listening");
+    tracing::info!(%addr, store = engine, "listening; warming the cache before ready");
     // The harness and scripts/dev read this line to learn the port.
     println!("origin: http://{addr}");
-    axum::serve(listener, app(AppState::new(store)))
+    tokio::spawn(warm::warm_then_ready(state.clone()));
+    axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| format!("serving: {e}"))?;

@@ -8,8 +8,12 @@
 pub mod cache_status;
 pub mod error;
 pub mod headers;
+pub mod segment;
+pub mod session;
 pub mod tags;
 
 pub use cache_status::EdgeCacheStatus;
 pub use error::{ErrorBody, ErrorDetail};
+pub use segment::{Audience, Locale, Plan, Segment};
+pub use session::{Claims, SessionKeys};
 pub use tags::CacheTag;

@@ -99,6 +99,32 @@ async fn wait_until_answering(url: &str, group: &mut Group, what: &str) {
     }
 }
 
+/// Polls the origin's `/readyz` until it says 200 (warmed), or panics with its log.
+async fn wait_until_ready(url: &str, group: &mut Group) {
+    let client = client();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = group.exited() {
+            panic!(
+                "the origin exited ({status}) before it was ready\n--- log ---\n{}",
+                group.log_tail()
+            );
+        }
+        if let Ok(response) = client.get(url).send().await
+            && response.status() == 200
+        {
+            return;
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            panic!(
+                "the origin was not ready within {READY_TIMEOUT:?}\n--- log ---\n{}",
+                group.log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A running origin on a fixed loopback port with its own data directory.
 pub struct Origin {
     pub port: u16,
@@ -122,12 +148,36 @@ impl Origin {
             extra_env,
             group: None,
         };
+        origin.seed();
         origin.spawn().await;
         origin
     }
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Loads the demo catalog (the same file and command scripts/dev uses).
+    fn seed(&self) {
+        let output = std::process::Command::new(origin_bin())
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .args(["seed", "--file"])
+            .arg(repo_root().join("origin/demo/catalog.json"))
+            .envs(&self.extra_env)
+            .env_remove("DATABASE_URL")
+            .envs(
+                self.extra_env
+                    .get("DATABASE_URL")
+                    .map(|db| ("DATABASE_URL", db)),
+            )
+            .output()
+            .unwrap_or_else(|e| panic!("running the origin seed: {e}"));
+        assert!(
+            output.status.success(),
+            "seeding the origin failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     async fn spawn(&mut self) {
@@ -144,7 +194,7 @@ impl Origin {
             command.env("DATABASE_URL", db);
         }
         let mut group = Group::spawn("origin", command, self.data_dir.path());
-        wait_until_answering(&format!("{}/healthz", self.url()), &mut group, "the origin").await;
+        wait_until_ready(&format!("{}/readyz", self.url()), &mut group).await;
         self.group = Some(group);
     }
 

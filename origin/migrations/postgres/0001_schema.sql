@@ -43,6 +43,7 @@ CREATE TABLE users (
     id           BIGSERIAL PRIMARY KEY,
     email        TEXT NOT NULL UNIQUE,
     display_name TEXT NOT NULL,
+    password_hash TEXT NOT NULL,                -- argon2id PHC string
     plan         TEXT NOT NULL,
     locale       TEXT NOT NULL
 );

@@ -1,9 +1,17 @@
 //! The origin's one error type, turned into the `protocol` JSON shape in one place.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use protocol::error::{ErrorBody, codes};
+
+use crate::admission::Shed;
+use crate::cache::LoadError;
+use crate::domain::InputError;
+use crate::sessions::SessionError;
+use crate::storage::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -16,19 +24,72 @@ pub enum ApiError {
         field: &'static str,
         message: String,
     },
+    #[error("body larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("unauthenticated: {0}")]
+    Unauthorized(String),
+    #[error("shed: {0}")]
+    Shed(&'static str),
     #[error("not ready: {0}")]
     NotReady(String),
     #[error("internal: {0}")]
     Internal(String),
 }
 
+impl From<InputError> for ApiError {
+    fn from(e: InputError) -> Self {
+        Self::BadRequest {
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl From<Shed> for ApiError {
+    fn from(s: Shed) -> Self {
+        Self::Shed(s.class.as_str())
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::BadCredentials => Self::Unauthorized(e.to_string()),
+            SessionError::Unauthenticated(why) => {
+                Self::Unauthorized(format!("no valid session ({why})"))
+            }
+            SessionError::Store(e) => e.into(),
+            SessionError::Internal(e) => Self::Internal(e),
+        }
+    }
+}
+
 impl ApiError {
+    /// Maps a cache-aside failure; `what` names the thing for a 404.
+    pub fn from_load(e: Arc<LoadError>, what: impl FnOnce() -> String) -> Self {
+        match &*e {
+            LoadError::NotFound => Self::NotFound { what: what() },
+            LoadError::Store(e) => Self::Internal(e.to_string()),
+        }
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Shed(_) | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -43,10 +104,29 @@ impl ApiError {
                 status,
                 codes::METHOD_NOT_ALLOWED,
                 "this route does not accept that method",
-            ),
+            )
+            .with_field("method"),
             Self::BadRequest { field, message } => {
                 ErrorBody::new(status, codes::BAD_REQUEST, message.clone()).with_field(*field)
             }
+            Self::PayloadTooLarge { limit } => ErrorBody::new(
+                status,
+                codes::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than {limit} bytes"),
+            )
+            .with_field("body"),
+            Self::UnsupportedMediaType => ErrorBody::new(
+                status,
+                codes::BAD_REQUEST,
+                "send the body as JSON with Content-Type: application/json",
+            )
+            .with_field("content-type"),
+            Self::Unauthorized(message) => ErrorBody::new(status, "unauthorized", message.clone()),
+            Self::Shed(class) => ErrorBody::new(
+                status,
+                codes::OVERLOADED,
+                format!("the origin is shedding {class} requests under load; retry shortly"),
+            ),
             Self::NotReady(_) => ErrorBody::new(
                 status,
                 codes::OVERLOADED,
@@ -63,17 +143,17 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if matches!(self, Self::Internal(_) | Self::NotReady(_)) {
+        if matches!(self, Self::Internal(_)) {
             tracing::error!(error = %self, "request failed");
         }
         let mut response = (self.status(), Json(self.body())).into_response();
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if matches!(self, Self::NotReady(_)) {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if matches!(self, Self::Shed(_) | Self::NotReady(_)) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if matches!(self, Self::MethodNotAllowed) {
+            headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         }
         response
     }

@@ -1,14 +1,20 @@
-//! The HTTP surface. Handlers are thin: extract, call the domain, map the result.
-//! Logging happens in the trace layer, not at each error site.
+//! The HTTP surface. Handlers are thin: admit, parse, call `service`, map the result.
+//! Logging and metrics happen in layers, not at each error site.
 
+mod api;
 mod error;
 mod health;
+pub mod metrics;
+mod sessions;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
-use tower_http::trace::TraceLayer;
+use axum::middleware;
+use axum::routing::{MethodRouter, get, post};
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
+pub use api::{DEGRADED, ORIGIN_CACHE};
 pub use error::ApiError;
 
 use crate::AppState;
@@ -17,12 +23,55 @@ use crate::AppState;
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    // Install the recorder before the first request records anything.
+    let _ = metrics::handle();
+    // Each route gets its metric handles registered once, with its path as the label.
+    let tracked = |path: &'static str, method_router: MethodRouter<AppState>| {
+        method_router.layer(middleware::from_fn_with_state(
+            metrics::RouteMetrics::new(path),
+            metrics::track,
+        ))
+    };
+    let router = Router::new()
+        .route("/api/catalog", tracked("/api/catalog", get(api::catalog)))
+        .route(
+            "/api/courses/{slug}",
+            tracked("/api/courses/{slug}", get(api::course)),
+        )
+        .route("/api/search", tracked("/api/search", get(api::search)))
+        .route(
+            "/api/videos/{id}",
+            tracked("/api/videos/{id}", get(api::video)),
+        )
+        .route("/api/feed", tracked("/api/feed", get(api::feed)))
+        .route(
+            "/api/sessions",
+            tracked("/api/sessions", post(sessions::login)),
+        )
+        .route(
+            "/api/sessions/current",
+            tracked(
+                "/api/sessions/current",
+                get(sessions::current).delete(sessions::logout),
+            ),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    // Per-request spans only when asked for (RUST_LOG=tower_http=debug): measured, the
+    // layer costs about a fifth of the cached hot path's throughput even when its
+    // spans are filtered out. Failures are logged where they are mapped regardless.
+    let router = if tracing::enabled!(target: "tower_http::trace", Level::DEBUG) {
+        router.layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+        )
+    } else {
+        router
+    };
+    router.with_state(state)
 }

@@ -1,13 +1,24 @@
-//! The store: embedded SQLite by default (a file under the data directory), PostgreSQL
-//! when `DATABASE_URL` says so. Both get their migrations applied at connect.
+//! The store behind one trait, [`Store`], with one SQL implementation ([`sql::SqlStore`])
+//! over sqlx's `Any` driver: embedded SQLite by default (a file under the data
+//! directory), PostgreSQL when `DATABASE_URL` says so. Queries are shared where the
+//! engines allow; search uses each engine's own full-text index (FTS5 / tsvector).
+//! [`counting::CountingStore`] wraps any store and counts queries for `/metrics` and tests.
 
-use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
+pub mod counting;
+pub mod demo;
+pub mod sql;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use async_trait::async_trait;
+use protocol::Segment;
 use thiserror::Error;
+
+use crate::domain::{
+    CatalogPage, CatalogQuery, CourseDetail, Credentials, Feed, SearchQuery, SearchResults,
+    Session, Slug, Video, VideoId,
+};
+
+pub use counting::CountingStore;
+pub use sql::SqlStore;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -20,63 +31,39 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
 }
 
-/// One store, one engine. Queries that differ per engine match on this.
-pub enum Store {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-}
+/// What the origin reads and writes. Every method is one logical query.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn engine(&self) -> &'static str;
+    async fn ping(&self) -> Result<(), StoreError>;
 
-impl Store {
-    /// Opens (creating if needed) `<dir>/origin.db` in WAL mode and migrates it.
-    pub async fn open_sqlite(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        let options = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(dir.join("origin.db"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self::Sqlite(pool))
-    }
+    async fn catalog(&self, query: &CatalogQuery) -> Result<CatalogPage, StoreError>;
+    async fn course(&self, slug: &Slug) -> Result<Option<CourseDetail>, StoreError>;
+    async fn search(&self, query: &SearchQuery) -> Result<SearchResults, StoreError>;
+    async fn video(&self, id: VideoId) -> Result<Option<Video>, StoreError>;
+    async fn feed(&self, segment: &Segment) -> Result<Option<Feed>, StoreError>;
 
-    /// Connects to PostgreSQL and migrates.
-    pub async fn open_postgres(url: &str) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
-            .await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self::Postgres(pool))
-    }
+    /// Slugs of the `n` most-viewed courses (for warming).
+    async fn most_viewed(&self, n: u32) -> Result<Vec<Slug>, StoreError>;
+    /// Every segment that has a precomputed feed (for warming).
+    async fn feed_segments(&self) -> Result<Vec<Segment>, StoreError>;
 
-    pub fn engine(&self) -> &'static str {
-        match self {
-            Self::Sqlite(_) => "sqlite",
-            Self::Postgres(_) => "postgres",
-        }
-    }
+    async fn credentials(&self, email: &str) -> Result<Option<Credentials>, StoreError>;
+    async fn insert_session(
+        &self,
+        id: &str,
+        user_id: i64,
+        created_at: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
+    async fn session(&self, id: &str) -> Result<Option<Session>, StoreError>;
+    /// `true` when a row was deleted.
+    async fn delete_session(&self, id: &str) -> Result<bool, StoreError>;
 
-    /// A round trip to the database, for readiness.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlite(pool) => {
-                sqlx::query("SELECT 1").execute(pool).await?;
-            }
-            Self::Postgres(pool) => {
-                sqlx::query("SELECT 1").execute(pool).await?;
-            }
-        }
-        Ok(())
-    }
+    /// Loads demo content (idempotent: upserts by natural key) and recomputes feeds.
+    async fn load_demo(&self, demo: &demo::DemoData, now: i64) -> Result<(), StoreError>;
 }

@@ -1,0 +1,357 @@
+//! Cache-aside per domain, with the platform's TTLs: an in-process moka cache always,
+//! plus Redis as a shared second level when configured.
+//!
+//! Entry point: [`Caches::get_or_load`]. A cold key under concurrency reaches the loader
+//! once (moka coalesces concurrent initialisations of a key). Eviction has one door,
+//! [`Caches::evict`], by key or by tag; the invalidation work builds on it.
+
+pub mod keys;
+pub mod redis;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use protocol::CacheTag;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+pub use keys::CacheKey;
+pub use redis::RedisL2;
+
+use crate::storage::StoreError;
+
+/// The cached API domains and their TTLs (the platform's per-domain strategy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Domain {
+    Catalog,
+    Course,
+    Search,
+    Video,
+    Feed,
+}
+
+impl Domain {
+    pub const ALL: [Domain; 5] = [
+        Domain::Catalog,
+        Domain::Course,
+        Domain::Search,
+        Domain::Video,
+        Domain::Feed,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Catalog => "catalog",
+            Self::Course => "course",
+            Self::Search => "search",
+            Self::Video => "video",
+            Self::Feed => "feed",
+        }
+    }
+
+    /// Catalog and course pages 5 min, search 1 min, video metadata 30 min, feed 10 min.
+    pub const fn ttl(self) -> Duration {
+        match self {
+            Self::Catalog | Self::Course => Duration::from_secs(300),
+            Self::Search => Duration::from_secs(60),
+            Self::Video => Duration::from_secs(1800),
+            Self::Feed => Duration::from_secs(600),
+        }
+    }
+
+    /// Entries kept per domain in process memory.
+    const fn capacity(self) -> u64 {
+        match self {
+            Self::Search => 20_000,
+            _ => 10_000,
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A cached response body with its validator and tags. Bodies are stored serialized,
+/// so a hit costs no serialization at all.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub body: Bytes,
+    /// Strong ETag (quoted): the first 128 bits of the body's SHA-256, hex.
+    pub etag: String,
+    pub tags: Vec<CacheTag>,
+    /// `Cache-Tag` header value, spelled once when the entry is made (hot path).
+    pub tag_header: String,
+}
+
+impl Entry {
+    pub fn json<T: Serialize>(value: &T, tags: Vec<CacheTag>) -> Self {
+        let body = serde_json::to_vec(value).unwrap_or_default();
+        let digest = Sha256::digest(&body);
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        Self::new(Bytes::from(body), format!("\"{hex}\""), tags)
+    }
+
+    pub fn new(body: Bytes, etag: String, tags: Vec<CacheTag>) -> Self {
+        let tag_header = CacheTag::header_value(&tags);
+        Self {
+            body,
+            etag,
+            tags,
+            tag_header,
+        }
+    }
+}
+
+/// Where a value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Lookup {
+    /// In-process cache.
+    Hit,
+    /// Redis (shared second level).
+    L2Hit,
+    /// Loaded from the store by this request.
+    Miss,
+}
+
+impl Lookup {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "HIT",
+            Self::L2Hit => "L2HIT",
+            Self::Miss => "MISS",
+        }
+    }
+}
+
+/// Why a load produced no entry.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The thing does not exist (not cached: a later create must be seen at once).
+    #[error("not found")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What to evict: the one door for cache invalidation.
+#[derive(Debug, Clone)]
+pub enum Eviction {
+    Key(CacheKey),
+    Tag(CacheTag),
+}
+
+pub struct Caches {
+    l1: Vec<moka::future::Cache<String, Arc<Entry>>>,
+    l2: Option<RedisL2>,
+    /// `origin_cache_lookups_total{domain, result}`, registered once (hot path).
+    counters: Vec<metrics::Counter>,
+}
+
+impl Caches {
+    pub fn new(l2: Option<RedisL2>) -> Self {
+        let l1 = Domain::ALL
+            .iter()
+            .map(|domain| {
+                moka::future::Cache::builder()
+                    .max_capacity(domain.capacity())
+                    .time_to_live(domain.ttl())
+                    .support_invalidation_closures()
+                    .build()
+            })
+            .collect();
+        let counters = Domain::ALL
+            .iter()
+            .flat_map(|domain| {
+                [Lookup::Hit, Lookup::L2Hit, Lookup::Miss].map(|lookup| {
+                    metrics::counter!(
+                        "origin_cache_lookups_total",
+                        "domain" => domain.as_str(),
+                        "result" => lookup.as_str()
+                    )
+                })
+            })
+            .collect();
+        Self { l1, l2, counters }
+    }
+
+    pub fn has_l2(&self) -> bool {
+        self.l2.is_some()
+    }
+
+    fn l1(&self, domain: Domain) -> &moka::future::Cache<String, Arc<Entry>> {
+        &self.l1[domain.index()]
+    }
+
+    /// Cache-aside: in-process, then Redis, then `load` (the store). Concurrent callers
+    /// of a cold key wait for one load. Not-found and errors are not cached.
+    pub async fn get_or_load<F, Fut>(
+        &self,
+        key: &CacheKey,
+        load: F,
+    ) -> Result<(Arc<Entry>, Lookup), Arc<LoadError>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Entry, LoadError>>,
+    {
+        let domain = key.domain;
+        // Fast path: a plain read, no entry API and no future built for the load.
+        if let Some(entry) = self.l1(domain).get(key.as_str()).await {
+            self.count(domain, Lookup::Hit);
+            return Ok((entry, Lookup::Hit));
+        }
+        // 0: not loaded by us, 1: from Redis, 2: from the store.
+        let source = AtomicU8::new(0);
+        let init = async {
+            if let Some(l2) = &self.l2
+                && let Some(entry) = l2.get(key.as_str()).await
+            {
+                source.store(1, Ordering::Relaxed);
+                return Ok(Arc::new(entry));
+            }
+            let entry = load().await?;
+            source.store(2, Ordering::Relaxed);
+            if let Some(l2) = &self.l2 {
+                l2.put(key.as_str(), &entry, domain.ttl()).await;
+            }
+            Ok::<_, LoadError>(Arc::new(entry))
+        };
+        let entry = self
+            .l1(domain)
+            .entry(key.as_str().to_owned())
+            .or_try_insert_with(init)
+            .await?;
+        let lookup = match source.load(Ordering::Relaxed) {
+            1 => Lookup::L2Hit,
+            2 => Lookup::Miss,
+            _ => Lookup::Hit,
+        };
+        self.count(domain, lookup);
+        Ok((entry.into_value(), lookup))
+    }
+
+    fn count(&self, domain: Domain, lookup: Lookup) {
+        self.counters[domain.index() * 3 + lookup as usize].increment(1);
+    }
+
+    /// Evicts by key or by tag, in process and in Redis. Redis failures are returned so
+    /// the caller (the invalidation outbox) can retry; local eviction always happens.
+    pub async fn evict(&self, eviction: &Eviction) -> Result<(), String> {
+        match eviction {
+            Eviction::Key(key) => {
+                self.l1(key.domain).invalidate(key.as_str()).await;
+                if let Some(l2) = &self.l2 {
+                    l2.delete(key.as_str()).await?;
+                }
+            }
+            Eviction::Tag(tag) => {
+                for cache in &self.l1 {
+                    let tag = tag.clone();
+                    cache
+                        .invalidate_entries_if(move |_, entry| entry.tags.contains(&tag))
+                        .map_err(|e| e.to_string())?;
+                }
+                if let Some(l2) = &self.l2 {
+                    l2.delete_tag(tag).await?;
+                }
+            }
+        }
+        metrics::counter!("origin_cache_evictions_total").increment(1);
+        Ok(())
+    }
+
+    /// Entries currently held in process for a domain (approximate; for tests/metrics).
+    pub async fn local_len(&self, domain: Domain) -> u64 {
+        let cache = self.l1(domain);
+        cache.run_pending_tasks().await;
+        cache.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn key(n: u32) -> CacheKey {
+        CacheKey::video(crate::domain::VideoId(i64::from(n)))
+    }
+
+    #[tokio::test]
+    async fn a_cold_key_under_concurrency_is_loaded_once() {
+        let caches = Arc::new(Caches::new(None));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..200 {
+            let caches = caches.clone();
+            let loads = loads.clone();
+            tasks.push(tokio::spawn(async move {
+                caches
+                    .get_or_load(&key(1), || async {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok(Entry::json(&"v", vec![CacheTag::Video(1)]))
+                    })
+                    .await
+                    .map(|(e, _)| e.body.clone())
+            }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap(), Bytes::from_static(b"\"v\""));
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn not_found_is_not_cached_and_eviction_by_tag_reloads() {
+        let caches = Caches::new(None);
+        let missing = caches
+            .get_or_load(&key(2), || async { Err(LoadError::NotFound) })
+            .await;
+        assert!(matches!(
+            missing.as_ref().map_err(|e| &**e),
+            Err(LoadError::NotFound)
+        ));
+        let (_, first) = caches
+            .get_or_load(&key(2), || async {
+                Ok(Entry::json(&1, vec![CacheTag::Video(2)]))
+            })
+            .await
+            .unwrap();
+        assert_eq!(first, Lookup::Miss);
+        let (_, second) = caches
+            .get_or_load(&key(2), || async { unreachable!("cached") })
+            .await
+            .unwrap();
+        assert_eq!(second, Lookup::Hit);
+        caches
+            .evict(&Eviction::Tag(CacheTag::Video(2)))
+            .await
+            .unwrap();
+        let (entry, third) = caches
+            .get_or_load(&key(2), || async {
+                Ok(Entry::json(&2, vec![CacheTag::Video(2)]))
+            })
+            .await
+            .unwrap();
+        assert_eq!((third, &entry.body[..]), (Lookup::Miss, &b"2"[..]));
+    }
+
+    #[test]
+    fn etags_are_strong_and_follow_the_body() {
+        let a = Entry::json(&"x", vec![]);
+        let b = Entry::json(&"y", vec![]);
+        assert!(a.etag.starts_with('"') && a.etag.ends_with('"') && a.etag.len() == 34);
+        assert_ne!(a.etag, b.etag);
+        assert_eq!(a.etag, Entry::json(&"x", vec![]).etag);
+    }
+
+    #[test]
+    fn ttls_match_the_platform_strategy() {
+        let secs: Vec<u64> = Domain::ALL.iter().map(|d| d.ttl().as_secs()).collect();
+        assert_eq!(secs, [300, 300, 60, 1800, 600]);
+    }
+}

@@ -1,0 +1,158 @@
+//! `POST /api/sessions` (login), `GET|DELETE /api/sessions/current`. Never cacheable:
+//! every answer says `private, no-store`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use protocol::session::{COOKIE_NAME, MAX_TOKEN_BYTES};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, MAX_BODY_BYTES};
+use crate::AppState;
+use crate::admission::Class;
+use crate::domain::Session;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Login {
+    email: String,
+    password: String,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        },
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+        _ => ApiError::BadRequest {
+            field: "body",
+            message: format!(
+                "the body is not the expected JSON: {}",
+                rejection.body_text()
+            ),
+        },
+    }
+}
+
+/// The session cookie's value, if the request carries one.
+fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE_NAME)
+        .map(|(_, value)| value.trim_matches('"').to_owned())
+        .filter(|v| v.len() <= MAX_TOKEN_BYTES)
+}
+
+fn session_json(session: &Session) -> serde_json::Value {
+    json!({
+        "user": session.user,
+        "segment": protocol::Segment {
+            audience: protocol::Audience::Member(session.user.plan),
+            locale: session.user.locale,
+        }.to_string(),
+        "expires_at": session.expires_at,
+    })
+}
+
+fn private(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    response
+}
+
+fn cookie(value: &str, max_age: u64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{COOKIE_NAME}={value}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={max_age}"
+    ))
+    .ok()
+}
+
+pub(super) async fn login(
+    State(state): State<AppState>,
+    body: Result<Json<Login>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let _guard = state.admission.enter(Class::Session).await?;
+    let Json(login) = body.map_err(json_rejection)?;
+    let email = login.email.trim().to_ascii_lowercase();
+    if email.is_empty() || email.len() > 254 || !email.contains('@') {
+        return Err(ApiError::BadRequest {
+            field: "email",
+            message: String::from("email must be an address of at most 254 characters"),
+        });
+    }
+    if login.password.is_empty() || login.password.len() > 256 {
+        return Err(ApiError::BadRequest {
+            field: "password",
+            message: String::from("password must be 1-256 characters"),
+        });
+    }
+    let (session, token) = state
+        .sessions
+        .login(&*state.store, &email, &login.password, now())
+        .await?;
+    let mut response = (StatusCode::CREATED, Json(session_json(&session))).into_response();
+    if let Some(cookie) = cookie(&token, state.sessions.ttl().as_secs()) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(private(response))
+}
+
+pub(super) async fn current(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let _guard = state.admission.enter(Class::Session).await?;
+    let token = session_token(&headers)
+        .ok_or_else(|| ApiError::Unauthorized(String::from("no session cookie; log in first")))?;
+    let session = state.sessions.current(&*state.store, &token, now()).await?;
+    Ok(private(Json(session_json(&session)).into_response()))
+}
+
+pub(super) async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let _guard = state.admission.enter(Class::Session).await?;
+    let token = session_token(&headers)
+        .ok_or_else(|| ApiError::Unauthorized(String::from("no session cookie; log in first")))?;
+    state.sessions.logout(&*state.store, &token, now()).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Some(cookie) = cookie("", 0) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(private(response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; ce_session=v1.k.p.s; b=2"),
+        );
+        assert_eq!(session_token(&headers).as_deref(), Some("v1.k.p.s"));
+        headers.insert(header::COOKIE, HeaderValue::from_static("ce_sessionx=1"));
+        assert_eq!(session_token(&headers), None);
+    }
+}
