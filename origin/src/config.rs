@@ -71,6 +71,10 @@ pub struct Config {
     #[arg(long, env = "WARM_COURSES", default_value_t = 20)]
     pub warm_courses: u32,
 
+    /// Serve the diagnostic `/test/*` routes (end-to-end tests only; never in production).
+    #[arg(long, env = "ORIGIN_TEST_ROUTES", default_value_t = false)]
+    pub enable_test_routes: bool,
+
     /// Log format: `text` for people, `json` for collectors.
     #[arg(long, env = "ORIGIN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -94,6 +98,7 @@ pub struct Settings {
     pub session_ttl: Duration,
     pub warm_catalog_pages: u32,
     pub warm_courses: u32,
+    pub test_routes: bool,
 }
 
 impl Default for Settings {
@@ -103,6 +108,7 @@ impl Default for Settings {
             session_ttl: Duration::from_secs(7 * 24 * 3600),
             warm_catalog_pages: 3,
             warm_courses: 20,
+            test_routes: false,
         }
     }
 }
@@ -143,6 +149,7 @@ impl Config {
             session_ttl: Duration::from_secs(self.session_ttl_secs),
             warm_catalog_pages: self.warm_catalog_pages,
             warm_courses: self.warm_courses,
+            test_routes: self.enable_test_routes,
         }
     }
 

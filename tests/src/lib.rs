@@ -183,6 +183,7 @@ impl Origin {
     async fn spawn(&mut self) {
         let mut command = std::process::Command::new(origin_bin());
         command
+            .arg("--enable-test-routes")
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--data-dir")
@@ -223,6 +224,8 @@ pub struct EdgeOptions {
     pub vars: BTreeMap<String, String>,
     /// Secrets, passed through an env file (as `wrangler secret put` would bind them).
     pub secrets: BTreeMap<String, String>,
+    /// Objects written into the local R2 bucket before the edge starts: key → bytes.
+    pub objects: BTreeMap<String, Vec<u8>>,
 }
 
 impl EdgeOptions {
@@ -235,6 +238,35 @@ impl EdgeOptions {
         self.secrets.insert(name.to_owned(), value.to_owned());
         self
     }
+
+    pub fn object(mut self, key: &str, bytes: Vec<u8>) -> Self {
+        self.objects.insert(key.to_owned(), bytes);
+        self
+    }
+}
+
+/// Writes `bytes` to `course-media/<key>` in the local R2 state under `persist`.
+fn put_object(root: &Path, persist: &Path, key: &str, bytes: &[u8]) {
+    let file = persist.with_file_name(format!("upload-{}", key.replace('/', "_")));
+    std::fs::write(&file, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", file.display()));
+    let output = std::process::Command::new(root.join("node_modules/.bin/wrangler"))
+        .current_dir(root)
+        .args(["r2", "object", "put"])
+        .arg(format!("course-media/{key}"))
+        .arg("--file")
+        .arg(&file)
+        .arg("--local")
+        .arg("--persist-to")
+        .arg(persist)
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("COURSE_EDGE_WORKER_FRESH", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("running wrangler r2 object put: {e}"));
+    assert!(
+        output.status.success(),
+        "wrangler r2 object put {key} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// A running `wrangler dev` (workerd) with isolated local state.
@@ -266,6 +298,10 @@ impl Edge {
             .collect();
         std::fs::write(&env_file, secrets).unwrap_or_else(|e| panic!("writing secrets: {e}"));
 
+        let persist = state.path().join("wrangler");
+        for (key, bytes) in &options.objects {
+            put_object(&root, &persist, key, bytes);
+        }
         let port = free_port();
         let mut command = std::process::Command::new(wrangler);
         command
@@ -281,7 +317,7 @@ impl Edge {
             .arg("--inspector-port")
             .arg(free_port().to_string())
             .arg("--persist-to")
-            .arg(state.path().join("wrangler"))
+            .arg(&persist)
             .arg("--env-file")
             .arg(&env_file)
             .arg("--var")

@@ -2,6 +2,9 @@
 //! the health route answers through workerd, the demo images are in the local bucket,
 //! and Ctrl-C (SIGINT) leaves no process behind.
 
+// A test crate: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used)]
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

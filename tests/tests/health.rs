@@ -1,6 +1,9 @@
 //! The first route through the whole stack: the edge proxies `/api/health` to the
 //! origin's `/healthz`, and answers the documented 503 when the origin is gone.
 
+// A test crate: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used)]
+
 use course_edge_e2e::{Stack, client};
 use protocol::EdgeCacheStatus;
 use protocol::headers::{EDGE_CACHE, SERVER_TIMING};
@@ -104,8 +107,8 @@ async fn bad_requests_get_json_errors_from_the_edge() {
     let cases = [
         (
             reqwest::Method::GET,
-            "/no/such/route".to_owned(),
-            404,
+            "/static/a%5Cb".to_owned(),
+            400,
             "path",
         ),
         (
@@ -138,6 +141,17 @@ async fn bad_requests_get_json_errors_from_the_edge() {
         assert_eq!(body.error.status, status);
         assert_eq!(body.error.field.as_deref(), Some(field));
     }
+    // Unmatched paths pass through to the origin; its JSON 404 (marked no-store by the
+    // origin) comes back as it is.
+    let missing = http
+        .get(stack.edge.url("/no/such/route"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(header(&missing, EDGE_CACHE), "MISS");
+    let body: protocol::ErrorBody = missing.json().await.unwrap();
+    assert_eq!(body.error.code, "not_found");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

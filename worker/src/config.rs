@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::policy::PolicyTable;
+use crate::policy::table::PolicyError;
+
 /// Names of the wrangler vars this worker reads (see `wrangler.toml`).
 pub mod vars {
     /// Base URL of the origin, e.g. `http://127.0.0.1:8787` (no trailing path).
@@ -13,6 +16,9 @@ pub mod vars {
     pub const ORIGIN_TIMEOUT_MS: &str = "ORIGIN_TIMEOUT_MS";
     /// `Retry-After` seconds on a 503 when the origin is down and nothing is cached.
     pub const RETRY_AFTER_SECS: &str = "RETRY_AFTER_SECS";
+    /// The host cache keys are spelled with (default: the request's host).
+    pub const CANONICAL_HOST: &str = "CANONICAL_HOST";
+    // Per-class cache policy overrides: `POLICY_<CLASS>`, see `policy::table`.
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +27,10 @@ pub struct Config {
     pub origin_url: String,
     pub origin_timeout: Duration,
     pub retry_after_secs: u32,
+    /// Lowercase host for cache keys, when set.
+    pub canonical_host: Option<String>,
+    /// The cache policy in force (defaults plus `POLICY_*` overrides).
+    pub policy: PolicyTable,
 }
 
 impl Config {
@@ -41,10 +51,31 @@ impl Config {
             None => Self::DEFAULT_RETRY_AFTER_SECS,
             Some(raw) => parse_bounded(vars::RETRY_AFTER_SECS, &raw, 1, 3600)? as u32,
         };
+        let canonical_host = match lookup(vars::CANONICAL_HOST) {
+            None => None,
+            Some(host) if host.is_empty() => None,
+            Some(host) => {
+                let valid = host.len() <= 253
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b':');
+                if !valid {
+                    return Err(ConfigError::Invalid {
+                        name: vars::CANONICAL_HOST,
+                        value: host,
+                        why: "must be a host name, optionally with :port",
+                    });
+                }
+                Some(host.to_ascii_lowercase())
+            }
+        };
+        let policy = PolicyTable::from_lookup(&lookup)?;
         Ok(Self {
             origin_url,
             origin_timeout,
             retry_after_secs,
+            canonical_host,
+            policy,
         })
     }
 
@@ -64,6 +95,8 @@ pub enum ConfigError {
         value: String,
         why: &'static str,
     },
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 fn parse_origin_url(raw: &str) -> Result<String, ConfigError> {
@@ -143,6 +176,24 @@ mod tests {
             let err = parse(&pairs).unwrap_err();
             assert!(err.to_string().contains(name), "{name}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn policy_overrides_and_canonical_host_are_read() {
+        let config = parse(&[
+            ("ORIGIN_URL", "http://o"),
+            ("POLICY_SEARCH", "edge=5"),
+            ("CANONICAL_HOST", "Edge.Example.com"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.policy.get(crate::policy::ContentClass::Search).edge,
+            5
+        );
+        assert_eq!(config.canonical_host.as_deref(), Some("edge.example.com"));
+        let err = parse(&[("ORIGIN_URL", "http://o"), ("POLICY_SEARCH", "edge=x")]).unwrap_err();
+        assert!(err.to_string().contains("POLICY_SEARCH"), "{err}");
+        assert!(parse(&[("ORIGIN_URL", "http://o"), ("CANONICAL_HOST", "a b")]).is_err());
     }
 
     #[test]

@@ -36,6 +36,14 @@ pub enum EdgeError {
         after_ms: u64,
         retry_after_secs: u32,
     },
+    #[error("bad object key: {why}")]
+    BadObjectKey { why: &'static str },
+    #[error("no object {key}")]
+    ObjectNotFound { key: String },
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("runtime: {0}")]
+    Runtime(String),
     #[error("configuration: {0}")]
     Config(#[from] ConfigError),
 }
@@ -43,11 +51,14 @@ pub enum EdgeError {
 impl EdgeError {
     pub fn fault(&self) -> Fault {
         match self {
-            Self::NoRoute { .. } | Self::MethodNotAllowed { .. } | Self::UriTooLong { .. } => {
-                Fault::Client
-            }
+            Self::NoRoute { .. }
+            | Self::MethodNotAllowed { .. }
+            | Self::UriTooLong { .. }
+            | Self::BadObjectKey { .. }
+            | Self::ObjectNotFound { .. }
+            | Self::PayloadTooLarge { .. } => Fault::Client,
             Self::OriginUnreachable { .. } | Self::OriginTimeout { .. } => Fault::Upstream,
-            Self::Config(_) => Fault::Internal,
+            Self::Config(_) | Self::Runtime(_) => Fault::Internal,
         }
     }
 
@@ -56,8 +67,11 @@ impl EdgeError {
             Self::NoRoute { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::UriTooLong { .. } => 414,
+            Self::BadObjectKey { .. } => 400,
+            Self::ObjectNotFound { .. } => 404,
+            Self::PayloadTooLarge { .. } => 413,
             Self::OriginUnreachable { .. } | Self::OriginTimeout { .. } => 503,
-            Self::Config(_) => 500,
+            Self::Config(_) | Self::Runtime(_) => 500,
         }
     }
 
@@ -119,10 +133,33 @@ impl EdgeError {
                     "the origin is unavailable and the edge has no copy to serve; retry in {retry_after_secs} s"
                 ),
             ),
+            Self::BadObjectKey { why } => ErrorBody::new(
+                status,
+                codes::BAD_REQUEST,
+                format!("the object path is not allowed: {why}"),
+            )
+            .with_field("path"),
+            Self::ObjectNotFound { .. } => ErrorBody::new(
+                status,
+                codes::NOT_FOUND,
+                "no such file; check the URL (hashed assets change name with every build)",
+            )
+            .with_field("path"),
+            Self::PayloadTooLarge { limit } => ErrorBody::new(
+                status,
+                codes::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than {limit} bytes"),
+            )
+            .with_field("body"),
             Self::Config(_) => ErrorBody::new(
                 status,
                 codes::INTERNAL,
                 "the edge is misconfigured; the operator has been told in the worker log",
+            ),
+            Self::Runtime(_) => ErrorBody::new(
+                status,
+                codes::INTERNAL,
+                "internal edge error; it has been logged",
             ),
         }
     }
@@ -154,6 +191,12 @@ mod tests {
                 after_ms: 100,
                 retry_after_secs: 7,
             },
+            EdgeError::BadObjectKey { why: "x" },
+            EdgeError::ObjectNotFound {
+                key: "static/a".into(),
+            },
+            EdgeError::PayloadTooLarge { limit: 1 },
+            EdgeError::Runtime("js exception at 10.0.0.1".into()),
             EdgeError::Config(ConfigError::Missing("ORIGIN_URL")),
         ]
     }

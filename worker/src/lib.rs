@@ -9,13 +9,17 @@
 //! | module | role |
 //! |---|---|
 //! | [`config`] | wrangler vars and secrets parsed once into [`config::Config`] |
-//! | [`route`] | method + path parsed into a [`route::Route`] |
+//! | [`route`] | method + path parsed into a [`route::Route`] (class, R2 key) |
+//! | [`policy`] | the cache policy table, storage decisions, headers, keys, freshness |
+//! | [`assets`] | R2 object keys, content types, byte ranges |
 //! | [`error`] | [`error::EdgeError`]: every failure, its fault class, status and public message |
 //! | [`timing`] | the `Server-Timing` header value |
 //! | `edge` (wasm32) | `#[event(fetch)]`, proxying, Workers API glue |
 
+pub mod assets;
 pub mod config;
 pub mod error;
+pub mod policy;
 pub mod route;
 pub mod timing;
 

@@ -1,19 +1,27 @@
 //! Routing: a request's method and path parsed once into a [`Route`]. The glue matches
 //! on the enum; nothing downstream looks at the raw path again.
 
+use crate::assets::ObjectKey;
 use crate::error::EdgeError;
+use crate::policy::ContentClass;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// `GET|HEAD /api/health`: proxied to the origin's `/healthz`, never cached.
     Health,
+    /// Proxied to the origin (same path, normalized query) under a cache class.
+    Origin { class: ContentClass },
+    /// Read straight from R2.
+    Object { class: ContentClass, key: ObjectKey },
 }
 
-/// Methods the router distinguishes; anything else is answered 405.
+/// Methods the router distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Get,
     Head,
+    Post,
+    Delete,
     Other,
 }
 
@@ -22,10 +30,18 @@ impl Method {
         match raw {
             "GET" => Self::Get,
             "HEAD" => Self::Head,
+            "POST" => Self::Post,
+            "DELETE" => Self::Delete,
             _ => Self::Other,
         }
     }
+
+    pub fn is_read(self) -> bool {
+        matches!(self, Self::Get | Self::Head)
+    }
 }
+
+const READ_ONLY: &str = "GET, HEAD";
 
 impl Route {
     /// Upper bound on the path we route; longer paths are refused before any work.
@@ -37,24 +53,62 @@ impl Route {
                 limit: Self::MAX_PATH_BYTES,
             });
         }
-        let route = match path {
-            "/api/health" => Self::Health,
-            _ => {
-                return Err(EdgeError::NoRoute {
-                    path: path.to_owned(),
-                });
+        let read_only = |route: Route| {
+            if method.is_read() {
+                Ok(route)
+            } else {
+                Err(EdgeError::MethodNotAllowed { allow: READ_ONLY })
             }
         };
-        match method {
-            Method::Get | Method::Head => Ok(route),
-            Method::Other => Err(EdgeError::MethodNotAllowed { allow: "GET, HEAD" }),
+        let origin = |class| Route::Origin { class };
+        if path == "/api/health" {
+            return read_only(Route::Health);
         }
+        if path == "/api/sessions" || path.starts_with("/api/sessions/") {
+            // Logins and logouts go through; the class keeps them out of every cache.
+            return Ok(origin(ContentClass::Session));
+        }
+        if path == "/api/catalog" || path.starts_with("/api/courses/") {
+            return read_only(origin(ContentClass::Catalog));
+        }
+        if path == "/api/search" {
+            return read_only(origin(ContentClass::Search));
+        }
+        if path.starts_with("/api/videos/") {
+            return read_only(origin(ContentClass::VideoMeta));
+        }
+        if path == "/api/feed" {
+            return read_only(origin(ContentClass::Feed));
+        }
+        if let Some(rest) = path.strip_prefix("/static/") {
+            let key = ObjectKey::parse("static/", rest)?;
+            let class = if key.is_hashed() {
+                ContentClass::HashedStatic
+            } else {
+                ContentClass::Static
+            };
+            return read_only(Route::Object { class, key });
+        }
+        if let Some(rest) = path.strip_prefix("/video/") {
+            let key = ObjectKey::parse("video/", rest)?;
+            let class = match (key.is_playlist(), rest.starts_with("live/")) {
+                (true, true) => ContentClass::PlaylistLive,
+                (true, false) => ContentClass::PlaylistVod,
+                (false, _) => ContentClass::MediaSegment,
+            };
+            return read_only(Route::Object { class, key });
+        }
+        if path == "/" || path.starts_with("/courses/") || path.starts_with("/learn/") {
+            return read_only(origin(ContentClass::Html));
+        }
+        Ok(origin(ContentClass::PassThrough))
     }
 
-    /// The origin path this route is served from.
-    pub fn origin_path(&self) -> &'static str {
+    /// The origin path this route is served from, for routes that rename it.
+    pub fn origin_path(&self) -> Option<&'static str> {
         match self {
-            Self::Health => "/healthz",
+            Self::Health => Some("/healthz"),
+            _ => None,
         }
     }
 }
@@ -62,29 +116,83 @@ impl Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ContentClass::*;
+
+    #[test]
+    fn paths_map_to_their_classes() {
+        let table: [(&str, ContentClass); 13] = [
+            ("/api/catalog", Catalog),
+            ("/api/courses/intro-to-rust", Catalog),
+            ("/api/search", Search),
+            ("/api/videos/3", VideoMeta),
+            ("/api/feed", Feed),
+            ("/api/sessions", Session),
+            ("/api/sessions/current", Session),
+            ("/", Html),
+            ("/courses/intro", Html),
+            ("/robots.txt", PassThrough),
+            ("/api/other", PassThrough),
+            ("/api/catalogue", PassThrough),
+            ("/api/sessionsx", PassThrough),
+        ];
+        for (path, class) in table {
+            assert_eq!(
+                Route::parse(Method::Get, path),
+                Ok(Route::Origin { class }),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn r2_paths_map_to_object_classes() {
+        let class = |path| match Route::parse(Method::Get, path).unwrap() {
+            Route::Object { class, .. } => class,
+            other => panic!("{path}: {other:?}"),
+        };
+        assert_eq!(class("/static/app.3f9a2c1d.js"), HashedStatic);
+        assert_eq!(class("/static/robots.txt"), Static);
+        assert_eq!(class("/video/42/master.m3u8"), PlaylistVod);
+        assert_eq!(class("/video/live/channel/index.m3u8"), PlaylistLive);
+        assert_eq!(class("/video/42/720p/seg-00001.ts"), MediaSegment);
+    }
 
     #[test]
     fn health_is_routed_for_get_and_head() {
         for method in [Method::Get, Method::Head] {
             assert_eq!(Route::parse(method, "/api/health"), Ok(Route::Health));
         }
-        assert_eq!(Route::Health.origin_path(), "/healthz");
+        assert_eq!(Route::Health.origin_path(), Some("/healthz"));
     }
 
     #[test]
-    fn other_methods_are_refused_with_the_allowed_list() {
-        assert_eq!(
-            Route::parse(Method::parse("POST"), "/api/health"),
-            Err(EdgeError::MethodNotAllowed { allow: "GET, HEAD" })
+    fn writes_are_refused_except_where_the_origin_takes_them() {
+        for path in [
+            "/api/health",
+            "/api/catalog",
+            "/static/a.js",
+            "/video/1/a.ts",
+        ] {
+            assert_eq!(
+                Route::parse(Method::parse("POST"), path),
+                Err(EdgeError::MethodNotAllowed { allow: READ_ONLY }),
+                "{path}"
+            );
+        }
+        assert!(Route::parse(Method::Post, "/api/sessions").is_ok());
+        assert!(Route::parse(Method::Delete, "/api/sessions/current").is_ok());
+        assert!(
+            Route::parse(Method::Post, "/some/form").is_ok(),
+            "pass-through"
         );
     }
 
     #[test]
-    fn unknown_and_oversized_paths_are_client_errors() {
+    fn bad_object_keys_and_oversized_paths_are_client_errors() {
         let table = [
-            "/".to_owned(),
-            "/api/healthz".to_owned(),
-            "/api/health/".to_owned(),
+            "/static/../secret".to_owned(),
+            "/static/".to_owned(),
+            "/video/a//b.ts".to_owned(),
             format!("/{}", "a".repeat(Route::MAX_PATH_BYTES)),
         ];
         for path in table {

@@ -6,6 +6,7 @@ mod error;
 mod health;
 pub mod metrics;
 mod sessions;
+mod testing;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -58,6 +59,13 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
+        .merge(if state.settings.test_routes {
+            Router::new()
+                .route("/test/echo", get(testing::echo))
+                .route("/test/seen", get(testing::seen_count))
+        } else {
+            Router::new()
+        })
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));

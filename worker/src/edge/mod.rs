@@ -3,11 +3,13 @@
 //! success or [`EdgeError`] — into a response carrying `x-edge-cache` and
 //! `Server-Timing`. No decision logic lives here; it lives in the pure modules.
 
-mod proxy;
+mod assets;
+mod cache;
+mod origin;
 mod respond;
 
 use protocol::EdgeCacheStatus;
-use worker::{Context, Env, Request, Response, Result, event};
+use worker::{Context, Env, Method as HttpMethod, Request, Response, Result, event};
 
 use crate::config::Config;
 use crate::error::EdgeError;
@@ -26,10 +28,10 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let started = now_ms();
     let mut timing = ServerTiming::new();
-    let outcome = handle(&req, &env, &mut timing).await;
+    let outcome = handle(&req, &env, &ctx, &mut timing).await;
     let served = match outcome {
         Ok(served) => served,
         Err(err) => {
@@ -47,6 +49,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 async fn handle(
     req: &Request,
     env: &Env,
+    ctx: &Context,
     timing: &mut ServerTiming,
 ) -> std::result::Result<Served, EdgeError> {
     let config = Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))?;
@@ -54,8 +57,19 @@ async fn handle(
         path: String::from("(unparsable url)"),
     })?;
     let route = Route::parse(Method::parse(req.method().as_ref()), url.path())?;
-    match route {
-        Route::Health => proxy::health(req, &config, &route, timing).await,
+    match &route {
+        Route::Health => {
+            let path = route.origin_path().unwrap_or("/healthz");
+            let headers = origin::forward_headers(req, origin::Forward::Shared)?;
+            let response =
+                origin::fetch(&config, HttpMethod::Get, path, headers, None, timing).await?;
+            Ok(Served {
+                response,
+                cache: EdgeCacheStatus::Bypass,
+            })
+        }
+        Route::Origin { class } => cache::serve(req, ctx, &config, *class, timing).await,
+        Route::Object { class, key } => assets::serve(req, env, &config, *class, key, timing).await,
     }
 }
 

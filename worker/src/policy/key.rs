@@ -1,0 +1,119 @@
+//! The one spelling of an edge cache key: canonical scheme and host, the path, the
+//! query with tracking parameters dropped and the rest sorted, and — for per-segment
+//! classes — the segment as an order-insensitive variance part. The same normalized
+//! query is what the origin is asked for, so a key always names what it holds.
+
+/// Query parameters that never change a response (marketing attribution).
+const TRACKING: [&str; 7] = [
+    "fbclid", "gclid", "msclkid", "dclid", "gbraid", "wbraid", "mc_eid",
+];
+/// Prefix reserved for the edge's own variance parameters (dropped from client input).
+const RESERVED: &str = "__ce_";
+
+fn is_dropped(name: &str) -> bool {
+    name.starts_with("utm_") || TRACKING.contains(&name) || name.starts_with(RESERVED)
+}
+
+/// The query with tracking parameters dropped and the rest sorted (stable, bytewise);
+/// `None` when nothing is left.
+pub fn normalize_query(query: Option<&str>) -> Option<String> {
+    let mut pairs: Vec<&str> = query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| !is_dropped(p.split_once('=').map_or(*p, |(n, _)| n)))
+        .collect();
+    if pairs.is_empty() {
+        return None;
+    }
+    pairs.sort_unstable();
+    Some(pairs.join("&"))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheKey(String);
+
+impl CacheKey {
+    /// `host` is the canonical host (lowercased here); `segment` is the variance part
+    /// for per-segment classes.
+    pub fn new(host: &str, path: &str, query: Option<&str>, segment: Option<&str>) -> Self {
+        let mut key = format!("https://{}{}", host.to_ascii_lowercase(), path);
+        let query = normalize_query(query);
+        let mut sep = '?';
+        if let Some(query) = &query {
+            key.push(sep);
+            key.push_str(query);
+            sep = '&';
+        }
+        if let Some(segment) = segment {
+            key.push(sep);
+            key.push_str(RESERVED);
+            key.push_str("segment=");
+            key.push_str(segment);
+        }
+        Self(key)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reordered_and_tracked_urls_share_one_key() {
+        let a = CacheKey::new(
+            "Edge.Example",
+            "/api/catalog",
+            Some("locale=en&page=2"),
+            None,
+        );
+        let b = CacheKey::new(
+            "edge.example",
+            "/api/catalog",
+            Some("utm_source=x&page=2&fbclid=1&locale=en&gclid=2&utm_medium=y"),
+            None,
+        );
+        assert_eq!(a, b);
+        assert_eq!(
+            a.as_str(),
+            "https://edge.example/api/catalog?locale=en&page=2"
+        );
+    }
+
+    #[test]
+    fn different_values_and_paths_differ() {
+        let a = CacheKey::new("h", "/api/catalog", Some("page=1"), None);
+        for other in [
+            CacheKey::new("h", "/api/catalog", Some("page=2"), None),
+            CacheKey::new("h", "/api/search", Some("page=1"), None),
+            CacheKey::new("h", "/api/catalog", None, None),
+        ] {
+            assert_ne!(a, other);
+        }
+    }
+
+    #[test]
+    fn segments_vary_the_key_and_cannot_be_forged_through_the_query() {
+        let anon = CacheKey::new("h", "/api/feed", None, Some("anon-en"));
+        let pro = CacheKey::new("h", "/api/feed", None, Some("pro-en"));
+        assert_ne!(anon, pro);
+        assert_eq!(anon.as_str(), "https://h/api/feed?__ce_segment=anon-en");
+        let forged = CacheKey::new(
+            "h",
+            "/api/feed",
+            Some("__ce_segment=pro-en"),
+            Some("anon-en"),
+        );
+        assert_eq!(forged, anon);
+    }
+
+    #[test]
+    fn an_empty_query_is_no_query() {
+        assert_eq!(normalize_query(Some("&&utm_x=1")), None);
+        assert_eq!(normalize_query(Some("b=2&a=1")).as_deref(), Some("a=1&b=2"));
+    }
+}
