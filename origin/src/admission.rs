@@ -106,16 +106,19 @@ pub struct Admission {
     permits: Arc<Semaphore>,
 }
 
-/// Held while a request is served.
-pub struct Guard {
-    in_flight: Arc<AtomicUsize>,
-    _permit: OwnedSemaphorePermit,
+/// One unit of the in-flight count, given back on drop.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
+/// Held while a request is served.
+pub struct Guard {
+    _counted: Counted,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Admission {
@@ -139,7 +142,10 @@ impl Admission {
         if decide(class, self.in_flight(), &self.limits) == Decision::Shed {
             return Err(shed());
         }
+        // Counted from here; the counter is released by whoever holds `counted` when it
+        // drops — including a cancelled request dropped during the queue wait below.
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let counted = Counted(self.in_flight.clone());
         let permit = match (
             class.shed_threshold(&self.limits),
             self.permits.clone().try_acquire_owned(),
@@ -158,13 +164,10 @@ impl Admission {
         };
         match permit {
             Some(permit) => Ok(Guard {
-                in_flight: self.in_flight.clone(),
+                _counted: counted,
                 _permit: permit,
             }),
-            None => {
-                self.in_flight.fetch_sub(1, Ordering::AcqRel);
-                Err(shed())
-            }
+            None => Err(shed()),
         }
     }
 }
@@ -222,6 +225,26 @@ mod tests {
         assert!(admission.enter(Class::Feed).await.is_err());
         held.pop();
         assert!(admission.enter(Class::Video).await.is_ok());
+        drop(held);
+        assert_eq!(admission.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_cancelled_while_queued_gives_its_count_back() {
+        let admission = Admission::new(Limits {
+            queue_timeout: Duration::from_secs(10),
+            ..limits()
+        });
+        let held: Vec<_> =
+            futures_util::future::join_all((0..6).map(|_| admission.enter(Class::Video)))
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+        let queued = admission.enter(Class::Course);
+        // Dropped mid-wait, as hyper drops a handler when the client goes away.
+        let _ = tokio::time::timeout(Duration::from_millis(20), queued).await;
+        assert_eq!(admission.in_flight(), 6);
         drop(held);
         assert_eq!(admission.in_flight(), 0);
     }

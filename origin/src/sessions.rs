@@ -5,8 +5,9 @@
 //!   then sign claims into the cookie (format in `protocol::session`).
 //! * read: verify the cookie's signature and expiry first (no I/O for forgeries), then
 //!   cache, then store; a store miss is a 401.
-//! * logout: evict, delete the row, evict again (a concurrent read between the first
-//!   eviction and the delete may have re-cached it).
+//! * logout: a `Revoked` marker replaces the cached session for the rest of its
+//!   lifetime, then the row is deleted; reads only fill empty cache slots, so a read
+//!   racing the logout cannot put the session back.
 //!
 //! With Redis configured the session cache is Redis, shared by every origin instance,
 //! so a logout on one instance is seen by all; without it the cache is in process
@@ -61,8 +62,16 @@ fn new_session_id() -> Result<String, SessionError> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// A cached session, or the marker a logout leaves for the rest of the session's
+/// lifetime so that a read racing the logout cannot put the session back.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+enum Cached {
+    Live(Session),
+    Revoked,
+}
+
 enum SessionCache {
-    Local(moka::future::Cache<String, Arc<Session>>),
+    Local(moka::future::Cache<String, Arc<Cached>>),
     Redis(RedisL2),
 }
 
@@ -70,7 +79,12 @@ pub struct Sessions {
     keys: SessionKeys,
     ttl: Duration,
     cache: SessionCache,
+    /// Password checks at once: each takes ~19 MiB and milliseconds of CPU (argon2id).
+    hashing: tokio::sync::Semaphore,
 }
+
+/// Concurrent argon2 checks allowed; more logins wait their turn.
+const MAX_CONCURRENT_HASHES: usize = 4;
 
 impl Sessions {
     pub fn new(keys: SessionKeys, ttl: Duration, redis: Option<RedisL2>) -> Self {
@@ -83,34 +97,48 @@ impl Sessions {
                     .build(),
             ),
         };
-        Self { keys, ttl, cache }
+        Self {
+            keys,
+            ttl,
+            cache,
+            hashing: tokio::sync::Semaphore::new(MAX_CONCURRENT_HASHES),
+        }
     }
 
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
 
-    async fn cache_put(&self, session: &Session, now: i64) -> Result<(), SessionError> {
+    /// Writes `entry` for `id`. `overwrite: false` only fills an empty slot, so a read
+    /// can never replace a logout's `Revoked` marker (nor anything newer).
+    async fn cache_write(
+        &self,
+        id: &str,
+        entry: Cached,
+        ttl: Duration,
+        overwrite: bool,
+    ) -> Result<(), SessionError> {
         match &self.cache {
             SessionCache::Local(cache) => {
-                cache
-                    .insert(session.id.clone(), Arc::new(session.clone()))
-                    .await;
+                let entry = Arc::new(entry);
+                if overwrite {
+                    cache.insert(id.to_owned(), entry).await;
+                } else {
+                    cache.entry(id.to_owned()).or_insert(entry).await;
+                }
                 Ok(())
             }
             SessionCache::Redis(redis) => {
-                let left =
-                    Duration::from_secs(u64::try_from(session.expires_at - now).unwrap_or(1));
-                let json = serde_json::to_vec(session).unwrap_or_default();
+                let json = serde_json::to_vec(&entry).unwrap_or_default();
                 redis
-                    .session_put(&session.id, json, left)
+                    .session_put(id, json, ttl, overwrite)
                     .await
                     .map_err(SessionError::Internal)
             }
         }
     }
 
-    async fn cache_get(&self, id: &str) -> Option<Session> {
+    async fn cache_get(&self, id: &str) -> Option<Cached> {
         match &self.cache {
             SessionCache::Local(cache) => cache.get(id).await.map(|s| (*s).clone()),
             SessionCache::Redis(redis) => match redis.session_get(id).await {
@@ -124,17 +152,8 @@ impl Sessions {
         }
     }
 
-    async fn cache_evict(&self, id: &str) -> Result<(), SessionError> {
-        match &self.cache {
-            SessionCache::Local(cache) => {
-                cache.invalidate(id).await;
-                Ok(())
-            }
-            SessionCache::Redis(redis) => redis
-                .session_delete(id)
-                .await
-                .map_err(SessionError::Internal),
-        }
+    fn remaining(expires_at: i64, now: i64) -> Duration {
+        Duration::from_secs(u64::try_from(expires_at - now).unwrap_or(0).max(1))
     }
 
     /// Checks the password, creates the session in store and cache, returns it with the
@@ -153,7 +172,16 @@ impl Sessions {
             Some(c) => (Some(c.user), c.password_hash),
             None => (None, dummy_hash().to_owned()),
         };
-        let ok = verify_password(password, &hash);
+        // Argon2 is deliberately slow CPU work: off the async workers, a few at a time.
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|e| SessionError::Internal(e.to_string()))?;
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .map_err(|e| SessionError::Internal(e.to_string()))?;
         let user = match (user, ok) {
             (Some(user), true) => user,
             _ => return Err(SessionError::BadCredentials),
@@ -168,7 +196,11 @@ impl Sessions {
         store
             .insert_session(&session.id, session.user.id, now, expires_at)
             .await?;
-        if let Err(e) = self.cache_put(&session, now).await {
+        let ttl = Self::remaining(expires_at, now);
+        if let Err(e) = self
+            .cache_write(&session.id, Cached::Live(session.clone()), ttl, false)
+            .await
+        {
             // The store has it; a cache miss later reads it from there.
             tracing::warn!(error = %e, "session cache write failed");
         }
@@ -187,15 +219,19 @@ impl Sessions {
             .keys
             .verify(token, now)
             .map_err(|e| SessionError::Unauthenticated(e.as_str()))?;
-        if let Some(session) = self.cache_get(&claims.sid).await {
-            if session.expires_at > now {
-                return Ok(session);
-            }
-            return Err(SessionError::Unauthenticated("expired"));
+        match self.cache_get(&claims.sid).await {
+            Some(Cached::Live(session)) if session.expires_at > now => return Ok(session),
+            Some(Cached::Live(_)) => return Err(SessionError::Unauthenticated("expired")),
+            Some(Cached::Revoked) => return Err(SessionError::Unauthenticated("revoked")),
+            None => {}
         }
         match store.session(&claims.sid).await? {
             Some(session) if session.expires_at > now => {
-                if let Err(e) = self.cache_put(&session, now).await {
+                let ttl = Self::remaining(session.expires_at, now);
+                if let Err(e) = self
+                    .cache_write(&session.id, Cached::Live(session.clone()), ttl, false)
+                    .await
+                {
                     tracing::warn!(error = %e, "session cache write failed");
                 }
                 Ok(session)
@@ -216,9 +252,12 @@ impl Sessions {
             .keys
             .verify(token, now)
             .map_err(|e| SessionError::Unauthenticated(e.as_str()))?;
-        self.cache_evict(&claims.sid).await?;
+        // The marker goes first and outlives the session, so no read that started
+        // before the delete can re-cache it; then the row goes.
+        let ttl = Self::remaining(claims.exp, now);
+        self.cache_write(&claims.sid, Cached::Revoked, ttl, true)
+            .await?;
         store.delete_session(&claims.sid).await?;
-        self.cache_evict(&claims.sid).await?;
         Ok(())
     }
 }
@@ -255,6 +294,46 @@ fn dummy_hash() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_read_racing_a_logout_cannot_put_the_session_back() {
+        let keys = SessionKeys::parse(&SessionKeys::spec_for("k", &[3; 32])).unwrap();
+        let sessions = Sessions::new(keys, Duration::from_secs(60), None);
+        let session = Session {
+            id: "s1".into(),
+            user: User {
+                id: 1,
+                display_name: "A".into(),
+                plan: protocol::Plan::Free,
+                locale: protocol::Locale::parse("en").unwrap(),
+            },
+            created_at: 0,
+            expires_at: 100,
+        };
+        let ttl = Duration::from_secs(60);
+        sessions
+            .cache_write("s1", Cached::Revoked, ttl, true)
+            .await
+            .unwrap();
+        // A read that loaded the row before the delete now tries to cache it.
+        sessions
+            .cache_write("s1", Cached::Live(session.clone()), ttl, false)
+            .await
+            .unwrap();
+        assert!(matches!(
+            sessions.cache_get("s1").await,
+            Some(Cached::Revoked)
+        ));
+        // An empty slot is filled.
+        sessions
+            .cache_write("s2", Cached::Live(session), ttl, false)
+            .await
+            .unwrap();
+        assert!(matches!(
+            sessions.cache_get("s2").await,
+            Some(Cached::Live(_))
+        ));
+    }
 
     #[test]
     fn passwords_hash_and_verify() {

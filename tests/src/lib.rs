@@ -352,7 +352,12 @@ impl Edge {
     }
 }
 
-/// An origin and an edge in front of it.
+/// The session keys every test stack shares between origin and edge (a test secret,
+/// 32 bytes of 0x2a, base64url).
+pub const TEST_SESSION_KEYS: &str = "test:KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio";
+
+/// An origin and an edge in front of it, sharing session keys. The edge lets the
+/// origin's `/test/*` diagnostics through (they are internal by default).
 pub struct Stack {
     pub origin: Origin,
     pub edge: Edge,
@@ -364,7 +369,21 @@ impl Stack {
     }
 
     pub async fn start_with(options: EdgeOptions) -> Self {
-        let origin = Origin::start().await;
+        let mut env = BTreeMap::new();
+        env.insert(
+            String::from("SESSION_KEYS"),
+            String::from(TEST_SESSION_KEYS),
+        );
+        let origin = Origin::start_with_env(env).await;
+        let mut options = options;
+        options
+            .secrets
+            .entry(String::from("SESSION_KEYS"))
+            .or_insert_with(|| String::from(TEST_SESSION_KEYS));
+        options
+            .vars
+            .entry(String::from("INTERNAL_PATHS"))
+            .or_insert_with(|| String::from("/metrics,/healthz,/readyz"));
         let edge = Edge::start(&origin.url(), options).await;
         Self { origin, edge }
     }

@@ -234,24 +234,90 @@ async fn sessions_and_credentials_bypass_the_cache() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_feed_is_cached_per_segment() {
+async fn the_feed_is_cached_per_segment_from_the_verified_cookie() {
     let stack = Stack::start().await;
-    let feed = |segment: &'static str| {
-        client()
-            .get(stack.edge.url("/api/feed"))
-            .header(SEGMENT, segment)
-            .send()
+    let feed = |cookie: Option<String>, spoof: Option<&'static str>| {
+        let mut request = client().get(stack.edge.url("/api/feed"));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        if let Some(segment) = spoof {
+            request = request.header(SEGMENT, segment);
+        }
+        request.send()
     };
-    let anon = feed("anon-en").await.unwrap();
-    assert_eq!(status_of(&anon), "MISS");
+    let anon = feed(None, None).await.unwrap();
+    assert_eq!(status_of(&anon), "MISS", "{}", stack.edge.log());
     assert_eq!(header(&anon, "cache-control"), "private, no-cache");
-    let anon_body: serde_json::Value = anon.json().await.unwrap();
-    assert_eq!(anon_body["segment"], "anon-en");
-    let pro = feed("pro-de").await.unwrap();
+    let body: serde_json::Value = anon.json().await.unwrap();
+    assert_eq!(body["segment"], "anon-en");
+
+    // A client cannot pick its segment: the header is ignored.
+    let spoofed = feed(None, Some("pro-en")).await.unwrap();
+    assert_eq!(status_of(&spoofed), "HIT");
+    let body: serde_json::Value = spoofed.json().await.unwrap();
+    assert_eq!(body["segment"], "anon-en");
+
+    // A signed-in pro member gets the pro entry, keyed by segment, shared by members.
+    let login = client()
+        .post(stack.edge.url("/api/sessions"))
+        .json(&serde_json::json!({"email":"ada@example.com","password":"demo-password-ada"}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = header(&login, "set-cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let pro = feed(Some(cookie.clone()), None).await.unwrap();
     assert_eq!(status_of(&pro), "MISS", "another segment is another entry");
-    let pro_body: serde_json::Value = pro.json().await.unwrap();
-    assert_eq!(pro_body["segment"], "pro-de");
-    assert_eq!(status_of(&feed("anon-en").await.unwrap()), "HIT");
+    let body: serde_json::Value = pro.json().await.unwrap();
+    assert_eq!(body["segment"], "pro-en");
+    assert_eq!(status_of(&feed(Some(cookie), None).await.unwrap()), "HIT");
+
+    // A forged cookie is anonymous.
+    let forged = feed(Some(String::from("ce_session=v1.test.e30.AAAA")), None)
+        .await
+        .unwrap();
+    let body: serde_json::Value = forged.json().await.unwrap();
+    assert_eq!(body["segment"], "anon-en");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_origins_internal_endpoints_are_not_reachable_through_the_edge() {
+    let options = EdgeOptions::default().var("INTERNAL_PATHS", "/metrics,/healthz,/readyz,/test/");
+    let stack = Stack::start_with(options).await;
+    for path in ["/metrics", "/readyz", "/healthz", "/test/echo?id=x"] {
+        let response = get(&stack.edge.url(path)).await;
+        assert_eq!(response.status(), 404, "{path}");
+        let body: protocol::ErrorBody = response.json().await.unwrap();
+        assert_eq!(body.error.code, "not_found");
+    }
+    // The edge's own health route still answers.
+    assert_eq!(get(&stack.edge.url("/api/health")).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pass_through_never_shares_a_cookie_or_vary_dependent_answer() {
+    let stack = Stack::start().await;
+    let path = "/test/echo?id=vary&cc=public%2C+max-age%3D60&vary=Cookie";
+    for round in 1..=2 {
+        let response = get(&stack.edge.url(path)).await;
+        assert_eq!(header(&response, "x-edge-no-store"), "vary");
+        assert_eq!(n_of(response).await, round);
+    }
+    let with_cookie = "/test/echo?id=reqcookie&cc=max-age%3D60";
+    for round in 1..=2 {
+        let response = client()
+            .get(stack.edge.url(with_cookie))
+            .header("cookie", "user=1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(header(&response, "x-edge-no-store"), "request-cookie");
+        assert_eq!(n_of(response).await, round);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,13 +19,12 @@ impl ObjectKey {
         if rest.len() > Self::MAX_BYTES {
             return Err(bad("key longer than 1024 bytes"));
         }
+        // URL paths arrive percent-encoded (spaces, non-ASCII names); keys are stored
+        // decoded. Decoding happens once, and every check below runs on the result, so
+        // `%2e%2e` or `%2F..%2F` cannot smuggle a traversal past them.
+        let rest = &percent_decode(rest).ok_or_else(|| bad("bad percent-encoding"))?;
         if rest.chars().any(|c| c.is_control() || c == '\\') {
             return Err(bad("control characters or backslashes"));
-        }
-        if rest.contains('%') {
-            // The URL layer already decoded what it will; a second decoding is how
-            // traversal sneaks in (`%2e%2e`). Keys here are plain.
-            return Err(bad("percent-encoded characters"));
         }
         if rest
             .split('/')
@@ -88,6 +87,24 @@ impl ObjectKey {
             _ => "application/octet-stream",
         }
     }
+}
+
+/// Percent-decodes a URL path once; `None` on bad escapes or invalid UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// A single `Range: bytes=…` request, as asked.

@@ -18,10 +18,15 @@ pub mod vars {
     pub const RETRY_AFTER_SECS: &str = "RETRY_AFTER_SECS";
     /// The host cache keys are spelled with (default: the request's host).
     pub const CANONICAL_HOST: &str = "CANONICAL_HOST";
+    /// Comma-separated origin paths the edge never passes through (a trailing `/` makes
+    /// a prefix). Default: the origin's operational endpoints and test routes.
+    pub const INTERNAL_PATHS: &str = "INTERNAL_PATHS";
+    /// Secret: the origin's session keys (`kid:base64url,…`), to verify session cookies.
+    pub const SESSION_KEYS: &str = "SESSION_KEYS";
     // Per-class cache policy overrides: `POLICY_<CLASS>`, see `policy::table`.
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Origin base URL without a trailing slash.
     pub origin_url: String,
@@ -31,11 +36,27 @@ pub struct Config {
     pub canonical_host: Option<String>,
     /// The cache policy in force (defaults plus `POLICY_*` overrides).
     pub policy: PolicyTable,
+    /// Origin paths never reachable through the edge.
+    pub internal_paths: Vec<String>,
+    /// Keys to verify session cookies with; without them every viewer is anonymous.
+    pub session_keys: Option<std::sync::Arc<protocol::SessionKeys>>,
 }
 
 impl Config {
     pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_secs(10);
     pub const DEFAULT_RETRY_AFTER_SECS: u32 = 5;
+    pub const DEFAULT_INTERNAL_PATHS: &'static str = "/metrics,/healthz,/readyz,/test/";
+
+    /// Whether `path` is an origin-internal path the edge refuses to pass through.
+    pub fn is_internal(&self, path: &str) -> bool {
+        self.internal_paths.iter().any(|p| {
+            if p.ends_with('/') {
+                path.starts_with(p.as_str()) || path == p.trim_end_matches('/')
+            } else {
+                path == p || path.starts_with(&format!("{p}/"))
+            }
+        })
+    }
 
     /// Reads every setting through `lookup` (a var name to its value) and validates it.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -70,12 +91,30 @@ impl Config {
             }
         };
         let policy = PolicyTable::from_lookup(&lookup)?;
+        let internal_paths = lookup(vars::INTERNAL_PATHS)
+            .unwrap_or_else(|| String::from(Self::DEFAULT_INTERNAL_PATHS))
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let session_keys = match lookup(vars::SESSION_KEYS) {
+            None => None,
+            Some(spec) if spec.is_empty() => None,
+            Some(spec) => Some(std::sync::Arc::new(
+                protocol::SessionKeys::parse(&spec)
+                    // The error names the key id at most, never the secret.
+                    .map_err(|e| ConfigError::SessionKeys(e.to_string()))?,
+            )),
+        };
         Ok(Self {
             origin_url,
             origin_timeout,
             retry_after_secs,
             canonical_host,
             policy,
+            internal_paths,
+            session_keys,
         })
     }
 
@@ -97,6 +136,8 @@ pub enum ConfigError {
     },
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error("secret SESSION_KEYS is invalid: {0}; set it with `wrangler secret put SESSION_KEYS`")]
+    SessionKeys(String),
 }
 
 fn parse_origin_url(raw: &str) -> Result<String, ConfigError> {
@@ -194,6 +235,39 @@ mod tests {
         let err = parse(&[("ORIGIN_URL", "http://o"), ("POLICY_SEARCH", "edge=x")]).unwrap_err();
         assert!(err.to_string().contains("POLICY_SEARCH"), "{err}");
         assert!(parse(&[("ORIGIN_URL", "http://o"), ("CANONICAL_HOST", "a b")]).is_err());
+    }
+
+    #[test]
+    fn internal_paths_are_refused_by_default_and_configurable() {
+        let config = parse(&[("ORIGIN_URL", "http://o")]).unwrap();
+        for path in [
+            "/metrics",
+            "/healthz",
+            "/readyz",
+            "/test/echo",
+            "/test",
+            "/metrics/x",
+        ] {
+            assert!(config.is_internal(path), "{path}");
+        }
+        for path in ["/metricsx", "/api/catalog", "/testing", "/"] {
+            assert!(!config.is_internal(path), "{path}");
+        }
+        let open = parse(&[("ORIGIN_URL", "http://o"), ("INTERNAL_PATHS", "/metrics")]).unwrap();
+        assert!(!open.is_internal("/test/echo"));
+    }
+
+    #[test]
+    fn session_keys_are_validated_without_echoing_them() {
+        let err = parse(&[("ORIGIN_URL", "http://o"), ("SESSION_KEYS", "k1:c2hvcnQ")]).unwrap_err();
+        assert!(err.to_string().contains("SESSION_KEYS") && !err.to_string().contains("c2hvcnQ"));
+        let spec = protocol::SessionKeys::spec_for("k1", &[1; 32]);
+        assert!(
+            parse(&[("ORIGIN_URL", "http://o"), ("SESSION_KEYS", &spec)])
+                .unwrap()
+                .session_keys
+                .is_some()
+        );
     }
 
     #[test]

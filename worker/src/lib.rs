@@ -12,6 +12,8 @@
 //! | [`route`] | method + path parsed into a [`route::Route`] (class, R2 key) |
 //! | [`policy`] | the cache policy table, storage decisions, headers, keys, freshness |
 //! | [`assets`] | R2 object keys, content types, byte ranges |
+//! | [`image`] | image URL options, fit geometry, format negotiation |
+//! | [`segment`] | the viewer's segment from the verified session cookie |
 //! | [`error`] | [`error::EdgeError`]: every failure, its fault class, status and public message |
 //! | [`timing`] | the `Server-Timing` header value |
 //! | `edge` (wasm32) | `#[event(fetch)]`, proxying, Workers API glue |
@@ -19,8 +21,10 @@
 pub mod assets;
 pub mod config;
 pub mod error;
+pub mod image;
 pub mod policy;
 pub mod route;
+pub mod segment;
 pub mod timing;
 
 #[cfg(target_arch = "wasm32")]

@@ -148,17 +148,29 @@ impl RedisL2 {
         Ok(members.len())
     }
 
-    /// Session write-through: the serialized session under `<prefix>:s:<id>`.
-    pub async fn session_put(&self, id: &str, value: Vec<u8>, ttl: Duration) -> Result<(), String> {
+    /// Session write-through: the serialized entry under `<prefix>:s:<id>`. Without
+    /// `overwrite` it is `SET … NX`: only an empty slot is filled.
+    pub async fn session_put(
+        &self,
+        id: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+        overwrite: bool,
+    ) -> Result<(), String> {
         let mut conn = self.conn.clone();
-        let key = self.session_key(id);
-        tokio::time::timeout(
-            DEADLINE,
-            conn.set_ex::<_, _, ()>(key, value, ttl.as_secs().max(1)),
-        )
-        .await
-        .map_err(|_| String::from("timed out"))?
-        .map_err(|e| e.to_string())
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.session_key(id))
+            .arg(value)
+            .arg("EX")
+            .arg(ttl.as_secs().max(1));
+        if !overwrite {
+            cmd.arg("NX");
+        }
+        tokio::time::timeout(DEADLINE, cmd.query_async::<Option<String>>(&mut conn))
+            .await
+            .map_err(|_| String::from("timed out"))?
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     pub async fn session_get(&self, id: &str) -> Result<Option<Vec<u8>>, String> {
@@ -167,14 +179,6 @@ impl RedisL2 {
             .await
             .map_err(|_| String::from("timed out"))?
             .map_err(|e: redis::RedisError| e.to_string())
-    }
-
-    pub async fn session_delete(&self, id: &str) -> Result<(), String> {
-        let mut conn = self.conn.clone();
-        tokio::time::timeout(DEADLINE, conn.del::<_, ()>(self.session_key(id)))
-            .await
-            .map_err(|_| String::from("timed out"))?
-            .map_err(|e| e.to_string())
     }
 }
 

@@ -4,7 +4,7 @@
 //! fallback. These responses come from R2, not the Cache API: `x-edge-cache: MISS`.
 
 use protocol::EdgeCacheStatus;
-use worker::{Env, Headers, Range, Request, Response};
+use worker::{Conditional, Env, Headers, Range, Request, Response};
 
 use super::origin::runtime;
 use super::{Served, now_ms};
@@ -74,6 +74,9 @@ pub(super) async fn serve(
     let method = Method::parse(req.method().as_ref());
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let range = header("range").and_then(|r| ByteRange::parse(&r));
+    // `If-Range` (RFC 9110 §13.1.5): a range only applies to the version the client
+    // already has; otherwise the whole current object is sent.
+    let if_range = header("if-range");
     let missing = || EdgeError::ObjectNotFound {
         key: key.as_str().to_owned(),
     };
@@ -117,6 +120,7 @@ pub(super) async fn serve(
         ));
     }
 
+    let range = range.filter(|_| if_range.as_deref().is_none_or(|v| v == meta.etag));
     if let Some(range) = range {
         return match range.resolve(meta.size) {
             Resolved::Unsatisfiable => {
@@ -156,11 +160,17 @@ pub(super) async fn serve(
                     ));
                 }
                 let started = now_ms();
+                // Conditional on the version measured above, so the bytes and the
+                // Content-Range always describe the same object.
                 let object = bucket
                     .get(key.as_str())
                     .range(Range::OffsetWithLength {
                         offset: start,
                         length,
+                    })
+                    .only_if(Conditional {
+                        etag_matches: Some(meta.etag.trim_matches('"').to_owned()),
+                        ..Conditional::default()
                     })
                     .execute()
                     .await

@@ -14,7 +14,7 @@
 //! Writes, `Authorization` and never-shared classes skip all of it → `BYPASS`.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use protocol::EdgeCacheStatus;
 use protocol::headers::SEGMENT;
@@ -56,8 +56,9 @@ const DROPPED: [&str; 9] = [
 ];
 
 thread_local! {
-    /// Keys being refreshed in the background by this isolate.
-    static REFRESHING: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+    /// Keys being refreshed in the background by this isolate, with when each claim
+    /// was made (a claim older than the refresh could take is treated as abandoned).
+    static REFRESHING: RefCell<HashMap<String, f64>> = RefCell::new(HashMap::new());
 }
 
 /// A stored entry, read back from the Cache API.
@@ -107,6 +108,33 @@ impl Stored {
         })
     }
 
+    /// Applies a 304 (RFC 9111 §4.3.4): the stored headers are updated from it, and a
+    /// pass-through entry takes the lifetimes the origin now gives.
+    fn revalidated(&mut self, plan: &Plan, not_modified: &Response, now: f64) {
+        const UPDATED: [&str; 5] = ["etag", "last-modified", "expires", "date", "cache-tag"];
+        for name in UPDATED {
+            if let Ok(Some(value)) = not_modified.headers().get(name) {
+                self.headers.retain(|(n, _)| n != name);
+                self.headers.push((name.to_owned(), value));
+            }
+        }
+        let directives = directives_of(not_modified);
+        if let Some(cc) = &directives.raw_cache_control {
+            self.headers.retain(|(n, _)| n != ORIGIN_CC);
+            self.headers.push((ORIGIN_CC.to_owned(), cc.clone()));
+            if let Storage::Store(lifetimes) = storage(
+                plan.class,
+                plan.policy,
+                200,
+                &directives,
+                plan.request_cookie,
+            ) {
+                self.lifetimes = lifetimes;
+            }
+        }
+        self.stored_at_ms = now;
+    }
+
     /// The Cache API form: our metadata, and a `max-age` covering the stale windows.
     fn to_cache_response(&self) -> Result<Response, EdgeError> {
         let headers = Headers::new();
@@ -142,17 +170,22 @@ struct Plan {
     path_and_query: String,
     segment: Option<String>,
     head: bool,
+    /// The origin sees the client's cookies (pass-through classes).
+    request_cookie: bool,
 }
 
-fn segment_of(req: &Request) -> String {
-    // Until verified session cookies supply it, the segment is what the request
-    // carries, validated; anything else is the anonymous default.
-    req.headers()
-        .get(SEGMENT)
-        .ok()
-        .flatten()
-        .and_then(|s| protocol::Segment::parse(&s))
-        .map_or_else(|| String::from("anon-en"), |s| s.to_string())
+/// The viewer's segment from the verified session cookie; the client's own
+/// `x-course-segment` is never trusted (and never forwarded).
+fn segment_of(req: &Request, config: &Config) -> String {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let now_secs = (Date::now().as_millis() / 1000) as i64;
+    crate::segment::segment_for(
+        header("cookie").as_deref(),
+        header("accept-language").as_deref(),
+        config.session_keys.as_deref(),
+        now_secs,
+    )
+    .to_string()
 }
 
 fn origin_headers(req: &Request, plan: &Plan) -> Result<Headers, EdgeError> {
@@ -161,11 +194,26 @@ fn origin_headers(req: &Request, plan: &Plan) -> Result<Headers, EdgeError> {
         _ => Forward::All,
     };
     let headers = origin::forward_headers(req, forward)?;
+    // The client's own validators and ranges must not shape what the edge stores: a
+    // 304 or 206 answered to them would be taken for the edge's own revalidation.
+    for name in CLIENT_ONLY {
+        headers.delete(name).map_err(runtime)?;
+    }
     if let Some(segment) = &plan.segment {
         headers.set(SEGMENT, segment).map_err(runtime)?;
     }
     Ok(headers)
 }
+
+/// Request headers that concern the client's copy, not the representation.
+const CLIENT_ONLY: [&str; 6] = [
+    "if-none-match",
+    "if-modified-since",
+    "if-match",
+    "if-unmodified-since",
+    "range",
+    "if-range",
+];
 
 fn directives_of(response: &Response) -> OriginDirectives {
     let h = response.headers();
@@ -201,7 +249,7 @@ pub(super) async fn serve(
     let path_and_query = query
         .as_ref()
         .map_or_else(|| path.clone(), |q| format!("{path}?{q}"));
-    let segment = (policy.audience == Audience::PerSegment).then(|| segment_of(req));
+    let segment = (policy.audience == Audience::PerSegment).then(|| segment_of(req, config));
     let host = config.canonical_host.clone().unwrap_or_else(|| {
         let host = url.host_str().unwrap_or("edge");
         url.port()
@@ -214,6 +262,8 @@ pub(super) async fn serve(
         path_and_query,
         segment,
         head: method == Method::Head,
+        request_cookie: matches!(policy.audience, Audience::Origin)
+            && req.headers().has("cookie").unwrap_or(false),
     };
 
     let bypass = if !method.is_read() {
@@ -271,7 +321,7 @@ pub(super) async fn serve(
             let Some(mut stored) = stored else {
                 unreachable!("checked above")
             };
-            stored.stored_at_ms = now;
+            stored.revalidated(&plan, &response, now);
             put(&cache, &plan.key, &stored).await;
             respond_stored(req, &plan, &stored, 0.0, EdgeCacheStatus::Revalidated)
         }
@@ -331,7 +381,13 @@ async fn respond_fresh(
 ) -> Result<Served, EdgeError> {
     let status = response.status_code();
     let directives = directives_of(&response);
-    let mut decision = storage(plan.class, plan.policy, status, &directives);
+    let mut decision = storage(
+        plan.class,
+        plan.policy,
+        status,
+        &directives,
+        plan.request_cookie,
+    );
     let too_big = response
         .headers()
         .get("content-length")
@@ -369,12 +425,16 @@ async fn respond_fresh(
         return Ok(served);
     }
     if too_big && matches!(decision, Storage::Store(_)) {
-        // Streamed through rather than buffered; a later version may tee it.
-        decision = Storage::NoStore(NoStoreReason::Status);
+        // No Content-Length, or too large to buffer: streamed through, not stored.
+        decision = Storage::NoStore(NoStoreReason::Size);
     }
     let out = Headers::new();
     for (name, value) in &headers {
         out.append(name, value).map_err(runtime)?;
+    }
+    // Not stored, so the origin's cookies reach their one viewer.
+    for cookie in response.headers().get_all("set-cookie").unwrap_or_default() {
+        out.append("set-cookie", &cookie).map_err(runtime)?;
     }
     apply_browser_headers(&out, plan, status, &directives, None)?;
     if let Storage::NoStore(reason) = decision {
@@ -556,12 +616,23 @@ fn spawn_refresh(
     stored: &Stored,
 ) -> Result<(), EdgeError> {
     let key = plan.key.as_str().to_owned();
-    let claimed = REFRESHING.with(|set| set.borrow_mut().insert(key.clone()));
+    let headers = origin_headers(req, plan)?;
+    add_validators(&headers, stored)?;
+    let now = Date::now().as_millis() as f64;
+    let abandoned_after = config.origin_timeout.as_millis() as f64 * 2.0 + 5_000.0;
+    let claimed = REFRESHING.with(|claims| {
+        let mut claims = claims.borrow_mut();
+        match claims.get(&key) {
+            Some(at) if now - at < abandoned_after => false,
+            _ => {
+                claims.insert(key.clone(), now);
+                true
+            }
+        }
+    });
     if !claimed {
         return Ok(());
     }
-    let headers = origin_headers(req, plan)?;
-    add_validators(&headers, stored)?;
     let config = config.clone();
     let plan = Plan {
         class: plan.class,
@@ -570,6 +641,7 @@ fn spawn_refresh(
         path_and_query: plan.path_and_query.clone(),
         segment: plan.segment.clone(),
         head: false,
+        request_cookie: plan.request_cookie,
     };
     let stored = Stored {
         status: stored.status,
@@ -594,7 +666,7 @@ fn spawn_refresh(
         match fetched {
             Ok(response) if response.status_code() == 304 => {
                 let mut stored = stored;
-                stored.stored_at_ms = now;
+                stored.revalidated(&plan, &response, now);
                 put(&cache, &plan.key, &stored).await;
             }
             Ok(response) if response.status_code() < 500 && response.status_code() != 429 => {
@@ -610,7 +682,7 @@ fn spawn_refresh(
             }
             Err(e) => worker::console_warn!("background refresh of {key} failed: {e}"),
         }
-        REFRESHING.with(|set| set.borrow_mut().remove(&key));
+        REFRESHING.with(|claims| claims.borrow_mut().remove(&key));
     });
     Ok(())
 }

@@ -56,6 +56,12 @@ async fn handle(
     let url = req.url().map_err(|_| EdgeError::NoRoute {
         path: String::from("(unparsable url)"),
     })?;
+    if config.is_internal(url.path()) {
+        // The origin's operational endpoints are not for the internet.
+        return Err(EdgeError::NoRoute {
+            path: url.path().to_owned(),
+        });
+    }
     let route = Route::parse(Method::parse(req.method().as_ref()), url.path())?;
     match &route {
         Route::Health => {

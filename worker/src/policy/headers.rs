@@ -56,6 +56,13 @@ pub enum NoStoreReason {
     ClassPolicy,
     /// `Vary: *`.
     VaryStar,
+    /// `Vary` on request headers other than `Accept-Encoding`: the key does not carry
+    /// them, so one visitor's variant could be served to another.
+    Vary,
+    /// A pass-through request carried cookies and the origin did not say `public`.
+    RequestCookie,
+    /// The body is too large, or its length unknown, to buffer into the cache.
+    Size,
     /// The request carried `Authorization`.
     Authorization,
     /// Pass-through response without an explicit lifetime (no heuristic freshness).
@@ -73,6 +80,9 @@ impl NoStoreReason {
             Self::Status => "status",
             Self::ClassPolicy => "class-policy",
             Self::VaryStar => "vary-star",
+            Self::Vary => "vary",
+            Self::RequestCookie => "request-cookie",
+            Self::Size => "size",
             Self::Authorization => "authorization",
             Self::NoLifetime => "no-lifetime",
             Self::Method => "method",
@@ -99,6 +109,9 @@ pub struct OriginDirectives {
     /// `Expires` minus `Date`, seconds, when both parse.
     pub expires_in: Option<i64>,
     pub vary_star: bool,
+    /// `Vary` names a request header other than `Accept-Encoding`.
+    pub vary_other: bool,
+    pub public: bool,
     pub set_cookie: bool,
     /// The raw `Cache-Control`, for pass-through.
     pub raw_cache_control: Option<String>,
@@ -111,6 +124,11 @@ impl OriginDirectives {
             set_cookie,
             raw_cache_control: cache_control.map(str::to_owned),
             vary_star: vary.is_some_and(|v| v.split(',').any(|f| f.trim() == "*")),
+            vary_other: vary.is_some_and(|v| {
+                v.split(',').map(str::trim).any(|f| {
+                    !f.is_empty() && f != "*" && !f.eq_ignore_ascii_case("accept-encoding")
+                })
+            }),
             ..Self::default()
         };
         for directive in cache_control.unwrap_or("").split(',') {
@@ -119,6 +137,7 @@ impl OriginDirectives {
             let secs = || value.trim_matches('"').parse::<u32>().ok();
             match name.trim().to_ascii_lowercase().as_str() {
                 "no-store" => d.no_store = true,
+                "public" => d.public = true,
                 "no-cache" => d.no_cache = true,
                 "private" => d.private = true,
                 "max-age" => d.max_age = secs(),
@@ -152,12 +171,14 @@ fn is_not_found(status: u16) -> bool {
     matches!(status, 404 | 410)
 }
 
-/// Whether and how long the edge stores this response.
+/// Whether and how long the edge stores this response. `request_cookie`: the request
+/// reached the origin with cookies (pass-through only; shared classes strip them).
 pub fn storage(
     class: ContentClass,
     policy: Policy,
     status: u16,
     origin: &OriginDirectives,
+    request_cookie: bool,
 ) -> Storage {
     if status >= 500 || status == 429 || !storable_status(status) {
         return Storage::NoStore(NoStoreReason::Status);
@@ -174,8 +195,14 @@ pub fn storage(
     if origin.vary_star {
         return Storage::NoStore(NoStoreReason::VaryStar);
     }
+    if origin.vary_other {
+        return Storage::NoStore(NoStoreReason::Vary);
+    }
     match policy.audience {
         Audience::Nobody | Audience::Private => Storage::NoStore(NoStoreReason::ClassPolicy),
+        Audience::Origin if request_cookie && !origin.public => {
+            Storage::NoStore(NoStoreReason::RequestCookie)
+        }
         Audience::Origin => match origin.lifetime() {
             Some(edge) if edge > 0 && !origin.no_cache => Storage::Store(Lifetimes {
                 edge,
@@ -200,12 +227,21 @@ pub fn storage(
 }
 
 /// The negative-caching row, never longer than the class's own lifetime.
+/// The negative-caching lifetimes, with the class's own audience (a per-segment 404
+/// stays private to the browser; a shared one is public).
 fn default_not_found(class_policy: Policy) -> Policy {
     let nf = default_policy(ContentClass::NotFound);
     Policy {
-        browser: nf.browser.min(class_policy.browser.max(nf.browser)),
+        audience: class_policy.audience,
+        browser: if class_policy.browser == 0 {
+            0
+        } else {
+            nf.browser
+        },
         edge: nf.edge.min(class_policy.edge.max(1)),
-        ..nf
+        swr: 0,
+        sie: 0,
+        immutable: false,
     }
 }
 
@@ -215,6 +251,26 @@ pub fn browser_cache_control(
     status: u16,
     origin: &OriginDirectives,
 ) -> Option<String> {
+    browser_cache_control_aged(policy, status, origin, 0)
+}
+
+/// As [`browser_cache_control`] for a copy that has been `age` seconds in the edge
+/// cache: the response also carries `Age`, which browsers subtract from `max-age`, so
+/// `max-age` is raised by the age to keep the intended browser lifetime.
+pub fn browser_cache_control_aged(
+    policy: Policy,
+    status: u16,
+    origin: &OriginDirectives,
+    age: u32,
+) -> Option<String> {
+    let policy = Policy {
+        browser: if policy.browser > 0 && !policy.immutable {
+            policy.browser.saturating_add(age)
+        } else {
+            policy.browser
+        },
+        ..policy
+    };
     if status >= 500 || status == 429 {
         return Some(String::from("no-store"));
     }
@@ -223,7 +279,10 @@ pub fn browser_cache_control(
         return Some(String::from("private, no-store"));
     }
     let policy = if is_not_found(status) {
-        default_not_found(policy)
+        Policy {
+            browser: default_not_found(policy).browser.min(policy.browser),
+            ..default_not_found(policy)
+        }
     } else {
         policy
     };
@@ -265,7 +324,13 @@ mod tests {
     }
 
     fn st(class: ContentClass, status: u16, origin: &OriginDirectives) -> Storage {
-        storage(class, PolicyTable::default().get(class), status, origin)
+        storage(
+            class,
+            PolicyTable::default().get(class),
+            status,
+            origin,
+            false,
+        )
     }
 
     #[test]
@@ -483,6 +548,58 @@ mod tests {
             )
             .as_deref(),
             Some("max-age=120, must-revalidate")
+        );
+    }
+
+    #[test]
+    fn vary_on_request_headers_and_cookie_requests_are_not_shared() {
+        let vary = OriginDirectives::parse(Some("public, max-age=60"), Some("Cookie"), false);
+        assert_eq!(
+            st(ContentClass::PassThrough, 200, &vary),
+            Storage::NoStore(NoStoreReason::Vary)
+        );
+        let enc = OriginDirectives::parse(Some("max-age=60"), Some("Accept-Encoding"), false);
+        assert!(matches!(
+            st(ContentClass::PassThrough, 200, &enc),
+            Storage::Store(_)
+        ));
+        let plain = OriginDirectives::parse(Some("max-age=60"), None, false);
+        let policy = PolicyTable::default().get(ContentClass::PassThrough);
+        assert_eq!(
+            storage(ContentClass::PassThrough, policy, 200, &plain, true),
+            Storage::NoStore(NoStoreReason::RequestCookie)
+        );
+        let public = OriginDirectives::parse(Some("public, max-age=60"), None, false);
+        assert!(matches!(
+            storage(ContentClass::PassThrough, policy, 200, &public, true),
+            Storage::Store(_)
+        ));
+    }
+
+    #[test]
+    fn per_segment_404s_stay_private() {
+        assert_eq!(
+            cc(ContentClass::Feed, 404).as_deref(),
+            Some("private, no-cache")
+        );
+        assert_eq!(
+            cc(ContentClass::Search, 404).as_deref(),
+            Some("public, max-age=30")
+        );
+    }
+
+    #[test]
+    fn aged_copies_keep_their_browser_lifetime() {
+        let policy = PolicyTable::default().get(ContentClass::Catalog);
+        let d = OriginDirectives::default();
+        assert_eq!(
+            browser_cache_control_aged(policy, 200, &d, 100).as_deref(),
+            Some("public, max-age=160, stale-while-revalidate=60, stale-if-error=86400")
+        );
+        let hashed = PolicyTable::default().get(ContentClass::HashedStatic);
+        assert_eq!(
+            browser_cache_control_aged(hashed, 200, &d, 100).as_deref(),
+            Some("public, max-age=31536000, immutable")
         );
     }
 

@@ -37,7 +37,11 @@ pub fn parse(s: &str) -> Option<i64> {
     let day: i64 = parts.next()?.parse().ok()?;
     let month_name = parts.next()?;
     let month = MONTHS.iter().position(|m| *m == month_name)? as i64 + 1;
-    let year: i64 = parts.next()?.parse().ok()?;
+    let year: i64 = parts
+        .next()?
+        .parse()
+        .ok()
+        .filter(|y| (1..=9999).contains(y))?;
     let mut hms = parts.next()?.split(':');
     let (h, mi, se): (i64, i64, i64) = (
         hms.next()?.parse().ok()?,

@@ -1,0 +1,104 @@
+//! Output format negotiation: `format=auto` picks AVIF > WebP > the source family
+//! (JPEG when opaque, PNG when it has alpha) from the `Accept` header. Responses then
+//! carry `Vary: Accept`.
+
+use super::options::FormatRequest;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputFormat {
+    Avif,
+    Webp,
+    Jpeg,
+    Png,
+}
+
+impl OutputFormat {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Avif => "avif",
+            Self::Webp => "webp",
+            Self::Jpeg => "jpeg",
+            Self::Png => "png",
+        }
+    }
+
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Self::Avif => "image/avif",
+            Self::Webp => "image/webp",
+            Self::Jpeg => "image/jpeg",
+            Self::Png => "image/png",
+        }
+    }
+}
+
+/// Whether `Accept` lists `media` with a non-zero q-value (exact type only: `image/*`
+/// and `*/*` do not promise AVIF or WebP support).
+pub fn accepts(accept: &str, media: &str) -> bool {
+    accept.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let matches = parts.next().is_some_and(|t| t.eq_ignore_ascii_case(media));
+        let q_zero = parts.any(|p| {
+            p.strip_prefix("q=")
+                .and_then(|q| q.parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        matches && !q_zero
+    })
+}
+
+pub fn negotiate(request: FormatRequest, accept: &str, source_has_alpha: bool) -> OutputFormat {
+    match request {
+        FormatRequest::Avif => OutputFormat::Avif,
+        FormatRequest::Webp => OutputFormat::Webp,
+        FormatRequest::Jpeg => OutputFormat::Jpeg,
+        FormatRequest::Png => OutputFormat::Png,
+        FormatRequest::Auto if accepts(accept, "image/avif") => OutputFormat::Avif,
+        FormatRequest::Auto if accepts(accept, "image/webp") => OutputFormat::Webp,
+        FormatRequest::Auto if source_has_alpha => OutputFormat::Png,
+        FormatRequest::Auto => OutputFormat::Jpeg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHROME: &str = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
+    const SAFARI_16: &str = "image/webp,image/avif,image/jxl,image/heic,image/heic-sequence,video/*;q=0.8,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5";
+    const SAFARI_OLD: &str = "image/png,image/svg+xml,image/*;q=0.8,video/*;q=0.8,*/*;q=0.5";
+    const LEGACY: &str = "*/*";
+
+    #[test]
+    fn auto_prefers_avif_then_webp_then_the_source_family() {
+        let table = [
+            (CHROME, false, OutputFormat::Avif),
+            (SAFARI_16, false, OutputFormat::Avif),
+            ("image/webp,*/*", false, OutputFormat::Webp),
+            (SAFARI_OLD, false, OutputFormat::Jpeg),
+            (SAFARI_OLD, true, OutputFormat::Png),
+            (LEGACY, false, OutputFormat::Jpeg),
+            ("", true, OutputFormat::Png),
+            ("image/avif;q=0,image/webp", false, OutputFormat::Webp),
+        ];
+        for (accept, alpha, want) in table {
+            assert_eq!(
+                negotiate(FormatRequest::Auto, accept, alpha),
+                want,
+                "{accept}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_explicit_format_wins_over_accept() {
+        assert_eq!(
+            negotiate(FormatRequest::Jpeg, CHROME, true),
+            OutputFormat::Jpeg
+        );
+        assert_eq!(
+            negotiate(FormatRequest::Avif, LEGACY, false),
+            OutputFormat::Avif
+        );
+    }
+}

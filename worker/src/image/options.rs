@@ -1,0 +1,632 @@
+//! The image URL grammar, parsed once: `/img/<options>/<key>` with Cloudflare's option
+//! syntax (comma-separated `name=value`), so users migrate by changing a prefix.
+//!
+//! [`ImageOptions::parse`] resolves aliases, validates every value and names the bad
+//! option; [`ImageOptions::normalized`] spells the result canonically (defaults dropped,
+//! fixed order), which is what derivative keys and signatures are built from, so
+//! equivalent URLs share one derivative. `sig` is kept apart and never part of a key.
+
+use std::fmt::Write;
+
+/// Largest output side in pixels (after `dpr`).
+pub const MAX_SIDE: u32 = 4096;
+/// Longest options segment accepted.
+pub const MAX_OPTIONS_BYTES: usize = 512;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionError {
+    /// The option as the user spelled it (`w`, `fit`, …), or `options`.
+    pub option: String,
+    pub message: String,
+}
+
+impl OptionError {
+    fn new(option: &str, message: impl Into<String>) -> Self {
+        Self {
+            option: option.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fit {
+    /// Fit inside, never enlarge (the default).
+    #[default]
+    ScaleDown,
+    /// Fit inside; may enlarge.
+    Contain,
+    /// Fill the box exactly, cropping the overflow; may enlarge.
+    Cover,
+    /// Like cover, but never enlarges (a small image is left as scale-down leaves it).
+    Crop,
+    /// Fit inside (may enlarge) and fill the rest of the box with `background`.
+    Pad,
+}
+
+impl Fit {
+    const ALL: [(Fit, &'static str); 5] = [
+        (Fit::ScaleDown, "scale-down"),
+        (Fit::Contain, "contain"),
+        (Fit::Cover, "cover"),
+        (Fit::Crop, "crop"),
+        (Fit::Pad, "pad"),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(f, _)| *f == self)
+            .map_or("scale-down", |(_, s)| s)
+    }
+}
+
+/// Where the kept area sits when cropping or padding: fractions of the free space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gravity {
+    /// 0 = left edge, 1000 = right edge (thousandths, so the value is exact and hashable).
+    pub x: u16,
+    pub y: u16,
+}
+
+impl Default for Gravity {
+    fn default() -> Self {
+        Self { x: 500, y: 500 }
+    }
+}
+
+impl Gravity {
+    fn parse(value: &str) -> Option<Self> {
+        let named = |x, y| Some(Self { x, y });
+        match value {
+            "center" | "centre" => named(500, 500),
+            "left" => named(0, 500),
+            "right" => named(1000, 500),
+            "top" => named(500, 0),
+            "bottom" => named(500, 1000),
+            _ => {
+                let (x, y) = value.split_once('x')?;
+                Some(Self {
+                    x: fraction(x)?,
+                    y: fraction(y)?,
+                })
+            }
+        }
+    }
+
+    pub fn fx(self) -> f64 {
+        f64::from(self.x) / 1000.0
+    }
+
+    pub fn fy(self) -> f64 {
+        f64::from(self.y) / 1000.0
+    }
+}
+
+/// `0`..`1` with up to three decimals, as thousandths.
+fn fraction(s: &str) -> Option<u16> {
+    let v: f64 = s.parse().ok()?;
+    if !(0.0..=1.0).contains(&v) || s.len() > 6 {
+        return None;
+    }
+    Some((v * 1000.0).round() as u16)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FormatRequest {
+    /// Negotiated from `Accept`: AVIF > WebP > the source family (the default).
+    #[default]
+    Auto,
+    Avif,
+    Webp,
+    Jpeg,
+    Png,
+}
+
+impl FormatRequest {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Avif => "avif",
+            Self::Webp => "webp",
+            Self::Jpeg => "jpeg",
+            Self::Png => "png",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Metadata {
+    /// Strip everything (the default).
+    #[default]
+    None,
+    /// Keep copyright/creator EXIF fields.
+    Copyright,
+    /// Keep all EXIF.
+    Keep,
+}
+
+impl Metadata {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Copyright => "copyright",
+            Self::Keep => "keep",
+        }
+    }
+}
+
+/// RGBA, 8 bits per channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rgba(pub [u8; 4]);
+
+impl Rgba {
+    pub const WHITE: Rgba = Rgba([255, 255, 255, 255]);
+
+    /// CSS colours: `#rgb`, `#rgba`, `#rrggbb`, `#rrggbbaa`, `rgb(r,g,b)`,
+    /// `rgba(r,g,b,a)` (a in 0–1) and a few names.
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim().to_ascii_lowercase();
+        match s.as_str() {
+            "white" => return Some(Self::WHITE),
+            "black" => return Some(Self([0, 0, 0, 255])),
+            "transparent" => return Some(Self([0, 0, 0, 0])),
+            "red" => return Some(Self([255, 0, 0, 255])),
+            "green" => return Some(Self([0, 128, 0, 255])),
+            "blue" => return Some(Self([0, 0, 255, 255])),
+            "gray" | "grey" => return Some(Self([128, 128, 128, 255])),
+            _ => {}
+        }
+        if let Some(hex) = s.strip_prefix('#') {
+            let digits: Vec<u8> = hex
+                .chars()
+                .map(|c| c.to_digit(16).map(|d| d as u8))
+                .collect::<Option<_>>()?;
+            return match digits.as_slice() {
+                [r, g, b] => Some(Self([r * 17, g * 17, b * 17, 255])),
+                [r, g, b, a] => Some(Self([r * 17, g * 17, b * 17, a * 17])),
+                [r1, r2, g1, g2, b1, b2] => {
+                    Some(Self([r1 * 16 + r2, g1 * 16 + g2, b1 * 16 + b2, 255]))
+                }
+                [r1, r2, g1, g2, b1, b2, a1, a2] => Some(Self([
+                    r1 * 16 + r2,
+                    g1 * 16 + g2,
+                    b1 * 16 + b2,
+                    a1 * 16 + a2,
+                ])),
+                _ => None,
+            };
+        }
+        let (inner, has_alpha) = if let Some(rest) = s.strip_prefix("rgba(") {
+            (rest.strip_suffix(')')?, true)
+        } else {
+            (s.strip_prefix("rgb(")?.strip_suffix(')')?, false)
+        };
+        let parts: Vec<&str> = inner.split(',').map(str::trim).collect();
+        let channel = |p: &str| p.parse::<u8>().ok();
+        match (parts.as_slice(), has_alpha) {
+            ([r, g, b], false) => Some(Self([channel(r)?, channel(g)?, channel(b)?, 255])),
+            ([r, g, b, a], true) => {
+                let a: f64 = a.parse().ok()?;
+                if !(0.0..=1.0).contains(&a) {
+                    return None;
+                }
+                Some(Self([
+                    channel(r)?,
+                    channel(g)?,
+                    channel(b)?,
+                    (a * 255.0).round() as u8,
+                ]))
+            }
+            _ => None,
+        }
+    }
+
+    fn hex(self) -> String {
+        let [r, g, b, a] = self.0;
+        format!("{r:02x}{g:02x}{b:02x}{a:02x}")
+    }
+}
+
+/// The parsed, validated options of one image URL.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImageOptions {
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fit: Fit,
+    pub gravity: Gravity,
+    /// 1–100.
+    pub quality: Option<u8>,
+    pub format: FormatRequest,
+    /// Device pixel ratio in hundredths (100–300).
+    pub dpr: u16,
+    pub background: Option<Rgba>,
+    pub metadata: Metadata,
+    pub redirect_on_error: bool,
+}
+
+/// A parsed URL: options plus the signature (kept out of the options and the key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub options: ImageOptions,
+    pub signature: Option<String>,
+}
+
+/// Splits on commas outside parentheses, so `background=rgba(1,2,3,0.5)` stays whole.
+fn split_options(segment: &str) -> impl Iterator<Item = &str> {
+    let mut depth = 0usize;
+    let mut start = 0;
+    let mut parts = Vec::new();
+    for (i, c) in segment.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                parts.push(&segment[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&segment[start..]);
+    parts.into_iter()
+}
+
+/// Default quality when none is asked for.
+pub const DEFAULT_QUALITY: u8 = 85;
+
+fn dimension(option: &str, value: &str) -> Result<u32, OptionError> {
+    match value.parse::<u32>() {
+        Ok(n) if (1..=MAX_SIDE).contains(&n) => Ok(n),
+        _ => Err(OptionError::new(
+            option,
+            format!("{option} must be a whole number of pixels from 1 to {MAX_SIDE}"),
+        )),
+    }
+}
+
+impl ImageOptions {
+    pub fn parse(segment: &str) -> Result<Parsed, OptionError> {
+        if segment.len() > MAX_OPTIONS_BYTES {
+            return Err(OptionError::new(
+                "options",
+                format!("the options are longer than {MAX_OPTIONS_BYTES} bytes"),
+            ));
+        }
+        let mut options = ImageOptions {
+            dpr: 100,
+            ..ImageOptions::default()
+        };
+        let mut signature = None;
+        let mut seen: Vec<&'static str> = Vec::new();
+        for part in split_options(segment).filter(|p| !p.is_empty()) {
+            let (name, value) = part
+                .split_once('=')
+                .ok_or_else(|| OptionError::new(part, format!("{part:?} is not name=value")))?;
+            let canonical: &'static str = match name {
+                "width" | "w" => "width",
+                "height" | "h" => "height",
+                "fit" => "fit",
+                "gravity" | "g" => "gravity",
+                "quality" | "q" => "quality",
+                "format" | "f" => "format",
+                "dpr" => "dpr",
+                "background" | "bg" => "background",
+                "metadata" => "metadata",
+                "onerror" => "onerror",
+                "sig" => "sig",
+                other => {
+                    return Err(OptionError::new(
+                        other,
+                        format!(
+                            "unknown option {other:?}; known: width|w, height|h, fit, gravity|g, quality|q, format|f, dpr, background, metadata, onerror, sig"
+                        ),
+                    ));
+                }
+            };
+            if seen.contains(&canonical) {
+                return Err(OptionError::new(
+                    name,
+                    format!("{canonical} is given twice"),
+                ));
+            }
+            seen.push(canonical);
+            match canonical {
+                "width" => options.width = Some(dimension(name, value)?),
+                "height" => options.height = Some(dimension(name, value)?),
+                "fit" => {
+                    options.fit = Fit::ALL
+                        .iter()
+                        .find(|(_, s)| *s == value)
+                        .map(|(f, _)| *f)
+                        .ok_or_else(|| {
+                            OptionError::new(name, "fit is scale-down, contain, cover, crop or pad")
+                        })?;
+                }
+                "gravity" => {
+                    options.gravity = Gravity::parse(value).ok_or_else(|| {
+                        OptionError::new(
+                            name,
+                            "gravity is center, left, right, top, bottom or <x>x<y> with fractions 0-1",
+                        )
+                    })?;
+                }
+                "quality" => {
+                    let q = match value {
+                        "high" => Some(90),
+                        "medium-high" => Some(80),
+                        "medium-low" => Some(65),
+                        "low" => Some(50),
+                        n => n.parse::<u8>().ok().filter(|q| (1..=100).contains(q)),
+                    };
+                    options.quality = Some(q.ok_or_else(|| {
+                        OptionError::new(
+                            name,
+                            "quality is 1-100 or high, medium-high, medium-low, low",
+                        )
+                    })?);
+                }
+                "format" => {
+                    options.format = match value {
+                        "auto" => FormatRequest::Auto,
+                        "avif" => FormatRequest::Avif,
+                        "webp" => FormatRequest::Webp,
+                        "jpeg" | "jpg" => FormatRequest::Jpeg,
+                        "png" => FormatRequest::Png,
+                        _ => {
+                            return Err(OptionError::new(
+                                name,
+                                "format is auto, avif, webp, jpeg or png",
+                            ));
+                        }
+                    };
+                }
+                "dpr" => {
+                    let dpr: f64 = value
+                        .parse()
+                        .ok()
+                        .filter(|d: &f64| (1.0..=3.0).contains(d) && value.len() <= 5)
+                        .ok_or_else(|| OptionError::new(name, "dpr is a number from 1 to 3"))?;
+                    options.dpr = (dpr * 100.0).round() as u16;
+                }
+                "background" => {
+                    options.background = Some(Rgba::parse(value).ok_or_else(|| {
+                        OptionError::new(
+                            name,
+                            "background is a CSS colour: #rrggbb, #rgb, rgb(), rgba() or a name",
+                        )
+                    })?);
+                }
+                "metadata" => {
+                    options.metadata = match value {
+                        "none" => Metadata::None,
+                        "copyright" => Metadata::Copyright,
+                        "keep" => Metadata::Keep,
+                        _ => {
+                            return Err(OptionError::new(
+                                name,
+                                "metadata is none, copyright or keep",
+                            ));
+                        }
+                    };
+                }
+                "onerror" => {
+                    if value != "redirect" {
+                        return Err(OptionError::new(name, "onerror is redirect"));
+                    }
+                    options.redirect_on_error = true;
+                }
+                _ => {
+                    if value.is_empty()
+                        || value.len() > 128
+                        || !value.bytes().all(|b| b.is_ascii_hexdigit())
+                    {
+                        return Err(OptionError::new(name, "sig is a hex HMAC-SHA256"));
+                    }
+                    signature = Some(value.to_ascii_lowercase());
+                }
+            }
+        }
+        Ok(Parsed { options, signature })
+    }
+
+    /// The canonical spelling: non-default values only, in a fixed order, aliases
+    /// resolved. Equal options give equal strings.
+    pub fn normalized(&self) -> String {
+        let mut out = String::new();
+        let mut push = |name: &str, value: &dyn std::fmt::Display| {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            let _ = write!(out, "{name}={value}");
+        };
+        if let Some(w) = self.width {
+            push("w", &w);
+        }
+        if let Some(h) = self.height {
+            push("h", &h);
+        }
+        if self.fit != Fit::ScaleDown {
+            push("fit", &self.fit.as_str());
+        }
+        if self.gravity != Gravity::default() {
+            push("g", &format!("{}x{}", self.gravity.fx(), self.gravity.fy()));
+        }
+        if let Some(q) = self.quality.filter(|q| *q != DEFAULT_QUALITY) {
+            push("q", &q);
+        }
+        if self.format != FormatRequest::Auto {
+            push("f", &self.format.as_str());
+        }
+        if self.dpr != 100 {
+            push("dpr", &(f64::from(self.dpr) / 100.0));
+        }
+        if let Some(bg) = self.background.filter(|_| self.fit == Fit::Pad) {
+            push("bg", &bg.hex());
+        }
+        if self.metadata != Metadata::None {
+            push("metadata", &self.metadata.as_str());
+        }
+        if self.redirect_on_error {
+            push("onerror", &"redirect");
+        }
+        if out.is_empty() {
+            out.push_str("original");
+        }
+        out
+    }
+
+    pub fn quality(&self) -> u8 {
+        self.quality.unwrap_or(DEFAULT_QUALITY)
+    }
+
+    /// The box to fit into, in output pixels (dimension × dpr, capped at [`MAX_SIDE`]).
+    pub fn target(&self) -> (Option<u32>, Option<u32>) {
+        let scale = |v: u32| {
+            let scaled = (u64::from(v) * u64::from(self.dpr)).div_ceil(100);
+            u32::try_from(scaled).unwrap_or(MAX_SIDE).min(MAX_SIDE)
+        };
+        (self.width.map(scale), self.height.map(scale))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> ImageOptions {
+        ImageOptions::parse(s).unwrap().options
+    }
+
+    #[test]
+    fn aliases_and_defaults_normalize_to_one_spelling() {
+        let table = [
+            ("width=800", "w=800"),
+            (
+                "w=800,fit=scale-down,q=85,format=auto,dpr=1,metadata=none",
+                "w=800",
+            ),
+            ("h=600,w=800", "w=800,h=600"),
+            (
+                "height=600,width=800,fit=cover,gravity=left",
+                "w=800,h=600,fit=cover,g=0x0.5",
+            ),
+            ("w=100,g=0.25x0.75,quality=high", "w=100,g=0.25x0.75,q=90"),
+            ("w=100,f=jpg", "w=100,f=jpeg"),
+            ("w=100,dpr=2.5", "w=100,dpr=2.5"),
+            (
+                "w=100,fit=pad,background=%23fff",
+                "w=100,fit=pad,bg=ffffffff",
+            ),
+            ("w=100,background=red", "w=100"),
+            ("", "original"),
+            (
+                "metadata=keep,onerror=redirect",
+                "metadata=keep,onerror=redirect",
+            ),
+        ];
+        for (input, want) in table {
+            let input = input.replace("%23", "#");
+            assert_eq!(parse(&input).normalized(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn every_option_and_alias_is_read() {
+        let o = parse(
+            "width=10,height=20,fit=crop,gravity=bottom,quality=low,format=webp,dpr=3,background=rgba(1,2,3,0.5),metadata=copyright,onerror=redirect",
+        );
+        assert_eq!((o.width, o.height), (Some(10), Some(20)));
+        assert_eq!(o.fit, Fit::Crop);
+        assert_eq!(o.gravity, Gravity { x: 500, y: 1000 });
+        assert_eq!(o.quality(), 50);
+        assert_eq!(o.format, FormatRequest::Webp);
+        assert_eq!(o.dpr, 300);
+        assert_eq!(o.background, Some(Rgba([1, 2, 3, 128])));
+        assert_eq!(o.metadata, Metadata::Copyright);
+        assert!(o.redirect_on_error);
+        let short = parse("w=10,h=20,g=right,q=medium-low,f=png");
+        assert_eq!(
+            (short.gravity.x, short.quality(), short.format),
+            (1000, 65, FormatRequest::Png)
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_option() {
+        let table = [
+            ("w=0", "w"),
+            ("width=4097", "width"),
+            ("w=abc", "w"),
+            ("h=-1", "h"),
+            ("fit=fill", "fit"),
+            ("gravity=north", "gravity"),
+            ("g=2x0.5", "g"),
+            ("q=0", "q"),
+            ("quality=101", "quality"),
+            ("quality=best", "quality"),
+            ("format=gif", "format"),
+            ("dpr=0.5", "dpr"),
+            ("dpr=4", "dpr"),
+            ("background=#12", "background"),
+            ("bg=rgb(300,0,0)", "bg"),
+            ("metadata=all", "metadata"),
+            ("onerror=ignore", "onerror"),
+            ("sig=xyz", "sig"),
+            ("blur=5", "blur"),
+            ("w", "w"),
+            ("w=1,w=2", "w"),
+            ("w=1,width=2", "width"),
+        ];
+        for (input, option) in table {
+            let err = ImageOptions::parse(input).unwrap_err();
+            assert_eq!(err.option, option, "{input}: {err:?}");
+        }
+        let long = "w=1,".repeat(200);
+        assert_eq!(ImageOptions::parse(&long).unwrap_err().option, "options");
+    }
+
+    #[test]
+    fn the_signature_is_kept_apart() {
+        let parsed = ImageOptions::parse("w=100,sig=ABCdef01").unwrap();
+        assert_eq!(parsed.signature.as_deref(), Some("abcdef01"));
+        assert_eq!(parsed.options.normalized(), "w=100");
+    }
+
+    #[test]
+    fn the_target_box_applies_dpr_and_the_cap() {
+        assert_eq!(parse("w=800,dpr=2").target(), (Some(1600), None));
+        assert_eq!(
+            parse("w=3000,h=100,dpr=3").target(),
+            (Some(4096), Some(300))
+        );
+        assert_eq!(parse("w=333,dpr=1.5").target(), (Some(500), None));
+    }
+
+    #[test]
+    fn css_colours() {
+        let table = [
+            ("#abc", [0xaa, 0xbb, 0xcc, 255]),
+            ("#abcd", [0xaa, 0xbb, 0xcc, 0xdd]),
+            ("#102030", [16, 32, 48, 255]),
+            ("#10203040", [16, 32, 48, 64]),
+            ("rgb(1, 2, 3)", [1, 2, 3, 255]),
+            ("transparent", [0, 0, 0, 0]),
+            ("WHITE", [255, 255, 255, 255]),
+        ];
+        for (input, want) in table {
+            assert_eq!(Rgba::parse(input), Some(Rgba(want)), "{input}");
+        }
+        for bad in [
+            "",
+            "#",
+            "#12345",
+            "rgb(1,2)",
+            "rgba(1,2,3,2)",
+            "hsl(1,2,3)",
+            "#ggg",
+        ] {
+            assert_eq!(Rgba::parse(bad), None, "{bad}");
+        }
+    }
+}
