@@ -350,6 +350,22 @@ impl Edge {
     pub fn log(&self) -> String {
         self.group.log_tail()
     }
+
+    /// Reads `course-media/<key>` from this edge's local R2 state (while it runs).
+    pub fn get_object(&self, key: &str) -> Option<Vec<u8>> {
+        let root = repo_root();
+        let output = std::process::Command::new(root.join("node_modules/.bin/wrangler"))
+            .current_dir(&root)
+            .args(["r2", "object", "get"])
+            .arg(format!("course-media/{key}"))
+            .args(["--local", "--pipe", "--persist-to"])
+            .arg(self._state.path().join("wrangler"))
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("COURSE_EDGE_WORKER_FRESH", "1")
+            .output()
+            .ok()?;
+        (output.status.success() && !output.stdout.is_empty()).then_some(output.stdout)
+    }
 }
 
 /// The session keys every test stack shares between origin and edge (a test secret,

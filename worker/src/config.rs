@@ -23,6 +23,14 @@ pub mod vars {
     pub const INTERNAL_PATHS: &str = "INTERNAL_PATHS";
     /// Secret: the origin's session keys (`kid:base64url,…`), to verify session cookies.
     pub const SESSION_KEYS: &str = "SESSION_KEYS";
+    /// Largest image source, bytes (default 40000000).
+    pub const IMAGE_MAX_SOURCE_BYTES: &str = "IMAGE_MAX_SOURCE_BYTES";
+    /// Largest image source, pixels (default 50000000).
+    pub const IMAGE_MAX_SOURCE_PIXELS: &str = "IMAGE_MAX_SOURCE_PIXELS";
+    /// Comma-separated allowed output widths (width × dpr); unset: any up to 4096.
+    pub const IMAGE_WIDTHS: &str = "IMAGE_WIDTHS";
+    /// Secret: when set, image URLs need `sig=` (hex HMAC-SHA256, see `image::sign`).
+    pub const IMAGE_SIGNING_KEY: &str = "IMAGE_SIGNING_KEY";
     // Per-class cache policy overrides: `POLICY_<CLASS>`, see `policy::table`.
 }
 
@@ -40,6 +48,10 @@ pub struct Config {
     pub internal_paths: Vec<String>,
     /// Keys to verify session cookies with; without them every viewer is anonymous.
     pub session_keys: Option<std::sync::Arc<protocol::SessionKeys>>,
+    /// Image source limits and the width allow-list.
+    pub image_limits: crate::image::limits::Limits,
+    /// When set, image URLs must be signed with it.
+    pub image_signing_key: Option<Vec<u8>>,
 }
 
 impl Config {
@@ -107,6 +119,36 @@ impl Config {
                     .map_err(|e| ConfigError::SessionKeys(e.to_string()))?,
             )),
         };
+        let mut image_limits = crate::image::limits::Limits::default();
+        if let Some(raw) = lookup(vars::IMAGE_MAX_SOURCE_BYTES) {
+            image_limits.max_source_bytes =
+                parse_bounded(vars::IMAGE_MAX_SOURCE_BYTES, &raw, 1, 100_000_000)?;
+        }
+        if let Some(raw) = lookup(vars::IMAGE_MAX_SOURCE_PIXELS) {
+            image_limits.max_source_pixels =
+                parse_bounded(vars::IMAGE_MAX_SOURCE_PIXELS, &raw, 1, 100_000_000)?;
+        }
+        if let Some(raw) = lookup(vars::IMAGE_WIDTHS).filter(|r| !r.trim().is_empty()) {
+            let widths = raw
+                .split(',')
+                .map(|w| parse_bounded(vars::IMAGE_WIDTHS, w, 1, 4096).map(|w| w as u32))
+                .collect::<Result<Vec<_>, _>>()?;
+            image_limits.widths = Some(widths);
+        }
+        let image_signing_key = lookup(vars::IMAGE_SIGNING_KEY)
+            .filter(|k| !k.is_empty())
+            .map(|k| {
+                if k.len() < 32 {
+                    Err(ConfigError::Invalid {
+                        name: vars::IMAGE_SIGNING_KEY,
+                        value: String::from("(hidden)"),
+                        why: "must be at least 32 characters",
+                    })
+                } else {
+                    Ok(k.into_bytes())
+                }
+            })
+            .transpose()?;
         Ok(Self {
             origin_url,
             origin_timeout,
@@ -115,6 +157,8 @@ impl Config {
             policy,
             internal_paths,
             session_keys,
+            image_limits,
+            image_signing_key,
         })
     }
 
@@ -268,6 +312,26 @@ mod tests {
                 .session_keys
                 .is_some()
         );
+    }
+
+    #[test]
+    fn image_settings_are_read_and_validated() {
+        let config = parse(&[
+            ("ORIGIN_URL", "http://o"),
+            ("IMAGE_WIDTHS", "320, 640"),
+            ("IMAGE_MAX_SOURCE_PIXELS", "1000"),
+        ])
+        .unwrap();
+        assert_eq!(config.image_limits.widths, Some(vec![320, 640]));
+        assert_eq!(config.image_limits.max_source_pixels, 1000);
+        for (name, value) in [
+            ("IMAGE_WIDTHS", "320,x"),
+            ("IMAGE_SIGNING_KEY", "short"),
+            ("IMAGE_MAX_SOURCE_BYTES", "0"),
+        ] {
+            let err = parse(&[("ORIGIN_URL", "http://o"), (name, value)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]

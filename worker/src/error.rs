@@ -42,6 +42,12 @@ pub enum EdgeError {
     ObjectNotFound { key: String },
     #[error("request body larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("bad image option {option}: {message}")]
+    BadImageOption { option: String, message: String },
+    #[error("bad or missing image signature")]
+    BadSignature,
+    #[error("image source: {0}")]
+    Image(crate::image::TransformError),
     #[error("runtime: {0}")]
     Runtime(String),
     #[error("configuration: {0}")]
@@ -56,7 +62,11 @@ impl EdgeError {
             | Self::UriTooLong { .. }
             | Self::BadObjectKey { .. }
             | Self::ObjectNotFound { .. }
-            | Self::PayloadTooLarge { .. } => Fault::Client,
+            | Self::PayloadTooLarge { .. }
+            | Self::BadImageOption { .. }
+            | Self::BadSignature => Fault::Client,
+            Self::Image(crate::image::TransformError::Internal(_)) => Fault::Internal,
+            Self::Image(_) => Fault::Client,
             Self::OriginUnreachable { .. } | Self::OriginTimeout { .. } => Fault::Upstream,
             Self::Config(_) | Self::Runtime(_) => Fault::Internal,
         }
@@ -70,6 +80,14 @@ impl EdgeError {
             Self::BadObjectKey { .. } => 400,
             Self::ObjectNotFound { .. } => 404,
             Self::PayloadTooLarge { .. } => 413,
+            Self::BadImageOption { .. } => 400,
+            Self::BadSignature => 403,
+            Self::Image(e) => match e {
+                crate::image::TransformError::Unsupported(_) => 415,
+                crate::image::TransformError::Corrupt(_)
+                | crate::image::TransformError::TooLarge(_) => 422,
+                crate::image::TransformError::Internal(_) => 500,
+            },
             Self::OriginUnreachable { .. } | Self::OriginTimeout { .. } => 503,
             Self::Config(_) | Self::Runtime(_) => 500,
         }
@@ -156,6 +174,39 @@ impl EdgeError {
                 codes::INTERNAL,
                 "the edge is misconfigured; the operator has been told in the worker log",
             ),
+            Self::BadImageOption { option, message } => {
+                ErrorBody::new(status, codes::BAD_REQUEST, message.clone())
+                    .with_field(option.clone())
+            }
+            Self::BadSignature => ErrorBody::new(
+                status,
+                "bad_signature",
+                "this image URL needs a valid sig= (HMAC-SHA256 of the key and options)",
+            )
+            .with_field("sig"),
+            Self::Image(e) => match e {
+                crate::image::TransformError::Unsupported(_) => ErrorBody::new(
+                    status,
+                    "unsupported_source",
+                    "the source is not a JPEG, PNG, WebP or GIF image",
+                )
+                .with_field("source"),
+                crate::image::TransformError::Corrupt(_) => ErrorBody::new(
+                    status,
+                    "corrupt_source",
+                    "the source image could not be decoded; re-upload it",
+                )
+                .with_field("source"),
+                crate::image::TransformError::TooLarge(limit) => {
+                    ErrorBody::new(status, "source_too_large", limit.to_string())
+                        .with_field("source")
+                }
+                crate::image::TransformError::Internal(_) => ErrorBody::new(
+                    status,
+                    codes::INTERNAL,
+                    "internal edge error; it has been logged",
+                ),
+            },
             Self::Runtime(_) => ErrorBody::new(
                 status,
                 codes::INTERNAL,

@@ -13,6 +13,8 @@ pub enum Route {
     Origin { class: ContentClass },
     /// Read straight from R2.
     Object { class: ContentClass, key: ObjectKey },
+    /// `/img/<options>/<key>`: a derivative of the R2 original `key`.
+    Image { options: String, key: ObjectKey },
 }
 
 /// Methods the router distinguishes.
@@ -79,6 +81,34 @@ impl Route {
         }
         if path == "/api/feed" {
             return read_only(origin(ContentClass::Feed));
+        }
+        if let Some(rest) = path.strip_prefix("/img/") {
+            let (options, key) = rest.split_once('/').ok_or(EdgeError::NoRoute {
+                path: path.to_owned(),
+            })?;
+            let key = ObjectKey::parse("", key)?;
+            if key.as_str().starts_with("derived/") {
+                return Err(EdgeError::BadObjectKey {
+                    why: "derivatives are not sources",
+                });
+            }
+            return read_only(Route::Image {
+                options: options.to_owned(),
+                key,
+            });
+        }
+        if let Some(rest) = path.strip_prefix("/media/") {
+            // Originals, as uploaded (the target of `onerror=redirect`).
+            let key = ObjectKey::parse("", rest)?;
+            if key.as_str().starts_with("derived/") {
+                return Err(EdgeError::BadObjectKey {
+                    why: "derivatives are not sources",
+                });
+            }
+            return read_only(Route::Object {
+                class: ContentClass::Static,
+                key,
+            });
         }
         if let Some(rest) = path.strip_prefix("/static/") {
             let key = ObjectKey::parse("static/", rest)?;
@@ -155,6 +185,25 @@ mod tests {
         assert_eq!(class("/video/42/master.m3u8"), PlaylistVod);
         assert_eq!(class("/video/live/channel/index.m3u8"), PlaylistLive);
         assert_eq!(class("/video/42/720p/seg-00001.ts"), MediaSegment);
+    }
+
+    #[test]
+    fn image_paths_carry_options_and_a_source_key() {
+        assert_eq!(
+            Route::parse(Method::Get, "/img/w=800,fit=cover/demo/a.jpg"),
+            Ok(Route::Image {
+                options: String::from("w=800,fit=cover"),
+                key: ObjectKey::parse("", "demo/a.jpg").unwrap(),
+            })
+        );
+        for bad in [
+            "/img/w=800",
+            "/img/w=1/../x.jpg",
+            "/img/w=1/derived/ab/x.webp",
+            "/media/derived/x",
+        ] {
+            assert!(Route::parse(Method::Get, bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -5,6 +5,9 @@
 
 mod assets;
 mod cache;
+mod images;
+mod libc;
+mod memory;
 mod origin;
 mod respond;
 
@@ -76,6 +79,9 @@ async fn handle(
         }
         Route::Origin { class } => cache::serve(req, ctx, &config, *class, timing).await,
         Route::Object { class, key } => assets::serve(req, env, &config, *class, key, timing).await,
+        Route::Image { options, key } => {
+            images::serve(req, env, ctx, &config, options, key, timing).await
+        }
     }
 }
 

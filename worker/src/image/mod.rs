@@ -1,9 +1,212 @@
 //! Image optimization core (pure, native-testable): the URL grammar ([`options`]), fit
 //! geometry ([`geometry`]), format negotiation ([`format`]), derivative keys ([`key`])
-//! and URL signatures ([`sign`]). Codecs, limits and the edge glue build on these.
+//! and URL signatures ([`sign`]); the codecs ([`decode`], [`orient`], [`resize`],
+//! [`encode`]) and safety [`limits`]; and [`transform`], the whole pipeline.
 
+pub mod decode;
+pub mod encode;
 pub mod format;
 pub mod geometry;
 pub mod key;
+pub mod limits;
 pub mod options;
+pub mod orient;
+pub mod resize;
 pub mod sign;
+#[cfg(test)]
+mod testing;
+use decode::{DecodeError, SourceFormat};
+use format::OutputFormat;
+use limits::{LimitError, Limits};
+use options::{ImageOptions, Rgba};
+
+/// Why a transform failed, classified for the status it maps to at the edge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransformError {
+    /// 415: not an image format we read.
+    #[error("unsupported source: {0}")]
+    Unsupported(String),
+    /// 422: the bytes are not a valid image.
+    #[error("corrupt source: {0}")]
+    Corrupt(String),
+    /// 422: over a configured limit (checked before decoding).
+    #[error("source over the limit: {0}")]
+    TooLarge(#[from] LimitError),
+    /// 500: our own failure.
+    #[error("transform failed: {0}")]
+    Internal(String),
+}
+
+impl From<DecodeError> for TransformError {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::Unsupported => Self::Unsupported(e.to_string()),
+            DecodeError::Corrupt(why) => Self::Corrupt(why),
+        }
+    }
+}
+
+/// Milliseconds spent per stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timings {
+    pub decode: f64,
+    pub resize: f64,
+    pub encode: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub bytes: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    pub format: OutputFormat,
+    pub source: SourceFormat,
+    /// The size the source was decoded at (after DCT scaling).
+    pub decoded: (u32, u32),
+    pub timings: Timings,
+}
+
+/// The whole transform, pure: header and limits → decode (JPEG at reduced scale) →
+/// EXIF orientation → crop/resize/pad → encode. `clock` returns milliseconds.
+pub fn transform(
+    bytes: &[u8],
+    options: &ImageOptions,
+    format: OutputFormat,
+    limits: &Limits,
+    clock: &dyn Fn() -> f64,
+) -> Result<Output, TransformError> {
+    limits.check_bytes(bytes.len() as u64)?;
+    let header = decode::read_header(bytes)?;
+    limits.check_pixels(
+        header.width,
+        header.height,
+        header.format.scales_on_decode(),
+    )?;
+    let orientation = if header.format == SourceFormat::Jpeg {
+        orient::orientation(bytes)
+    } else {
+        1
+    };
+    let swap = orient::swaps_axes(orientation);
+    let (ow, oh) = if swap {
+        (header.height, header.width)
+    } else {
+        (header.width, header.height)
+    };
+    let plan = geometry::plan(
+        geometry::Size { w: ow, h: oh },
+        options.target(),
+        options.fit,
+        options.gravity,
+    );
+    // Decode just large enough that the planned region still has resize.w × resize.h
+    // pixels of real detail.
+    let s = (f64::from(plan.resize.w) / f64::from(plan.source.w))
+        .max(f64::from(plan.resize.h) / f64::from(plan.source.h));
+    let need = (
+        (f64::from(ow) * s).ceil() as u32,
+        (f64::from(oh) * s).ceil() as u32,
+    );
+    let at_least = if swap { (need.1, need.0) } else { need };
+
+    let started = clock();
+    let decoded = orient::apply(decode::decode(bytes, &header, at_least)?, orientation);
+    let decoded_at = (decoded.width, decoded.height);
+    let after_decode = clock();
+    let scale = (
+        f64::from(decoded.width) / f64::from(ow),
+        f64::from(decoded.height) / f64::from(oh),
+    );
+    let background = options.background.unwrap_or(Rgba::WHITE);
+    let resized = resize::apply(decoded, &plan, scale, background)
+        .map_err(|e| TransformError::Internal(e.to_string()))?;
+    let after_resize = clock();
+    let out = encode::encode(&resized, format, options.quality(), background)
+        .map_err(|e| TransformError::Internal(e.to_string()))?;
+    let done = clock();
+    Ok(Output {
+        bytes: out,
+        width: resized.width,
+        height: resized.height,
+        format,
+        source: header.format,
+        decoded: decoded_at,
+        timings: Timings {
+            decode: after_decode - started,
+            resize: after_resize - after_decode,
+            encode: done - after_resize,
+        },
+    })
+}
+
+#[cfg(test)]
+mod pipeline_tests {
+    use super::*;
+
+    fn run(bytes: &[u8], opts: &str, format: OutputFormat) -> Result<Output, TransformError> {
+        let options = ImageOptions::parse(opts).unwrap().options;
+        transform(bytes, &options, format, &Limits::default(), &|| 0.0)
+    }
+
+    #[test]
+    fn a_large_jpeg_is_decoded_at_reduced_scale_and_resized_exactly() {
+        let out = run(&testing::jpeg_of(3200, 1600), "w=400", OutputFormat::Webp).unwrap();
+        assert_eq!((out.width, out.height), (400, 200));
+        assert_eq!(
+            out.decoded,
+            (400, 200),
+            "1/8 DCT scale covers 400×200 exactly"
+        );
+        assert_eq!(decode::sniff(&out.bytes), Some(SourceFormat::Webp));
+    }
+
+    #[test]
+    fn cover_and_pad_produce_the_box() {
+        let jpeg = testing::jpeg_of(1200, 800);
+        let cover = run(&jpeg, "w=300,h=300,fit=cover", OutputFormat::Jpeg).unwrap();
+        assert_eq!((cover.width, cover.height), (300, 300));
+        let pad = run(
+            &jpeg,
+            "w=300,h=300,fit=pad,background=black",
+            OutputFormat::Png,
+        )
+        .unwrap();
+        assert_eq!((pad.width, pad.height), (300, 300));
+    }
+
+    #[test]
+    fn png_with_alpha_keeps_it_in_webp_and_png() {
+        let png = testing::png_of(200, 100, true);
+        let out = run(&png, "w=100", OutputFormat::Png).unwrap();
+        let back = decode::decode(
+            &out.bytes,
+            &decode::read_header(&out.bytes).unwrap(),
+            (1, 1),
+        )
+        .unwrap();
+        assert!(back.has_alpha);
+        assert_eq!((back.width, back.height), (100, 50));
+    }
+
+    #[test]
+    fn bad_sources_are_classified() {
+        assert!(matches!(
+            run(b"<svg/>", "w=10", OutputFormat::Webp),
+            Err(TransformError::Unsupported(_))
+        ));
+        let jpeg = testing::jpeg_of(64, 64);
+        assert!(matches!(
+            run(&jpeg[..40], "w=10", OutputFormat::Webp),
+            Err(TransformError::Corrupt(_))
+        ));
+        let limits = Limits {
+            max_source_pixels: 1000,
+            ..Limits::default()
+        };
+        let options = ImageOptions::parse("w=10").unwrap().options;
+        assert!(matches!(
+            transform(&jpeg, &options, OutputFormat::Webp, &limits, &|| 0.0),
+            Err(TransformError::TooLarge(LimitError::Pixels { .. }))
+        ));
+    }
+}

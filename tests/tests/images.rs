@@ -1,0 +1,250 @@
+//! Image derivatives in workerd: negotiation by `Accept`, magic bytes and decoded
+//! dimensions, headers, the R2 derivative, the second request from cache, bad inputs,
+//! signatures, and a 40 MP JPEG inside the 128 MiB isolate.
+
+// A test crate: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Cursor;
+
+use course_edge_e2e::{EdgeOptions, Stack, client};
+use course_edge_worker::image::decode::{SourceFormat, read_header};
+use image::ImageEncoder;
+
+const CHROME: &str = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
+const SAFARI_OLD: &str = "image/png,image/svg+xml,image/*;q=0.8,video/*;q=0.8,*/*;q=0.5";
+const LEGACY: &str = "*/*";
+
+fn photo(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x ^ y) % 256) as u8])
+    });
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
+        .write_image(img.as_raw(), width, height, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    out
+}
+
+fn png_with_alpha(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbaImage::from_fn(width, height, |x, _| {
+        image::Rgba([10, 120, 200, (x % 256) as u8])
+    });
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+async fn get(stack: &Stack, path: &str, accept: &str) -> reqwest::Response {
+    client()
+        .get(stack.edge.url(path))
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("missing {name}: {:?}", response.headers()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn derivatives_are_negotiated_resized_stored_and_cached() {
+    let options = EdgeOptions::default()
+        .object("photos/beach.jpg", photo(2400, 1600))
+        .object("art/logo.png", png_with_alpha(600, 300));
+    let stack = Stack::start_with(options).await;
+
+    let table = [
+        (
+            "/img/w=800/photos/beach.jpg",
+            CHROME,
+            SourceFormat::Webp,
+            "image/webp",
+            (800, 533),
+        ),
+        (
+            "/img/width=800/photos/beach.jpg",
+            SAFARI_OLD,
+            SourceFormat::Jpeg,
+            "image/jpeg",
+            (800, 533),
+        ),
+        (
+            "/img/w=700/photos/beach.jpg",
+            LEGACY,
+            SourceFormat::Jpeg,
+            "image/jpeg",
+            (700, 467),
+        ),
+        (
+            "/img/w=300,h=300,fit=cover/photos/beach.jpg",
+            LEGACY,
+            SourceFormat::Jpeg,
+            "image/jpeg",
+            (300, 300),
+        ),
+        (
+            "/img/w=300/art/logo.png",
+            LEGACY,
+            SourceFormat::Png,
+            "image/png",
+            (300, 150),
+        ),
+        (
+            "/img/w=300/art/logo.png",
+            CHROME,
+            SourceFormat::Webp,
+            "image/webp",
+            (300, 150),
+        ),
+    ];
+    for (path, accept, format, content_type, dims) in table {
+        let first = get(&stack, path, accept).await;
+        assert_eq!(first.status(), 200, "{path}: {}", stack.edge.log());
+        assert_eq!(header(&first, "x-edge-cache"), "MISS", "{path} {accept}");
+        assert_eq!(header(&first, "content-type"), content_type);
+        assert_eq!(header(&first, "vary"), "Accept");
+        assert!(header(&first, "cache-control").starts_with("public, max-age=86400"));
+        let timing = header(&first, "server-timing");
+        assert!(
+            timing.contains("decode;dur=") && timing.contains("encode;dur="),
+            "{timing}"
+        );
+        let derivative = header(&first, "x-edge-derivative");
+        let etag = header(&first, "etag");
+        let body = first.bytes().await.unwrap().to_vec();
+        let decoded = read_header(&body).unwrap();
+        assert_eq!(
+            (decoded.format, decoded.width, decoded.height),
+            (format, dims.0, dims.1),
+            "{path} {accept}"
+        );
+
+        let second = get(&stack, path, accept).await;
+        assert_eq!(header(&second, "x-edge-cache"), "HIT", "{path}");
+        assert_eq!(header(&second, "etag"), etag);
+        assert_eq!(second.bytes().await.unwrap().to_vec(), body);
+
+        // Encoded once: the derivative is in R2 under derived/.
+        let mut stored = None;
+        for _ in 0..20 {
+            stored = stack.edge.get_object(&derivative);
+            if stored.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(stored.as_deref(), Some(&body[..]), "{derivative}");
+    }
+
+    // Equivalent spellings share one derivative.
+    let a = get(
+        &stack,
+        "/img/w=640,q=85,fit=scale-down/photos/beach.jpg",
+        LEGACY,
+    )
+    .await;
+    assert_eq!(header(&a, "x-edge-cache"), "MISS");
+    let b = get(&stack, "/img/width=640/photos/beach.jpg", LEGACY).await;
+    assert_eq!(header(&b, "x-edge-cache"), "HIT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_inputs_get_their_status_and_never_a_500() {
+    let jpeg = photo(200, 100);
+    let options = EdgeOptions::default()
+        .object("bad/text.jpg", b"this is not an image".to_vec())
+        .object("bad/cut.jpg", jpeg[..jpeg.len() / 3].to_vec())
+        .object("ok/small.jpg", jpeg.clone());
+    let stack = Stack::start_with(options).await;
+    let table = [
+        ("/img/w=0/ok/small.jpg", 400, Some("w")),
+        ("/img/fit=fill/ok/small.jpg", 400, Some("fit")),
+        ("/img/w=100,blur=3/ok/small.jpg", 400, Some("blur")),
+        ("/img/w=100/missing.jpg", 404, Some("path")),
+        ("/img/w=100/bad/text.jpg", 415, Some("source")),
+        ("/img/w=100/bad/cut.jpg", 422, Some("source")),
+        ("/img/w=100/../secret.jpg", 404, None),
+    ];
+    for (path, status, field) in table {
+        let response = get(&stack, path, LEGACY).await;
+        assert_eq!(response.status(), status, "{path}: {}", stack.edge.log());
+        if status != 404 || field.is_some() {
+            let body: protocol::ErrorBody = response.json().await.unwrap();
+            assert_eq!(body.error.field.as_deref(), field, "{path}");
+        }
+    }
+    let redirect = get(&stack, "/img/w=100,onerror=redirect/bad/cut.jpg", LEGACY).await;
+    assert_eq!(redirect.status(), 302);
+    assert_eq!(header(&redirect, "location"), "/media/bad/cut.jpg");
+    let original = get(&stack, "/media/ok/small.jpg", LEGACY).await;
+    assert_eq!(original.bytes().await.unwrap().to_vec(), jpeg);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_urls_and_the_width_allow_list() {
+    let secret = "a-signing-secret-of-at-least-32-chars!";
+    let options = EdgeOptions::default()
+        .object("ok/small.jpg", photo(400, 200))
+        .secret("IMAGE_SIGNING_KEY", secret)
+        .var("IMAGE_WIDTHS", "100,200");
+    let stack = Stack::start_with(options).await;
+    let opts = course_edge_worker::image::options::ImageOptions::parse("w=100")
+        .unwrap()
+        .options;
+    let sig = course_edge_worker::image::sign::sign(secret.as_bytes(), "ok/small.jpg", &opts);
+    let signed = get(
+        &stack,
+        &format!("/img/width=100,sig={sig}/ok/small.jpg"),
+        LEGACY,
+    )
+    .await;
+    assert_eq!(signed.status(), 200, "{}", stack.edge.log());
+    for path in [
+        "/img/w=100/ok/small.jpg".to_owned(),
+        format!("/img/w=200,sig={sig}/ok/small.jpg"),
+        "/img/w=100,sig=00/ok/small.jpg".to_owned(),
+    ] {
+        let response = get(&stack, &path, LEGACY).await;
+        assert_eq!(response.status(), 403, "{path}");
+    }
+    let opts = course_edge_worker::image::options::ImageOptions::parse("w=150")
+        .unwrap()
+        .options;
+    let sig = course_edge_worker::image::sign::sign(secret.as_bytes(), "ok/small.jpg", &opts);
+    let off_list = get(
+        &stack,
+        &format!("/img/w=150,sig={sig}/ok/small.jpg"),
+        LEGACY,
+    )
+    .await;
+    assert_eq!(off_list.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_40_megapixel_jpeg_stays_inside_the_isolate_memory_cap() {
+    let big = photo(8000, 5000);
+    let options = EdgeOptions::default().object("big/40mp.jpg", big);
+    let stack = Stack::start_with(options).await;
+    let response = get(&stack, "/img/w=1200/big/40mp.jpg", CHROME).await;
+    assert_eq!(response.status(), 200, "{}", stack.edge.log());
+    let peak: u64 = header(&response, "x-edge-memory-peak").parse().unwrap();
+    let linear: u64 = header(&response, "x-edge-memory-linear").parse().unwrap();
+    eprintln!(
+        "40 MP JPEG -> 1200 px WebP: allocator peak {:.1} MiB, linear memory {:.1} MiB; {}",
+        peak as f64 / 1048576.0,
+        linear as f64 / 1048576.0,
+        header(&response, "server-timing")
+    );
+    assert!(linear < 128 * 1024 * 1024, "linear memory {linear}");
+    assert!(peak < 96 * 1024 * 1024, "peak {peak}");
+    let body = response.bytes().await.unwrap();
+    let decoded = read_header(&body).unwrap();
+    assert_eq!((decoded.width, decoded.height), (1200, 750));
+}

@@ -1,0 +1,295 @@
+//! `/img/<options>/<key>`: on-the-fly image derivatives from R2 originals.
+//!
+//! `ImageOptions::parse` → signature and width checks → R2 `head` of the source (its
+//! ETag versions every derivative) → `negotiate` → derivative key → Cache API → R2
+//! `derived/` → else one transform at a time per isolate (`image::transform`) → store
+//! in R2 and the Cache API (after the response, `wait_until`) → respond.
+//!
+//! AVIF is not encoded here (an AVIF encode would stall the isolate for hundreds of
+//! milliseconds): an AVIF-capable browser currently gets WebP.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use protocol::EdgeCacheStatus;
+use worker::{Cache, Context, Delay, Env, Headers, Request, Response};
+
+use super::assets::BUCKET;
+use super::origin::runtime;
+use super::{Served, memory, now_ms};
+use crate::assets::ObjectKey;
+use crate::config::Config;
+use crate::error::EdgeError;
+use crate::image::format::{OutputFormat, negotiate};
+use crate::image::key::DerivativeKey;
+use crate::image::options::{FormatRequest, ImageOptions};
+use crate::image::{TransformError, sign, transform};
+use crate::policy::headers::{Lifetimes, browser_cache_control};
+use crate::policy::{ContentClass, OriginDirectives};
+use crate::timing::ServerTiming;
+
+thread_local! {
+    /// One transform at a time per isolate: concurrent requests share one WASM memory
+    /// that never shrinks, so two large decodes at once could pass the 128 MiB ceiling.
+    static TRANSFORMING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Longest a request waits for the isolate's transform slot.
+const SLOT_WAIT: Duration = Duration::from_secs(20);
+
+struct Slot;
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        TRANSFORMING.with(|t| t.set(false));
+    }
+}
+
+async fn acquire_slot(retry_after_secs: u32) -> Result<Slot, EdgeError> {
+    let started = now_ms();
+    loop {
+        let got = TRANSFORMING.with(|t| !t.replace(true));
+        if got {
+            return Ok(Slot);
+        }
+        if now_ms() - started > SLOT_WAIT.as_millis() as f64 {
+            return Err(EdgeError::OriginTimeout {
+                after_ms: SLOT_WAIT.as_millis() as u64,
+                retry_after_secs,
+            });
+        }
+        Delay::from(Duration::from_millis(5)).await;
+    }
+}
+
+fn headers_for(
+    config: &Config,
+    etag: &str,
+    format: OutputFormat,
+    len: usize,
+) -> Result<Headers, EdgeError> {
+    let policy = config.policy.get(ContentClass::Image);
+    let headers = Headers::new();
+    let set = |n: &str, v: &str| headers.set(n, v).map_err(runtime);
+    set("content-type", format.content_type())?;
+    set("content-length", &len.to_string())?;
+    set("etag", etag)?;
+    set("vary", "Accept")?;
+    if let Some(cc) = browser_cache_control(policy, 200, &OriginDirectives::default()) {
+        set("cache-control", &cc)?;
+    }
+    let lifetimes = Lifetimes {
+        edge: policy.edge,
+        swr: policy.swr,
+        sie: policy.sie,
+    };
+    set("cdn-cache-control", &lifetimes.cdn_cache_control())?;
+    Ok(headers)
+}
+
+fn redirect_to_original(key: &ObjectKey) -> Result<Served, EdgeError> {
+    let headers = Headers::new();
+    headers
+        .set("location", &format!("/media/{}", key.as_str()))
+        .map_err(runtime)?;
+    headers.set("cache-control", "no-store").map_err(runtime)?;
+    Ok(Served {
+        response: Response::empty()
+            .map_err(runtime)?
+            .with_status(302)
+            .with_headers(headers),
+        cache: EdgeCacheStatus::Bypass,
+    })
+}
+
+pub(super) async fn serve(
+    req: &Request,
+    env: &Env,
+    ctx: &Context,
+    config: &Config,
+    options: &str,
+    key: &ObjectKey,
+    timing: &mut ServerTiming,
+) -> Result<Served, EdgeError> {
+    let parsed = ImageOptions::parse(options).map_err(|e| EdgeError::BadImageOption {
+        option: e.option,
+        message: e.message,
+    })?;
+    let options = parsed.options;
+    if let Some(secret) = &config.image_signing_key {
+        let valid = parsed
+            .signature
+            .as_deref()
+            .is_some_and(|sig| sign::verify(secret, key.as_str(), &options, sig));
+        if !valid {
+            return Err(EdgeError::BadSignature);
+        }
+    }
+    config
+        .image_limits
+        .check_width(options.target().0)
+        .map_err(|e| EdgeError::BadImageOption {
+            option: String::from("width"),
+            message: e.to_string(),
+        })?;
+    let fail = |e: TransformError| -> Result<Served, EdgeError> {
+        if options.redirect_on_error {
+            redirect_to_original(key)
+        } else {
+            Err(EdgeError::Image(e))
+        }
+    };
+
+    let bucket = env.bucket(BUCKET).map_err(runtime)?;
+    let started = now_ms();
+    let head = bucket.head(key.as_str()).await.map_err(runtime)?;
+    timing.add("r2-head", now_ms() - started);
+    let Some(head) = head else {
+        return Err(EdgeError::ObjectNotFound {
+            key: key.as_str().to_owned(),
+        });
+    };
+    if let Err(limit) = config.image_limits.check_bytes(head.size()) {
+        return fail(TransformError::TooLarge(limit));
+    }
+    let accept = req
+        .headers()
+        .get("accept")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    // Alpha is only known after decoding; the source family decides the fallback.
+    let may_have_alpha = !matches!(key.content_type(), "image/jpeg");
+    let mut format = negotiate(options.format, &accept, may_have_alpha);
+    if format == OutputFormat::Avif && options.format == FormatRequest::Auto {
+        format = OutputFormat::Webp;
+    }
+    if format == OutputFormat::Avif {
+        return Err(EdgeError::BadImageOption {
+            option: String::from("format"),
+            message: String::from("format=avif is not available yet; use auto or webp"),
+        });
+    }
+    let dkey = DerivativeKey::new(key.as_str(), &head.http_etag(), &options, format);
+    let etag = dkey.etag();
+
+    let cache = Cache::default();
+    if let Ok(Some(mut cached)) = cache.get(dkey.cache_url(), false).await {
+        let bytes = cached.bytes().await.map_err(runtime)?;
+        timing.add("cache", 0.0);
+        let headers = headers_for(config, &etag, format, bytes.len())?;
+        return Ok(Served {
+            response: Response::from_bytes(bytes)
+                .map_err(runtime)?
+                .with_headers(headers),
+            cache: EdgeCacheStatus::Hit,
+        });
+    }
+
+    let r2_key = dkey.r2_key(format);
+    let started = now_ms();
+    let stored = bucket.get(&r2_key).execute().await.map_err(runtime)?;
+    let (bytes, source) = match stored {
+        Some(object) => {
+            let bytes = object
+                .body()
+                .ok_or_else(|| EdgeError::Runtime(String::from("derived object has no body")))?
+                .bytes()
+                .await
+                .map_err(runtime)?;
+            timing.add("r2", now_ms() - started);
+            (bytes, "r2")
+        }
+        None => {
+            let _slot = acquire_slot(config.retry_after_secs).await?;
+            let started = now_ms();
+            let object = bucket.get(key.as_str()).execute().await.map_err(runtime)?;
+            let Some(body) = object.as_ref().and_then(|o| o.body()) else {
+                return Err(EdgeError::ObjectNotFound {
+                    key: key.as_str().to_owned(),
+                });
+            };
+            let original = body.bytes().await.map_err(runtime)?;
+            drop(object);
+            timing.add("source", now_ms() - started);
+            memory::reset_peak();
+            let output = match transform(&original, &options, format, &config.image_limits, &now_ms)
+            {
+                Ok(output) => output,
+                Err(e) => return fail(e),
+            };
+            drop(original);
+            timing.add("decode", output.timings.decode);
+            timing.add("resize", output.timings.resize);
+            timing.add("encode", output.timings.encode);
+            timing.add(
+                "transform",
+                output.timings.decode + output.timings.resize + output.timings.encode,
+            );
+            // Encoded once, not once per location: the R2 copy serves every colo.
+            let env = env.clone();
+            let r2_copy = output.bytes.clone();
+            let r2_key = r2_key.clone();
+            ctx.wait_until(async move {
+                let stored = match env.bucket(BUCKET) {
+                    Ok(bucket) => bucket
+                        .put(&r2_key, r2_copy)
+                        .http_metadata(worker::HttpMetadata {
+                            content_type: Some(format.content_type().to_owned()),
+                            ..Default::default()
+                        })
+                        .execute()
+                        .await
+                        .map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = stored {
+                    worker::console_warn!("storing derivative {r2_key} failed: {e}");
+                }
+            });
+            (output.bytes, "transform")
+        }
+    };
+    // Local copy in this colo's cache, after the response.
+    let cache_copy = bytes.clone();
+    let cache_url = dkey.cache_url();
+    let retention = {
+        let p = config.policy.get(ContentClass::Image);
+        Lifetimes {
+            edge: p.edge,
+            swr: p.swr,
+            sie: p.sie,
+        }
+        .retention(true)
+    };
+    ctx.wait_until(async move {
+        let headers = Headers::new();
+        let _ = headers.set("cache-control", &format!("public, max-age={retention}"));
+        let _ = headers.set("content-type", format.content_type());
+        if let Ok(response) = Response::from_bytes(cache_copy)
+            && let Err(e) = Cache::default()
+                .put(cache_url.as_str(), response.with_headers(headers))
+                .await
+        {
+            worker::console_warn!("caching derivative failed: {e}");
+        }
+    });
+    let headers = headers_for(config, &etag, format, bytes.len())?;
+    headers.set("x-edge-source", source).map_err(runtime)?;
+    headers.set("x-edge-derivative", &r2_key).map_err(runtime)?;
+    headers
+        .set("x-edge-memory-peak", &memory::peak().to_string())
+        .map_err(runtime)?;
+    headers
+        .set(
+            "x-edge-memory-linear",
+            &memory::linear_memory_bytes().to_string(),
+        )
+        .map_err(runtime)?;
+    Ok(Served {
+        response: Response::from_bytes(bytes)
+            .map_err(runtime)?
+            .with_headers(headers),
+        cache: EdgeCacheStatus::Miss,
+    })
+}

@@ -1,0 +1,175 @@
+//! Encoders: lossy WebP with libwebp (the `webp` crate), JPEG and PNG with `image`.
+//! AVIF is encoded off the request path (see the queue consumer), not here. Alpha is
+//! composited over the background (white unless `background` says otherwise) for JPEG.
+
+use image::ImageEncoder;
+
+use super::decode::Decoded;
+use super::format::OutputFormat;
+use super::options::Rgba;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    #[error("{0} output is not available on this path")]
+    Unavailable(&'static str),
+    #[error("encoding failed: {0}")]
+    Failed(String),
+}
+
+fn rgb_over(image: &Decoded, bg: Rgba) -> Vec<u8> {
+    let mut rgb = Vec::with_capacity(image.width as usize * image.height as usize * 3);
+    for px in image.rgba.chunks_exact(4) {
+        let a = u32::from(px[3]);
+        let mix = |c: u8, b: u8| ((u32::from(c) * a + u32::from(b) * (255 - a) + 127) / 255) as u8;
+        rgb.extend_from_slice(&[
+            mix(px[0], bg.0[0]),
+            mix(px[1], bg.0[1]),
+            mix(px[2], bg.0[2]),
+        ]);
+    }
+    rgb
+}
+
+pub fn encode(
+    image: &Decoded,
+    format: OutputFormat,
+    quality: u8,
+    bg: Rgba,
+) -> Result<Vec<u8>, EncodeError> {
+    let failed = |e: image::ImageError| EncodeError::Failed(e.to_string());
+    match format {
+        OutputFormat::Webp => {
+            let memory = if image.has_alpha {
+                webp::Encoder::from_rgba(&image.rgba, image.width, image.height)
+                    .encode(f32::from(quality))
+            } else {
+                let rgb = rgb_over(image, bg);
+                webp::Encoder::from_rgb(&rgb, image.width, image.height).encode(f32::from(quality))
+            };
+            Ok(memory.to_vec())
+        }
+        OutputFormat::Jpeg => {
+            let rgb = rgb_over(image, bg);
+            let mut out = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
+                .write_image(
+                    &rgb,
+                    image.width,
+                    image.height,
+                    image::ExtendedColorType::Rgb8,
+                )
+                .map_err(failed)?;
+            Ok(out)
+        }
+        OutputFormat::Png => {
+            let mut out = Vec::new();
+            let encoder = image::codecs::png::PngEncoder::new(&mut out);
+            if image.has_alpha {
+                encoder
+                    .write_image(
+                        &image.rgba,
+                        image.width,
+                        image.height,
+                        image::ExtendedColorType::Rgba8,
+                    )
+                    .map_err(failed)?;
+            } else {
+                let rgb = rgb_over(image, bg);
+                encoder
+                    .write_image(
+                        &rgb,
+                        image.width,
+                        image.height,
+                        image::ExtendedColorType::Rgb8,
+                    )
+                    .map_err(failed)?;
+            }
+            Ok(out)
+        }
+        OutputFormat::Avif => Err(EncodeError::Unavailable("avif")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::decode::{SourceFormat, decode, read_header};
+
+    fn gradient(w: u32, h: u32, alpha: bool) -> Decoded {
+        let mut rgba = Vec::new();
+        for y in 0..h {
+            for x in 0..w {
+                rgba.extend_from_slice(&[
+                    (x * 255 / w) as u8,
+                    (y * 255 / h) as u8,
+                    90,
+                    if alpha { 128 } else { 255 },
+                ]);
+            }
+        }
+        Decoded {
+            width: w,
+            height: h,
+            rgba,
+            has_alpha: alpha,
+        }
+    }
+
+    #[test]
+    fn every_format_round_trips_with_its_magic_and_size() {
+        let table = [
+            (OutputFormat::Webp, SourceFormat::Webp, false),
+            (OutputFormat::Webp, SourceFormat::Webp, true),
+            (OutputFormat::Jpeg, SourceFormat::Jpeg, true),
+            (OutputFormat::Png, SourceFormat::Png, true),
+            (OutputFormat::Png, SourceFormat::Png, false),
+        ];
+        for (format, sniffed, alpha) in table {
+            let bytes = encode(&gradient(120, 80, alpha), format, 80, Rgba::WHITE).unwrap();
+            let header = read_header(&bytes).unwrap();
+            assert_eq!(
+                (header.format, header.width, header.height),
+                (sniffed, 120, 80),
+                "{format:?}"
+            );
+            let back = decode(&bytes, &header, (120, 80)).unwrap();
+            assert_eq!((back.width, back.height), (120, 80));
+        }
+    }
+
+    #[test]
+    fn lossy_webp_is_much_smaller_than_png_for_a_photo_like_image() {
+        // Gradient plus deterministic noise: like a photo, it defeats lossless coding.
+        let mut image = gradient(400, 300, false);
+        let mut seed = 0x2545_f491_u32;
+        for px in image.rgba.chunks_exact_mut(4) {
+            for c in &mut px[..3] {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                *c = c.saturating_add((seed % 24) as u8);
+            }
+        }
+        let webp = encode(&image, OutputFormat::Webp, 80, Rgba::WHITE).unwrap();
+        let png = encode(&image, OutputFormat::Png, 80, Rgba::WHITE).unwrap();
+        assert!(
+            webp.len() * 3 < png.len(),
+            "webp {} vs png {}",
+            webp.len(),
+            png.len()
+        );
+    }
+
+    #[test]
+    fn jpeg_composites_alpha_over_the_background() {
+        let mut img = gradient(16, 16, true);
+        for px in img.rgba.chunks_exact_mut(4) {
+            px.copy_from_slice(&[0, 0, 0, 0]);
+        }
+        let bytes = encode(&img, OutputFormat::Jpeg, 95, Rgba([255, 0, 0, 255])).unwrap();
+        let header = read_header(&bytes).unwrap();
+        let back = decode(&bytes, &header, (16, 16)).unwrap();
+        let px = &back.rgba[..4];
+        assert!(px[0] > 240 && px[1] < 20 && px[2] < 20, "{px:?}");
+    }
+}
