@@ -351,6 +351,17 @@ impl Edge {
         self.group.log_tail()
     }
 
+    /// Writes `course-media/<key>` into this edge's local R2 state while it runs (what a
+    /// content team's upload does).
+    pub fn put_object(&self, key: &str, bytes: &[u8]) {
+        put_object(
+            &repo_root(),
+            &self._state.path().join("wrangler"),
+            key,
+            bytes,
+        );
+    }
+
     /// Reads `course-media/<key>` from this edge's local R2 state (while it runs).
     pub fn get_object(&self, key: &str) -> Option<Vec<u8>> {
         let root = repo_root();

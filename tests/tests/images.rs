@@ -248,3 +248,46 @@ async fn a_40_megapixel_jpeg_stays_inside_the_isolate_memory_cap() {
     let decoded = read_header(&body).unwrap();
     assert_eq!((decoded.width, decoded.height), (1200, 750));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_original_never_serves_an_old_derivative_and_versioned_urls_are_immutable() {
+    let options = EdgeOptions::default().object("swap/p.jpg", photo(400, 200));
+    let stack = Stack::start_with(options).await;
+    let path = "/img/w=100/swap/p.jpg";
+    let first = get(&stack, path, LEGACY).await;
+    assert_eq!(first.status(), 200, "{}", stack.edge.log());
+    let old_etag = header(&first, "etag");
+    assert_eq!(
+        read_header(&first.bytes().await.unwrap()).unwrap().height,
+        50
+    );
+    assert_eq!(
+        header(&get(&stack, path, LEGACY).await, "x-edge-cache"),
+        "HIT"
+    );
+
+    // A content team replaces the original (a square now).
+    stack.edge.put_object("swap/p.jpg", &photo(300, 300));
+    let after = get(&stack, path, LEGACY).await;
+    assert_eq!(
+        header(&after, "x-edge-cache"),
+        "MISS",
+        "a new source ETag is a new derivative"
+    );
+    assert_ne!(header(&after, "etag"), old_etag);
+    assert_eq!(
+        read_header(&after.bytes().await.unwrap()).unwrap().height,
+        100
+    );
+
+    let versioned = get(&stack, "/img/w=100,v=7/swap/p.jpg", LEGACY).await;
+    assert_eq!(versioned.status(), 200);
+    assert_eq!(
+        header(&versioned, "cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    assert!(
+        !header(&versioned, "server-timing").contains("r2-head"),
+        "v= skips the ETag lookup"
+    );
+}

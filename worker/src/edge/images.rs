@@ -67,8 +67,14 @@ fn headers_for(
     etag: &str,
     format: OutputFormat,
     len: usize,
+    versioned: bool,
 ) -> Result<Headers, EdgeError> {
-    let policy = config.policy.get(ContentClass::Image);
+    let policy = if versioned {
+        // The URL names one version of the source forever.
+        crate::policy::table::default_policy(ContentClass::HashedStatic)
+    } else {
+        config.policy.get(ContentClass::Image)
+    };
     let headers = Headers::new();
     let set = |n: &str, v: &str| headers.set(n, v).map_err(runtime);
     set("content-type", format.content_type())?;
@@ -141,17 +147,26 @@ pub(super) async fn serve(
     };
 
     let bucket = env.bucket(BUCKET).map_err(runtime)?;
-    let started = now_ms();
-    let head = bucket.head(key.as_str()).await.map_err(runtime)?;
-    timing.add("r2-head", now_ms() - started);
-    let Some(head) = head else {
-        return Err(EdgeError::ObjectNotFound {
-            key: key.as_str().to_owned(),
-        });
+    let versioned = options.version.is_some();
+    // The source's ETag versions the derivative, so a replaced original is never
+    // served stale. A `v=` URL carries its own version and skips this round trip.
+    let source_version = match &options.version {
+        Some(v) => format!("v:{v}"),
+        None => {
+            let started = now_ms();
+            let head = bucket.head(key.as_str()).await.map_err(runtime)?;
+            timing.add("r2-head", now_ms() - started);
+            let Some(head) = head else {
+                return Err(EdgeError::ObjectNotFound {
+                    key: key.as_str().to_owned(),
+                });
+            };
+            if let Err(limit) = config.image_limits.check_bytes(head.size()) {
+                return fail(TransformError::TooLarge(limit));
+            }
+            head.http_etag()
+        }
     };
-    if let Err(limit) = config.image_limits.check_bytes(head.size()) {
-        return fail(TransformError::TooLarge(limit));
-    }
     let accept = req
         .headers()
         .get("accept")
@@ -170,14 +185,14 @@ pub(super) async fn serve(
             message: String::from("format=avif is not available yet; use auto or webp"),
         });
     }
-    let dkey = DerivativeKey::new(key.as_str(), &head.http_etag(), &options, format);
+    let dkey = DerivativeKey::new(key.as_str(), &source_version, &options, format);
     let etag = dkey.etag();
 
     let cache = Cache::default();
     if let Ok(Some(mut cached)) = cache.get(dkey.cache_url(), false).await {
         let bytes = cached.bytes().await.map_err(runtime)?;
         timing.add("cache", 0.0);
-        let headers = headers_for(config, &etag, format, bytes.len())?;
+        let headers = headers_for(config, &etag, format, bytes.len(), versioned)?;
         return Ok(Served {
             response: Response::from_bytes(bytes)
                 .map_err(runtime)?
@@ -209,6 +224,11 @@ pub(super) async fn serve(
                     key: key.as_str().to_owned(),
                 });
             };
+            if let Some(size) = object.as_ref().map(|o| o.size())
+                && let Err(limit) = config.image_limits.check_bytes(size)
+            {
+                return fail(TransformError::TooLarge(limit));
+            }
             let original = body.bytes().await.map_err(runtime)?;
             drop(object);
             timing.add("source", now_ms() - started);
@@ -274,7 +294,7 @@ pub(super) async fn serve(
             worker::console_warn!("caching derivative failed: {e}");
         }
     });
-    let headers = headers_for(config, &etag, format, bytes.len())?;
+    let headers = headers_for(config, &etag, format, bytes.len(), versioned)?;
     headers.set("x-edge-source", source).map_err(runtime)?;
     headers.set("x-edge-derivative", &r2_key).map_err(runtime)?;
     headers

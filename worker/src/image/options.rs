@@ -243,6 +243,9 @@ pub struct ImageOptions {
     pub background: Option<Rgba>,
     pub metadata: Metadata,
     pub redirect_on_error: bool,
+    /// `v=`: a caller-managed version of the source. A versioned URL is immutable: it
+    /// skips the source ETag lookup and is cached for a year.
+    pub version: Option<String>,
 }
 
 /// A parsed URL: options plus the signature (kept out of the options and the key).
@@ -315,11 +318,12 @@ impl ImageOptions {
                 "metadata" => "metadata",
                 "onerror" => "onerror",
                 "sig" => "sig",
+                "v" => "v",
                 other => {
                     return Err(OptionError::new(
                         other,
                         format!(
-                            "unknown option {other:?}; known: width|w, height|h, fit, gravity|g, quality|q, format|f, dpr, background, metadata, onerror, sig"
+                            "unknown option {other:?}; known: width|w, height|h, fit, gravity|g, quality|q, format|f, dpr, background, metadata, onerror, v, sig"
                         ),
                     ));
                 }
@@ -410,6 +414,20 @@ impl ImageOptions {
                         }
                     };
                 }
+                "v" => {
+                    let valid = !value.is_empty()
+                        && value.len() <= 64
+                        && value
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+                    if !valid {
+                        return Err(OptionError::new(
+                            name,
+                            "v is 1-64 characters of A-Z, a-z, 0-9, '.', '_', '-'",
+                        ));
+                    }
+                    options.version = Some(value.to_owned());
+                }
                 "onerror" => {
                     if value != "redirect" {
                         return Err(OptionError::new(name, "onerror is redirect"));
@@ -469,6 +487,9 @@ impl ImageOptions {
         }
         if self.redirect_on_error {
             push("onerror", &"redirect");
+        }
+        if let Some(v) = &self.version {
+            push("v", v);
         }
         if out.is_empty() {
             out.push_str("original");
@@ -573,6 +594,8 @@ mod tests {
             ("metadata=all", "metadata"),
             ("onerror=ignore", "onerror"),
             ("sig=xyz", "sig"),
+            ("v=", "v"),
+            ("v=a/b", "v"),
             ("blur=5", "blur"),
             ("w", "w"),
             ("w=1,w=2", "w"),
