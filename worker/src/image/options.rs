@@ -177,7 +177,10 @@ impl Rgba {
             "gray" | "grey" => return Some(Self([128, 128, 128, 255])),
             _ => {}
         }
-        if let Some(hex) = s.strip_prefix('#') {
+        // `#` must be escaped in a URL (%23), so bare hex is accepted too; it is also
+        // how the normalized form spells a colour.
+        let bare_hex = (s.len() == 6 || s.len() == 8) && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if let Some(hex) = s.strip_prefix('#').or(bare_hex.then_some(s.as_str())) {
             let digits: Vec<u8> = hex
                 .chars()
                 .map(|c| c.to_digit(16).map(|d| d as u8))
@@ -610,6 +613,20 @@ mod tests {
     }
 
     #[test]
+    fn normalized_forms_parse_back_to_the_same_options() {
+        // Found by the `options` fuzz target: a padded background normalized to bare hex.
+        for input in [
+            "w=100,fit=pad,background=rgba(1,2,3,0.5),sig=abcdef",
+            "width=300,height=200,fit=cover,gravity=0.25x0.75,q=high,f=webp,dpr=2",
+            "w=1,fit=pad,bg=%23abc".replace("%23", "#").as_str(),
+            "v=3,onerror=redirect,metadata=keep",
+        ] {
+            let once = parse(input).normalized();
+            assert_eq!(parse(&once).normalized(), once, "{input}");
+        }
+    }
+
+    #[test]
     fn the_signature_is_kept_apart() {
         let parsed = ImageOptions::parse("w=100,sig=ABCdef01").unwrap();
         assert_eq!(parsed.signature.as_deref(), Some("abcdef01"));
@@ -636,6 +653,8 @@ mod tests {
             ("rgb(1, 2, 3)", [1, 2, 3, 255]),
             ("transparent", [0, 0, 0, 0]),
             ("WHITE", [255, 255, 255, 255]),
+            ("01020380", [1, 2, 3, 128]),
+            ("ffcc00", [255, 204, 0, 255]),
         ];
         for (input, want) in table {
             assert_eq!(Rgba::parse(input), Some(Rgba(want)), "{input}");
