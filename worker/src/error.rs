@@ -46,6 +46,11 @@ pub enum EdgeError {
     BadImageOption { option: String, message: String },
     #[error("bad or missing image signature")]
     BadSignature,
+    #[error("not ready: {what}")]
+    NotReady {
+        what: &'static str,
+        retry_after_secs: u32,
+    },
     #[error("image source: {0}")]
     Image(crate::image::TransformError),
     #[error("runtime: {0}")]
@@ -67,7 +72,9 @@ impl EdgeError {
             | Self::BadSignature => Fault::Client,
             Self::Image(crate::image::TransformError::Internal(_)) => Fault::Internal,
             Self::Image(_) => Fault::Client,
-            Self::OriginUnreachable { .. } | Self::OriginTimeout { .. } => Fault::Upstream,
+            Self::OriginUnreachable { .. } | Self::OriginTimeout { .. } | Self::NotReady { .. } => {
+                Fault::Upstream
+            }
             Self::Config(_) | Self::Runtime(_) => Fault::Internal,
         }
     }
@@ -88,7 +95,9 @@ impl EdgeError {
                 | crate::image::TransformError::TooLarge(_) => 422,
                 crate::image::TransformError::Internal(_) => 500,
             },
-            Self::OriginUnreachable { .. } | Self::OriginTimeout { .. } => 503,
+            Self::OriginUnreachable { .. } | Self::OriginTimeout { .. } | Self::NotReady { .. } => {
+                503
+            }
             Self::Config(_) | Self::Runtime(_) => 500,
         }
     }
@@ -100,6 +109,9 @@ impl EdgeError {
                 retry_after_secs, ..
             }
             | Self::OriginTimeout {
+                retry_after_secs, ..
+            }
+            | Self::NotReady {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
             _ => None,
@@ -178,6 +190,14 @@ impl EdgeError {
                 ErrorBody::new(status, codes::BAD_REQUEST, message.clone())
                     .with_field(option.clone())
             }
+            Self::NotReady {
+                what,
+                retry_after_secs,
+            } => ErrorBody::new(
+                status,
+                "not_ready",
+                format!("{what}; retry in {retry_after_secs} s"),
+            ),
             Self::BadSignature => ErrorBody::new(
                 status,
                 "bad_signature",

@@ -5,8 +5,11 @@
 //! `derived/` → else one transform at a time per isolate (`image::transform`) → store
 //! in R2 and the Cache API (after the response, `wait_until`) → respond.
 //!
-//! AVIF is not encoded here (an AVIF encode would stall the isolate for hundreds of
-//! milliseconds): an AVIF-capable browser currently gets WebP.
+//! AVIF is never encoded here: an AVIF encode costs hundreds of milliseconds of CPU and
+//! would stall every other request in the isolate. On a miss an AVIF-capable browser
+//! gets WebP at once (briefly cacheable, stored under the WebP key only) and a job goes
+//! to the `AVIF_QUEUE` consumer (`edge::avif`), which stores the AVIF in R2; later
+//! requests get `image/avif`.
 
 use std::cell::Cell;
 use std::time::Duration;
@@ -37,7 +40,7 @@ thread_local! {
 /// Longest a request waits for the isolate's transform slot.
 const SLOT_WAIT: Duration = Duration::from_secs(20);
 
-struct Slot;
+pub(super) struct Slot;
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -45,7 +48,7 @@ impl Drop for Slot {
     }
 }
 
-async fn acquire_slot(retry_after_secs: u32) -> Result<Slot, EdgeError> {
+pub(super) async fn acquire_slot(retry_after_secs: u32) -> Result<Slot, EdgeError> {
     let started = now_ms();
     loop {
         let got = TRANSFORMING.with(|t| !t.replace(true));
@@ -176,45 +179,42 @@ pub(super) async fn serve(
     // Alpha is only known after decoding; the source family decides the fallback.
     let may_have_alpha = !matches!(key.content_type(), "image/jpeg");
     let mut format = negotiate(options.format, &accept, may_have_alpha);
-    if format == OutputFormat::Avif && options.format == FormatRequest::Auto {
-        format = OutputFormat::Webp;
-    }
+    let cache = Cache::default();
+    let mut avif_pending = false;
     if format == OutputFormat::Avif {
-        return Err(EdgeError::BadImageOption {
-            option: String::from("format"),
-            message: String::from("format=avif is not available yet; use auto or webp"),
-        });
+        let avif = DerivativeKey::new(key.as_str(), &source_version, &options, OutputFormat::Avif);
+        if let Some(served) = serve_stored(
+            &cache,
+            &bucket,
+            ctx,
+            config,
+            &avif,
+            OutputFormat::Avif,
+            versioned,
+            timing,
+        )
+        .await?
+        {
+            return Ok(served);
+        }
+        // Not encoded yet: the queue consumer does it, off every request path.
+        enqueue_avif(env, key, &source_version, &options, &avif).await;
+        if options.format == FormatRequest::Avif {
+            return Err(EdgeError::NotReady {
+                what: "the AVIF derivative is being encoded",
+                retry_after_secs: 2,
+            });
+        }
+        format = OutputFormat::Webp;
+        avif_pending = true;
     }
     let dkey = DerivativeKey::new(key.as_str(), &source_version, &options, format);
-    let etag = dkey.etag();
-
-    let cache = Cache::default();
-    if let Ok(Some(mut cached)) = cache.get(dkey.cache_url(), false).await {
-        let bytes = cached.bytes().await.map_err(runtime)?;
-        timing.add("cache", 0.0);
-        let headers = headers_for(config, &etag, format, bytes.len(), versioned)?;
-        return Ok(Served {
-            response: Response::from_bytes(bytes)
-                .map_err(runtime)?
-                .with_headers(headers),
-            cache: EdgeCacheStatus::Hit,
-        });
-    }
-
-    let r2_key = dkey.r2_key(format);
-    let started = now_ms();
-    let stored = bucket.get(&r2_key).execute().await.map_err(runtime)?;
-    let (bytes, source) = match stored {
-        Some(object) => {
-            let bytes = object
-                .body()
-                .ok_or_else(|| EdgeError::Runtime(String::from("derived object has no body")))?
-                .bytes()
-                .await
-                .map_err(runtime)?;
-            timing.add("r2", now_ms() - started);
-            (bytes, "r2")
-        }
+    let mut served = match serve_stored(
+        &cache, &bucket, ctx, config, &dkey, format, versioned, timing,
+    )
+    .await?
+    {
+        Some(served) => served,
         None => {
             let _slot = acquire_slot(config.retry_after_secs).await?;
             let started = now_ms();
@@ -246,33 +246,98 @@ pub(super) async fn serve(
                 "transform",
                 output.timings.decode + output.timings.resize + output.timings.encode,
             );
-            // Encoded once, not once per location: the R2 copy serves every colo.
-            let env = env.clone();
-            let r2_copy = output.bytes.clone();
-            let r2_key = r2_key.clone();
-            ctx.wait_until(async move {
-                let stored = match env.bucket(BUCKET) {
-                    Ok(bucket) => bucket
-                        .put(&r2_key, r2_copy)
-                        .http_metadata(worker::HttpMetadata {
-                            content_type: Some(format.content_type().to_owned()),
-                            ..Default::default()
-                        })
-                        .execute()
-                        .await
-                        .map(|_| ()),
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = stored {
-                    worker::console_warn!("storing derivative {r2_key} failed: {e}");
-                }
-            });
-            (output.bytes, "transform")
+            store_derivative(env, ctx, config, &dkey, format, &output.bytes);
+            let headers = headers_for(config, &dkey.etag(), format, output.bytes.len(), versioned)?;
+            headers.set("x-edge-source", "transform").map_err(runtime)?;
+            headers
+                .set("x-edge-memory-peak", &memory::peak().to_string())
+                .map_err(runtime)?;
+            headers
+                .set(
+                    "x-edge-memory-linear",
+                    &memory::linear_memory_bytes().to_string(),
+                )
+                .map_err(runtime)?;
+            headers
+                .set("x-edge-derivative", &dkey.r2_key(format))
+                .map_err(runtime)?;
+            Served {
+                response: Response::from_bytes(output.bytes)
+                    .map_err(runtime)?
+                    .with_headers(headers),
+                cache: EdgeCacheStatus::Miss,
+            }
         }
     };
-    // Local copy in this colo's cache, after the response.
-    let cache_copy = bytes.clone();
-    let cache_url = dkey.cache_url();
+    if avif_pending {
+        // A stand-in until the AVIF is ready: browsers and CDNs keep it only briefly.
+        let headers = served.response.headers_mut();
+        headers
+            .set("cache-control", "public, max-age=60")
+            .map_err(runtime)?;
+        headers
+            .set("cdn-cache-control", "max-age=60")
+            .map_err(runtime)?;
+        headers.set("x-edge-avif", "queued").map_err(runtime)?;
+    }
+    Ok(served)
+}
+
+/// A derivative already encoded: this colo's Cache API, else R2 `derived/` (then copied
+/// into the Cache API after the response).
+#[allow(clippy::too_many_arguments)]
+async fn serve_stored(
+    cache: &Cache,
+    bucket: &worker::Bucket,
+    ctx: &Context,
+    config: &Config,
+    dkey: &DerivativeKey,
+    format: OutputFormat,
+    versioned: bool,
+    timing: &mut ServerTiming,
+) -> Result<Option<Served>, EdgeError> {
+    if let Ok(Some(mut cached)) = cache.get(dkey.cache_url(), false).await {
+        let bytes = cached.bytes().await.map_err(runtime)?;
+        timing.add("cache", 0.0);
+        let headers = headers_for(config, &dkey.etag(), format, bytes.len(), versioned)?;
+        headers.set("x-edge-source", "cache").map_err(runtime)?;
+        return Ok(Some(Served {
+            response: Response::from_bytes(bytes)
+                .map_err(runtime)?
+                .with_headers(headers),
+            cache: EdgeCacheStatus::Hit,
+        }));
+    }
+    let started = now_ms();
+    let r2_key = dkey.r2_key(format);
+    let Some(object) = bucket.get(&r2_key).execute().await.map_err(runtime)? else {
+        return Ok(None);
+    };
+    let Some(body) = object.body() else {
+        return Ok(None);
+    };
+    let bytes = body.bytes().await.map_err(runtime)?;
+    timing.add("r2", now_ms() - started);
+    cache_derivative(ctx, config, dkey, format, &bytes);
+    let headers = headers_for(config, &dkey.etag(), format, bytes.len(), versioned)?;
+    headers.set("x-edge-source", "r2").map_err(runtime)?;
+    headers.set("x-edge-derivative", &r2_key).map_err(runtime)?;
+    Ok(Some(Served {
+        response: Response::from_bytes(bytes)
+            .map_err(runtime)?
+            .with_headers(headers),
+        cache: EdgeCacheStatus::Miss,
+    }))
+}
+
+/// Copies a derivative into this colo's Cache API after the response.
+fn cache_derivative(
+    ctx: &Context,
+    config: &Config,
+    dkey: &DerivativeKey,
+    format: OutputFormat,
+    bytes: &[u8],
+) {
     let retention = {
         let p = config.policy.get(ContentClass::Image);
         Lifetimes {
@@ -282,11 +347,13 @@ pub(super) async fn serve(
         }
         .retention(true)
     };
+    let cache_url = dkey.cache_url();
+    let bytes = bytes.to_vec();
     ctx.wait_until(async move {
         let headers = Headers::new();
         let _ = headers.set("cache-control", &format!("public, max-age={retention}"));
         let _ = headers.set("content-type", format.content_type());
-        if let Ok(response) = Response::from_bytes(cache_copy)
+        if let Ok(response) = Response::from_bytes(bytes)
             && let Err(e) = Cache::default()
                 .put(cache_url.as_str(), response.with_headers(headers))
                 .await
@@ -294,22 +361,82 @@ pub(super) async fn serve(
             worker::console_warn!("caching derivative failed: {e}");
         }
     });
-    let headers = headers_for(config, &etag, format, bytes.len(), versioned)?;
-    headers.set("x-edge-source", source).map_err(runtime)?;
-    headers.set("x-edge-derivative", &r2_key).map_err(runtime)?;
-    headers
-        .set("x-edge-memory-peak", &memory::peak().to_string())
-        .map_err(runtime)?;
-    headers
-        .set(
-            "x-edge-memory-linear",
-            &memory::linear_memory_bytes().to_string(),
-        )
-        .map_err(runtime)?;
-    Ok(Served {
-        response: Response::from_bytes(bytes)
-            .map_err(runtime)?
-            .with_headers(headers),
-        cache: EdgeCacheStatus::Miss,
-    })
+}
+
+/// Stores a fresh derivative in R2 (encoded once, not once per location) and in this
+/// colo's Cache API, after the response.
+fn store_derivative(
+    env: &Env,
+    ctx: &Context,
+    config: &Config,
+    dkey: &DerivativeKey,
+    format: OutputFormat,
+    bytes: &[u8],
+) {
+    cache_derivative(ctx, config, dkey, format, bytes);
+    let env = env.clone();
+    let r2_key = dkey.r2_key(format);
+    let r2_copy = bytes.to_vec();
+    ctx.wait_until(async move {
+        if let Err(e) = put_derivative(&env, &r2_key, format, r2_copy).await {
+            worker::console_warn!("storing derivative {r2_key} failed: {e}");
+        }
+    });
+}
+
+pub(super) async fn put_derivative(
+    env: &Env,
+    r2_key: &str,
+    format: OutputFormat,
+    bytes: Vec<u8>,
+) -> worker::Result<()> {
+    env.bucket(BUCKET)?
+        .put(r2_key, bytes)
+        .http_metadata(worker::HttpMetadata {
+            content_type: Some(format.content_type().to_owned()),
+            ..Default::default()
+        })
+        .execute()
+        .await
+        .map(|_| ())
+}
+
+thread_local! {
+    /// AVIF jobs this isolate has already queued (the consumer skips done ones too).
+    static QUEUED: std::cell::RefCell<std::collections::HashSet<String>> =
+        std::cell::RefCell::new(std::collections::HashSet::new());
+}
+
+async fn enqueue_avif(
+    env: &Env,
+    key: &ObjectKey,
+    source_version: &str,
+    options: &ImageOptions,
+    avif: &DerivativeKey,
+) {
+    let r2_key = avif.r2_key(OutputFormat::Avif);
+    let fresh = QUEUED.with(|q| {
+        let mut q = q.borrow_mut();
+        if q.len() > 10_000 {
+            q.clear();
+        }
+        q.insert(r2_key.clone())
+    });
+    if !fresh {
+        return;
+    }
+    let job = super::avif::AvifJob {
+        source_key: key.as_str().to_owned(),
+        source_version: source_version.to_owned(),
+        options: options.normalized(),
+        r2_key,
+    };
+    let sent = match env.queue(super::avif::QUEUE) {
+        Ok(queue) => queue.send(&job).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = sent {
+        QUEUED.with(|q| q.borrow_mut().remove(&job.r2_key));
+        worker::console_warn!("queueing AVIF for {} failed: {e}", job.source_key);
+    }
 }

@@ -4,6 +4,7 @@
 //! `Server-Timing`. No decision logic lives here; it lives in the pure modules.
 
 mod assets;
+mod avif;
 mod cache;
 mod images;
 mod libc;

@@ -1,0 +1,91 @@
+//! The AVIF queue consumer: encodes the AVIF derivatives `edge::images` asks for, one
+//! message at a time, and stores them in R2 `derived/`. It runs as its own invocation
+//! (a Workers Queue batch), never inside a serving request or its `wait_until`.
+
+use serde::{Deserialize, Serialize};
+use worker::{Context, Env, MessageBatch, MessageExt, Result, event};
+
+use crate::config::Config;
+use crate::image::format::OutputFormat;
+use crate::image::options::ImageOptions;
+use crate::image::{TransformError, transform};
+
+/// The queue binding (see wrangler.toml).
+pub(super) const QUEUE: &str = "AVIF_QUEUE";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct AvifJob {
+    pub source_key: String,
+    /// The source ETag (or `v:<version>`) the derivative key was made with.
+    pub source_version: String,
+    /// Normalized options (they parse back to the same options).
+    pub options: String,
+    pub r2_key: String,
+}
+
+#[event(queue)]
+async fn avif_queue(batch: MessageBatch<AvifJob>, env: Env, _ctx: Context) -> Result<()> {
+    for message in batch.messages()? {
+        match encode(&env, message.body()).await {
+            Ok(()) => message.ack(),
+            Err(Outcome::Retry(e)) => {
+                worker::console_warn!("AVIF job for {} will retry: {e}", message.body().source_key);
+                message.retry();
+            }
+            Err(Outcome::GiveUp(e)) => {
+                worker::console_warn!("AVIF job for {} dropped: {e}", message.body().source_key);
+                message.ack();
+            }
+        }
+    }
+    Ok(())
+}
+
+enum Outcome {
+    Retry(String),
+    GiveUp(String),
+}
+
+async fn encode(env: &Env, job: &AvifJob) -> std::result::Result<(), Outcome> {
+    let retry = |e: worker::Error| Outcome::Retry(e.to_string());
+    let config = Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))
+        .map_err(|e| Outcome::GiveUp(e.to_string()))?;
+    let options = ImageOptions::parse(&job.options)
+        .map_err(|e| Outcome::GiveUp(format!("{e:?}")))?
+        .options;
+    let bucket = env.bucket(super::assets::BUCKET).map_err(retry)?;
+    if bucket.head(&job.r2_key).await.map_err(retry)?.is_some() {
+        return Ok(());
+    }
+    let Some(object) = bucket.get(&job.source_key).execute().await.map_err(retry)? else {
+        return Err(Outcome::GiveUp(String::from("the source is gone")));
+    };
+    if !job.source_version.starts_with("v:") && object.http_etag() != job.source_version {
+        return Err(Outcome::GiveUp(String::from(
+            "the source changed since the job was queued",
+        )));
+    }
+    let Some(body) = object.body() else {
+        return Err(Outcome::GiveUp(String::from("the source has no body")));
+    };
+    // The same one-transform-per-isolate slot as requests: the consumer may share the
+    // isolate (and its one WASM memory) with serving requests.
+    let _slot = super::images::acquire_slot(5)
+        .await
+        .map_err(|e| Outcome::Retry(e.to_string()))?;
+    let bytes = body.bytes().await.map_err(retry)?;
+    let output = transform(
+        &bytes,
+        &options,
+        OutputFormat::Avif,
+        &config.image_limits,
+        &super::now_ms,
+    )
+    .map_err(|e| match e {
+        TransformError::Internal(why) => Outcome::Retry(why),
+        other => Outcome::GiveUp(other.to_string()),
+    })?;
+    super::images::put_derivative(env, &job.r2_key, OutputFormat::Avif, output.bytes)
+        .await
+        .map_err(retry)
+}
