@@ -110,12 +110,13 @@ fn image_format(format: SourceFormat) -> image::ImageFormat {
     }
 }
 
-/// Decoded pixels, RGBA8, row-major.
+/// Decoded pixels, RGBA8, row-major, with the embedded ICC profile if there was one.
 pub struct Decoded {
     pub width: u32,
     pub height: u32,
     pub rgba: Vec<u8>,
     pub has_alpha: bool,
+    pub icc: Option<Vec<u8>>,
 }
 
 /// Decodes `bytes`. For JPEG, `at_least` is the smallest size the decode must cover
@@ -124,8 +125,14 @@ pub fn decode(bytes: &[u8], header: &Header, at_least: (u32, u32)) -> Result<Dec
     match header.format {
         SourceFormat::Jpeg => decode_jpeg(bytes, at_least),
         other => {
-            let image = image::load_from_memory_with_format(bytes, image_format(other))
-                .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+            use image::ImageDecoder;
+            let corrupt = |e: image::ImageError| DecodeError::Corrupt(e.to_string());
+            let mut decoder =
+                image::ImageReader::with_format(Cursor::new(bytes), image_format(other))
+                    .into_decoder()
+                    .map_err(corrupt)?;
+            let icc = decoder.icc_profile().ok().flatten();
+            let image = image::DynamicImage::from_decoder(decoder).map_err(corrupt)?;
             let has_alpha = image.color().has_alpha();
             let rgba = image.into_rgba8();
             let (width, height) = rgba.dimensions();
@@ -134,6 +141,7 @@ pub fn decode(bytes: &[u8], header: &Header, at_least: (u32, u32)) -> Result<Dec
                 height,
                 rgba: rgba.into_raw(),
                 has_alpha,
+                icc,
             })
         }
     }
@@ -190,6 +198,7 @@ fn decode_jpeg(bytes: &[u8], at_least: (u32, u32)) -> Result<Decoded, DecodeErro
         height,
         rgba,
         has_alpha: false,
+        icc: decoder.icc_profile(),
     })
 }
 

@@ -140,6 +140,7 @@ mod tests {
             height: h,
             rgba,
             has_alpha: alpha,
+            icc: None,
         }
     }
 

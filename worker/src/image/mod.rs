@@ -1,8 +1,9 @@
 //! Image optimization core (pure, native-testable): the URL grammar ([`options`]), fit
 //! geometry ([`geometry`]), format negotiation ([`format`]), derivative keys ([`key`])
-//! and URL signatures ([`sign`]); the codecs ([`decode`], [`orient`], [`resize`],
-//! [`encode`]) and safety [`limits`]; and [`transform`], the whole pipeline.
+//! and URL signatures ([`sign`]); the codecs ([`decode`], [`color`], [`orient`],
+//! [`resize`], [`encode`]) and safety [`limits`]; and [`transform`], the whole pipeline.
 
+pub mod color;
 pub mod decode;
 pub mod encode;
 pub mod format;
@@ -110,7 +111,9 @@ pub fn transform(
     let at_least = if swap { (need.1, need.0) } else { need };
 
     let started = clock();
-    let decoded = orient::apply(decode::decode(bytes, &header, at_least)?, orientation);
+    let mut decoded = decode::decode(bytes, &header, at_least)?;
+    color::to_srgb(&mut decoded);
+    let decoded = orient::apply(decoded, orientation);
     let decoded_at = (decoded.width, decoded.height);
     let after_decode = clock();
     let scale = (

@@ -35,6 +35,7 @@ pub fn apply(decoded: Decoded, orientation: u8) -> Decoded {
         height,
         rgba,
         has_alpha,
+        icc,
     } = decoded;
     let Some(img) = image::RgbaImage::from_raw(width, height, rgba) else {
         unreachable!("decode produced width*height*4 bytes")
@@ -54,6 +55,7 @@ pub fn apply(decoded: Decoded, orientation: u8) -> Decoded {
         height,
         rgba: out.into_raw(),
         has_alpha,
+        icc,
     }
 }
 
@@ -71,6 +73,7 @@ mod tests {
             height: 3,
             rgba,
             has_alpha: false,
+            icc: None,
         }
     }
 

@@ -44,6 +44,7 @@ pub fn apply(
         height: plan.resize.h,
         rgba: dst.into_vec(),
         has_alpha,
+        icc: None,
     };
     Ok(match plan.canvas {
         None => resized,
@@ -71,6 +72,7 @@ fn pad(image: Decoded, width: u32, height: u32, ox: u32, oy: u32, bg: Rgba) -> D
         height,
         rgba: canvas,
         has_alpha: image.has_alpha || bg.0[3] < 255,
+        icc: None,
     }
 }
 
@@ -86,6 +88,7 @@ mod tests {
             height: h,
             rgba: px.repeat((w * h) as usize),
             has_alpha: px[3] < 255,
+            icc: None,
         }
     }
 
