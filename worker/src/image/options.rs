@@ -407,8 +407,14 @@ impl ImageOptions {
                 "metadata" => {
                     options.metadata = match value {
                         "none" => Metadata::None,
-                        "copyright" => Metadata::Copyright,
-                        "keep" => Metadata::Keep,
+                        // Refused rather than silently stripped: a caller asking to keep
+                        // copyright must not get an image without it.
+                        "copyright" | "keep" => {
+                            return Err(OptionError::new(
+                                name,
+                                "metadata=copyright and metadata=keep are not supported yet; derivatives always strip metadata (use metadata=none)",
+                            ));
+                        }
                         _ => {
                             return Err(OptionError::new(
                                 name,
@@ -544,10 +550,7 @@ mod tests {
             ),
             ("w=100,background=red", "w=100"),
             ("", "original"),
-            (
-                "metadata=keep,onerror=redirect",
-                "metadata=keep,onerror=redirect",
-            ),
+            ("metadata=none,onerror=redirect", "onerror=redirect"),
         ];
         for (input, want) in table {
             let input = input.replace("%23", "#");
@@ -558,7 +561,7 @@ mod tests {
     #[test]
     fn every_option_and_alias_is_read() {
         let o = parse(
-            "width=10,height=20,fit=crop,gravity=bottom,quality=low,format=webp,dpr=3,background=rgba(1,2,3,0.5),metadata=copyright,onerror=redirect",
+            "width=10,height=20,fit=crop,gravity=bottom,quality=low,format=webp,dpr=3,background=rgba(1,2,3,0.5),metadata=none,onerror=redirect",
         );
         assert_eq!((o.width, o.height), (Some(10), Some(20)));
         assert_eq!(o.fit, Fit::Crop);
@@ -567,7 +570,7 @@ mod tests {
         assert_eq!(o.format, FormatRequest::Webp);
         assert_eq!(o.dpr, 300);
         assert_eq!(o.background, Some(Rgba([1, 2, 3, 128])));
-        assert_eq!(o.metadata, Metadata::Copyright);
+        assert_eq!(o.metadata, Metadata::None);
         assert!(o.redirect_on_error);
         let short = parse("w=10,h=20,g=right,q=medium-low,f=png");
         assert_eq!(
@@ -595,6 +598,8 @@ mod tests {
             ("background=#12", "background"),
             ("bg=rgb(300,0,0)", "bg"),
             ("metadata=all", "metadata"),
+            ("metadata=keep", "metadata"),
+            ("metadata=copyright", "metadata"),
             ("onerror=ignore", "onerror"),
             ("sig=xyz", "sig"),
             ("v=", "v"),
@@ -619,7 +624,7 @@ mod tests {
             "w=100,fit=pad,background=rgba(1,2,3,0.5),sig=abcdef",
             "width=300,height=200,fit=cover,gravity=0.25x0.75,q=high,f=webp,dpr=2",
             "w=1,fit=pad,bg=%23abc".replace("%23", "#").as_str(),
-            "v=3,onerror=redirect,metadata=keep",
+            "v=3,onerror=redirect,metadata=none",
         ] {
             let once = parse(input).normalized();
             assert_eq!(parse(&once).normalized(), once, "{input}");
