@@ -2,12 +2,13 @@
 //!
 //! Everything here is spelled exactly once: the JSON error shape both sides answer
 //! with, the header names they exchange, the `x-edge-cache` values, and the cache-tag
-//! spelling the origin emits and the purge path later consumes. Neither side may
-//! write these strings by hand.
+//! spelling the origin emits and the purge path later consumes, the session-cookie
+//! format, segments, and HTTP dates. Neither side may write these by hand.
 
 pub mod cache_status;
 pub mod error;
 pub mod headers;
+pub mod http_date;
 pub mod segment;
 pub mod session;
 pub mod tags;

@@ -39,6 +39,16 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
 }
 
+/// A response header as a string; panics (naming what was there) when it is missing.
+pub fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("missing {name}: {:?}", response.headers()))
+}
+
 /// An HTTP client that does not follow redirects (tests look at them).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()

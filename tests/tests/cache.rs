@@ -6,17 +6,8 @@
 
 use std::time::Duration;
 
-use course_edge_e2e::{EdgeOptions, Stack, client};
+use course_edge_e2e::{EdgeOptions, Stack, client, header};
 use protocol::headers::{EDGE_CACHE, SEGMENT, SERVER_TIMING};
-
-fn header(response: &reqwest::Response, name: &str) -> String {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .unwrap_or_else(|| panic!("missing {name}: {:?}", response.headers()))
-}
 
 fn status_of(response: &reqwest::Response) -> String {
     header(response, EDGE_CACHE)

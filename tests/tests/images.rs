@@ -7,7 +7,7 @@
 
 use std::io::Cursor;
 
-use course_edge_e2e::{EdgeOptions, Stack, client};
+use course_edge_e2e::{EdgeOptions, Stack, client, header};
 use course_edge_worker::image::decode::{SourceFormat, read_header};
 use image::ImageEncoder;
 
@@ -44,15 +44,6 @@ async fn get(stack: &Stack, path: &str, accept: &str) -> reqwest::Response {
         .send()
         .await
         .unwrap()
-}
-
-fn header(response: &reqwest::Response, name: &str) -> String {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .unwrap_or_else(|| panic!("missing {name}: {:?}", response.headers()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,35 +39,6 @@ fn seen(id: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn http_date(unix: u64) -> String {
-    // Minimal IMF-fixdate for tests (the edge parses this form).
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        DAYS[days.rem_euclid(7) as usize],
-        d,
-        MONTHS[(m - 1) as usize],
-        y,
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
 pub(super) async fn echo(
     RawQuery(raw): RawQuery,
     request: HeaderMap,
@@ -118,8 +89,11 @@ pub(super) async fn echo(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        put(header::DATE, &http_date(now));
-        put(header::EXPIRES, &http_date(now + secs));
+        put(header::DATE, &protocol::http_date::format(now as i64));
+        put(
+            header::EXPIRES,
+            &protocol::http_date::format((now + secs) as i64),
+        );
     }
     Ok(response)
 }

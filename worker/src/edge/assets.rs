@@ -11,8 +11,7 @@ use super::{Served, now_ms};
 use crate::assets::{ByteRange, ObjectKey, Resolved};
 use crate::config::Config;
 use crate::error::EdgeError;
-use crate::policy::headers::{Lifetimes, browser_cache_control};
-use crate::policy::{ContentClass, OriginDirectives, http_date, not_modified};
+use crate::policy::{ContentClass, http_date, not_modified};
 use crate::route::Method;
 use crate::timing::ServerTiming;
 
@@ -50,15 +49,7 @@ fn base_headers(
     set("etag", &meta.etag)?;
     set("last-modified", &meta.last_modified)?;
     set("accept-ranges", "bytes")?;
-    if let Some(cc) = browser_cache_control(policy, status, &OriginDirectives::default()) {
-        set("cache-control", &cc)?;
-    }
-    let lifetimes = Lifetimes {
-        edge: policy.edge,
-        swr: policy.swr,
-        sie: policy.sie,
-    };
-    set("cdn-cache-control", &lifetimes.cdn_cache_control())?;
+    super::respond::set_policy_headers(&headers, policy, status)?;
     Ok(headers)
 }
 

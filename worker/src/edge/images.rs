@@ -27,8 +27,7 @@ use crate::image::format::{OutputFormat, negotiate};
 use crate::image::key::DerivativeKey;
 use crate::image::options::{FormatRequest, ImageOptions};
 use crate::image::{TransformError, sign, transform};
-use crate::policy::headers::{Lifetimes, browser_cache_control};
-use crate::policy::{ContentClass, OriginDirectives};
+use crate::policy::ContentClass;
 use crate::timing::ServerTiming;
 
 thread_local! {
@@ -84,15 +83,7 @@ fn headers_for(
     set("content-length", &len.to_string())?;
     set("etag", etag)?;
     set("vary", "Accept")?;
-    if let Some(cc) = browser_cache_control(policy, 200, &OriginDirectives::default()) {
-        set("cache-control", &cc)?;
-    }
-    let lifetimes = Lifetimes {
-        edge: policy.edge,
-        swr: policy.swr,
-        sie: policy.sie,
-    };
-    set("cdn-cache-control", &lifetimes.cdn_cache_control())?;
+    super::respond::set_policy_headers(&headers, policy, 200)?;
     Ok(headers)
 }
 
@@ -338,15 +329,11 @@ fn cache_derivative(
     format: OutputFormat,
     bytes: &[u8],
 ) {
-    let retention = {
-        let p = config.policy.get(ContentClass::Image);
-        Lifetimes {
-            edge: p.edge,
-            swr: p.swr,
-            sie: p.sie,
-        }
-        .retention(true)
-    };
+    let retention = config
+        .policy
+        .get(ContentClass::Image)
+        .lifetimes()
+        .retention(true);
     let cache_url = dkey.cache_url();
     let bytes = bytes.to_vec();
     ctx.wait_until(async move {

@@ -41,6 +41,17 @@ impl Lifetimes {
     }
 }
 
+impl Policy {
+    /// The lifetimes an entry of this class is stored with.
+    pub fn lifetimes(&self) -> Lifetimes {
+        Lifetimes {
+            edge: self.edge,
+            swr: self.swr,
+            sie: self.sie,
+        }
+    }
+}
+
 /// Why a response is not stored at the edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoStoreReason {

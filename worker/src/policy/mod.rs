@@ -1,17 +1,17 @@
 //! The cache-header policy: the declarative table ([`table`]), what may be stored and
 //! the headers to emit ([`headers`]), freshness windows ([`freshness`]), the normalized
-//! cache key ([`key`]) and HTTP dates ([`http_date`]). All pure; the glue in
+//! cache key ([`key`]); HTTP dates come from `protocol::http_date`. All pure; the glue in
 //! `edge::cache` applies them.
 
 pub mod freshness;
 pub mod headers;
-pub mod http_date;
 pub mod key;
 pub mod table;
 
 pub use freshness::Freshness;
 pub use headers::{Lifetimes, NoStoreReason, OriginDirectives, Storage};
 pub use key::CacheKey;
+pub use protocol::http_date;
 pub use table::{Audience, ContentClass, Policy, PolicyTable};
 
 /// `If-None-Match` (weak comparison) or, without it, `If-Modified-Since`, against a
