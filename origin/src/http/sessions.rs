@@ -58,6 +58,11 @@ fn session_token(headers: &HeaderMap) -> Option<String> {
         .filter(|v| v.len() <= MAX_TOKEN_BYTES)
 }
 
+fn required_token(headers: &HeaderMap) -> Result<String, ApiError> {
+    session_token(headers)
+        .ok_or_else(|| ApiError::Unauthorized(String::from("no session cookie; log in first")))
+}
+
 fn session_json(session: &Session) -> serde_json::Value {
     json!({
         "user": session.user,
@@ -119,8 +124,7 @@ pub(super) async fn current(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let _guard = state.admission.enter(Class::Session).await?;
-    let token = session_token(&headers)
-        .ok_or_else(|| ApiError::Unauthorized(String::from("no session cookie; log in first")))?;
+    let token = required_token(&headers)?;
     let session = state.sessions.current(&*state.store, &token, now()).await?;
     Ok(private(Json(session_json(&session)).into_response()))
 }
@@ -130,8 +134,7 @@ pub(super) async fn logout(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let _guard = state.admission.enter(Class::Session).await?;
-    let token = session_token(&headers)
-        .ok_or_else(|| ApiError::Unauthorized(String::from("no session cookie; log in first")))?;
+    let token = required_token(&headers)?;
     state.sessions.logout(&*state.store, &token, now()).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Some(cookie) = cookie("", 0) {

@@ -440,14 +440,7 @@ async fn respond_fresh(
     if let Storage::NoStore(reason) = decision {
         out.set(NO_STORE, reason.as_str()).map_err(runtime)?;
     }
-    let (_, body) = response.into_parts();
-    Ok(Served {
-        response: Response::from_body(body)
-            .map_err(runtime)?
-            .with_status(status)
-            .with_headers(out),
-        cache: EdgeCacheStatus::Miss,
-    })
+    rebuilt(response, status, out, EdgeCacheStatus::Miss)
 }
 
 fn apply_browser_headers(
@@ -597,13 +590,23 @@ async fn bypass_to_origin(
         }
     }
     out.set(NO_STORE, reason.as_str()).map_err(runtime)?;
+    rebuilt(response, status, out, EdgeCacheStatus::Bypass)
+}
+
+/// The origin's body streamed through under our own headers.
+fn rebuilt(
+    response: Response,
+    status: u16,
+    headers: Headers,
+    cache: EdgeCacheStatus,
+) -> Result<Served, EdgeError> {
     let (_, body) = response.into_parts();
     Ok(Served {
         response: Response::from_body(body)
             .map_err(runtime)?
             .with_status(status)
-            .with_headers(out),
-        cache: EdgeCacheStatus::Bypass,
+            .with_headers(headers),
+        cache,
     })
 }
 
