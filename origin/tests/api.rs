@@ -63,12 +63,8 @@ async fn course_video_and_validators(app: TestApp) {
     assert!(!body["lessons"].as_array().unwrap().is_empty());
 
     let revalidated = app
-        .client
-        .get(app.url("/api/courses/rust-beginner"))
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+        .get_with("/api/courses/rust-beginner", "if-none-match", &etag)
+        .await;
     assert_eq!(revalidated.status(), 304);
     assert_eq!(revalidated.headers()["etag"].to_str().unwrap(), etag);
 
@@ -81,12 +77,8 @@ async fn course_video_and_validators(app: TestApp) {
     let feed = app.get("/api/feed").await;
     assert_eq!(feed.status(), 400, "a feed needs a segment");
     let feed = app
-        .client
-        .get(app.url("/api/feed"))
-        .header(protocol::headers::SEGMENT, "pro-de")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/api/feed", protocol::headers::SEGMENT, "pro-de")
+        .await;
     assert_eq!(feed.headers()["cache-tag"], "feed:pro-de");
     let feed: serde_json::Value = feed.json().await.unwrap();
     assert_eq!(feed["segment"], "pro-de");
@@ -241,12 +233,8 @@ async fn sessions_are_write_through(app: TestApp) {
     // Written to the store at once (write-through), not only to the cache.
     let before = app.queries();
     let current = app
-        .client
-        .get(app.url("/api/sessions/current"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+        .get_with("/api/sessions/current", "cookie", &cookie)
+        .await;
     assert_eq!(current.status(), 200);
     assert_eq!(
         app.queries(),
@@ -266,12 +254,8 @@ async fn sessions_are_write_through(app: TestApp) {
     assert_eq!(logout.status(), 204);
     // Never a session the store no longer has.
     let after = app
-        .client
-        .get(app.url("/api/sessions/current"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+        .get_with("/api/sessions/current", "cookie", &cookie)
+        .await;
     assert_eq!(after.status(), 401);
 }
 on_every_backend!(sessions, sessions_are_write_through);
@@ -485,12 +469,12 @@ async fn bad_input_gets_a_json_4xx_naming_the_field() {
     }
 
     let forged = app
-        .client
-        .get(app.url("/api/sessions/current"))
-        .header("cookie", "ce_session=v1.ephemeral.e30.AAAA")
-        .send()
-        .await
-        .unwrap();
+        .get_with(
+            "/api/sessions/current",
+            "cookie",
+            "ce_session=v1.ephemeral.e30.AAAA",
+        )
+        .await;
     assert_eq!(forged.status(), 401);
     let wrong_method = app
         .client

@@ -45,6 +45,16 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
+    /// GET with one request header.
+    pub async fn get_with(&self, path: &str, name: &str, value: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header(name, value)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
         let response = self.get(path).await;
         assert_eq!(response.status(), 200, "GET {path}");
