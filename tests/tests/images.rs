@@ -316,3 +316,117 @@ async fn avif_is_encoded_by_the_queue_consumer_and_served_later() {
     assert_eq!(explicit.status(), 503);
     assert_eq!(header(&explicit, "retry-after"), "2");
 }
+
+/// A JPEG whose EXIF says: stored rotated (orientation 6), a copyright and an artist.
+fn photo_with_exif(width: u32, height: u32) -> Vec<u8> {
+    use exif::{Field, In, Tag, Value};
+    use img_parts::{Bytes, ImageEXIF, jpeg::Jpeg};
+    let fields = [
+        (Tag::Orientation, Value::Short(vec![6])),
+        (
+            Tag::Copyright,
+            Value::Ascii(vec![b"(c) 2026 Course Co".to_vec()]),
+        ),
+        (Tag::Artist, Value::Ascii(vec![b"Ada".to_vec()])),
+    ]
+    .map(|(tag, value)| Field {
+        tag,
+        ifd_num: In::PRIMARY,
+        value,
+    });
+    let mut writer = exif::experimental::Writer::new();
+    for f in &fields {
+        writer.push_field(f);
+    }
+    let mut tiff = Cursor::new(Vec::new());
+    writer.write(&mut tiff, true).unwrap();
+    let mut jpeg = Jpeg::from_bytes(Bytes::from(photo(width, height))).unwrap();
+    jpeg.set_exif(Some(Bytes::from(tiff.into_inner())));
+    jpeg.encoder().bytes().to_vec()
+}
+
+fn exif_text(bytes: &[u8], tag: exif::Tag) -> Option<String> {
+    let exif = exif::Reader::new()
+        .read_from_container(&mut Cursor::new(bytes))
+        .ok()?;
+    exif.get_field(tag, exif::In::PRIMARY)
+        .map(|f| f.display_value().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_none_copyright_and_keep_decide_what_exif_reaches_the_derivative() {
+    let options = EdgeOptions::default().object("exif/portrait.jpg", photo_with_exif(300, 200));
+    let stack = Stack::start_with(options).await;
+
+    // (path, accept, format, copyright kept, artist kept)
+    let table = [
+        (
+            "/img/w=100/exif/portrait.jpg",
+            WEBP_ONLY,
+            SourceFormat::Webp,
+            false,
+            false,
+        ),
+        (
+            "/img/w=100,metadata=copyright/exif/portrait.jpg",
+            WEBP_ONLY,
+            SourceFormat::Webp,
+            true,
+            false,
+        ),
+        (
+            "/img/w=100,metadata=copyright/exif/portrait.jpg",
+            LEGACY,
+            SourceFormat::Jpeg,
+            true,
+            false,
+        ),
+        (
+            "/img/w=100,metadata=keep/exif/portrait.jpg",
+            WEBP_ONLY,
+            SourceFormat::Webp,
+            true,
+            true,
+        ),
+        (
+            "/img/w=100,metadata=keep,f=png/exif/portrait.jpg",
+            LEGACY,
+            SourceFormat::Png,
+            true,
+            true,
+        ),
+    ];
+    for (path, accept, format, copyright, artist) in table {
+        let response = get(&stack, path, accept).await;
+        assert_eq!(response.status(), 200, "{path}: {}", stack.edge.log());
+        let bytes = response.bytes().await.unwrap().to_vec();
+        let head = read_header(&bytes).unwrap();
+        assert_eq!(head.format, format, "{path}");
+        // Orientation 6 was applied: the 300×200 original is a 200×300 portrait.
+        assert_eq!((head.width, head.height), (100, 150), "{path}");
+        let text = exif_text(&bytes, exif::Tag::Copyright);
+        assert_eq!(text.is_some(), copyright, "{path}: copyright {text:?}");
+        if copyright {
+            assert!(text.unwrap().contains("2026 Course Co"), "{path}");
+        }
+        assert_eq!(
+            exif_text(&bytes, exif::Tag::Artist).is_some(),
+            artist,
+            "{path}"
+        );
+        if artist {
+            // Kept EXIF must not make a viewer rotate the upright pixels again.
+            let exif = exif::Reader::new()
+                .read_from_container(&mut Cursor::new(&bytes))
+                .unwrap();
+            let orientation = exif
+                .get_field(exif::Tag::Orientation, exif::In::PRIMARY)
+                .and_then(|f| f.value.get_uint(0));
+            assert_eq!(orientation, Some(1), "{path}");
+        }
+    }
+    let bad = get(&stack, "/img/w=100,metadata=all/exif/portrait.jpg", LEGACY).await;
+    assert_eq!(bad.status(), 400);
+    let body: protocol::ErrorBody = bad.json().await.unwrap();
+    assert_eq!(body.error.field.as_deref(), Some("metadata"));
+}

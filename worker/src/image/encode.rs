@@ -1,11 +1,13 @@
 //! Encoders: lossy WebP with libwebp (the `webp` crate), JPEG and PNG with `image`, AVIF
 //! with `ravif` — called only from the queue consumer, never on a request path. Alpha is
 //! composited over the background (white unless `background` says otherwise) for JPEG.
+//! `exif` (see [`super::metadata`]) goes into the output container when given.
 
 use image::ImageEncoder;
 
 use super::decode::Decoded;
 use super::format::OutputFormat;
+use super::metadata;
 use super::options::Rgba;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +31,25 @@ fn rgb_over(image: &Decoded, bg: Rgba) -> Vec<u8> {
 }
 
 pub fn encode(
+    image: &Decoded,
+    format: OutputFormat,
+    quality: u8,
+    bg: Rgba,
+    exif: Option<&[u8]>,
+) -> Result<Vec<u8>, EncodeError> {
+    let encoded = match format {
+        OutputFormat::Avif => return encode_avif(image, quality, bg, exif),
+        _ => encode_plain(image, format, quality, bg)?,
+    };
+    match exif {
+        None => Ok(encoded),
+        Some(exif) => {
+            metadata::embed(encoded, format, exif).map_err(|e| EncodeError::Failed(e.to_string()))
+        }
+    }
+}
+
+fn encode_plain(
     image: &Decoded,
     format: OutputFormat,
     quality: u8,
@@ -84,7 +105,7 @@ pub fn encode(
             }
             Ok(out)
         }
-        OutputFormat::Avif => encode_avif(image, quality, bg),
+        OutputFormat::Avif => encode_avif(image, quality, bg, None),
     }
 }
 
@@ -92,11 +113,19 @@ pub fn encode(
 /// in WASM, which is why AVIF runs in the queue consumer, never in a request.
 const AVIF_SPEED: u8 = 8;
 
-fn encode_avif(image: &Decoded, quality: u8, bg: Rgba) -> Result<Vec<u8>, EncodeError> {
-    let encoder = ravif::Encoder::new()
+fn encode_avif(
+    image: &Decoded,
+    quality: u8,
+    bg: Rgba,
+    exif: Option<&[u8]>,
+) -> Result<Vec<u8>, EncodeError> {
+    let mut encoder = ravif::Encoder::new()
         .with_quality(f32::from(quality.clamp(1, 100)))
         .with_alpha_quality(f32::from(quality.clamp(1, 100)))
         .with_speed(AVIF_SPEED);
+    if let Some(exif) = exif {
+        encoder = encoder.with_exif(exif);
+    }
     let (w, h) = (image.width as usize, image.height as usize);
     let encoded = if image.has_alpha {
         let pixels: Vec<ravif::RGBA8> = image
@@ -154,7 +183,7 @@ mod tests {
             (OutputFormat::Png, SourceFormat::Png, false),
         ];
         for (format, sniffed, alpha) in table {
-            let bytes = encode(&gradient(120, 80, alpha), format, 80, Rgba::WHITE).unwrap();
+            let bytes = encode(&gradient(120, 80, alpha), format, 80, Rgba::WHITE, None).unwrap();
             let header = read_header(&bytes).unwrap();
             assert_eq!(
                 (header.format, header.width, header.height),
@@ -179,8 +208,8 @@ mod tests {
                 *c = c.saturating_add((seed % 24) as u8);
             }
         }
-        let webp = encode(&image, OutputFormat::Webp, 80, Rgba::WHITE).unwrap();
-        let png = encode(&image, OutputFormat::Png, 80, Rgba::WHITE).unwrap();
+        let webp = encode(&image, OutputFormat::Webp, 80, Rgba::WHITE, None).unwrap();
+        let png = encode(&image, OutputFormat::Png, 80, Rgba::WHITE, None).unwrap();
         assert!(
             webp.len() * 3 < png.len(),
             "webp {} vs png {}",
@@ -197,6 +226,7 @@ mod tests {
                 OutputFormat::Avif,
                 60,
                 Rgba::WHITE,
+                None,
             )
             .unwrap();
             assert_eq!(&bytes[4..12], b"ftypavif", "alpha {alpha}");
@@ -209,7 +239,7 @@ mod tests {
         for px in img.rgba.chunks_exact_mut(4) {
             px.copy_from_slice(&[0, 0, 0, 0]);
         }
-        let bytes = encode(&img, OutputFormat::Jpeg, 95, Rgba([255, 0, 0, 255])).unwrap();
+        let bytes = encode(&img, OutputFormat::Jpeg, 95, Rgba([255, 0, 0, 255]), None).unwrap();
         let header = read_header(&bytes).unwrap();
         let back = decode(&bytes, &header, (16, 16)).unwrap();
         let px = &back.rgba[..4];

@@ -10,6 +10,7 @@ pub mod format;
 pub mod geometry;
 pub mod key;
 pub mod limits;
+pub mod metadata;
 pub mod options;
 pub mod orient;
 pub mod resize;
@@ -68,7 +69,8 @@ pub struct Output {
 }
 
 /// The whole transform, pure: header and limits → decode (JPEG at reduced scale) →
-/// EXIF orientation → crop/resize/pad → encode. `clock` returns milliseconds.
+/// EXIF orientation → crop/resize/pad → encode (with the EXIF `metadata=` asks for).
+/// `clock` returns milliseconds.
 pub fn transform(
     bytes: &[u8],
     options: &ImageOptions,
@@ -83,7 +85,8 @@ pub fn transform(
         header.height,
         header.format.scales_on_decode(),
     )?;
-    let orientation = if header.format == SourceFormat::Jpeg {
+    let orientation_applied = header.format == SourceFormat::Jpeg;
+    let orientation = if orientation_applied {
         orient::orientation(bytes)
     } else {
         1
@@ -124,8 +127,15 @@ pub fn transform(
     let resized = resize::apply(decoded, &plan, scale, background)
         .map_err(|e| TransformError::Internal(e.to_string()))?;
     let after_resize = clock();
-    let out = encode::encode(&resized, format, options.quality(), background)
-        .map_err(|e| TransformError::Internal(e.to_string()))?;
+    let exif = metadata::exif_for(bytes, options.metadata, orientation_applied);
+    let out = encode::encode(
+        &resized,
+        format,
+        options.quality(),
+        background,
+        exif.as_deref(),
+    )
+    .map_err(|e| TransformError::Internal(e.to_string()))?;
     let done = clock();
     Ok(Output {
         bytes: out,

@@ -140,9 +140,9 @@ pub enum Metadata {
     /// Strip everything (the default).
     #[default]
     None,
-    /// Keep copyright/creator EXIF fields.
+    /// Keep only the EXIF Copyright tag.
     Copyright,
-    /// Keep all EXIF.
+    /// Keep the EXIF block (orientation reset to upright when it was applied).
     Keep,
 }
 
@@ -407,14 +407,8 @@ impl ImageOptions {
                 "metadata" => {
                     options.metadata = match value {
                         "none" => Metadata::None,
-                        // Refused rather than silently stripped: a caller asking to keep
-                        // copyright must not get an image without it.
-                        "copyright" | "keep" => {
-                            return Err(OptionError::new(
-                                name,
-                                "metadata=copyright and metadata=keep are not supported yet; derivatives always strip metadata (use metadata=none)",
-                            ));
-                        }
+                        "copyright" => Metadata::Copyright,
+                        "keep" => Metadata::Keep,
                         _ => {
                             return Err(OptionError::new(
                                 name,
@@ -551,6 +545,8 @@ mod tests {
             ("w=100,background=red", "w=100"),
             ("", "original"),
             ("metadata=none,onerror=redirect", "onerror=redirect"),
+            ("metadata=keep,w=100", "w=100,metadata=keep"),
+            ("w=100,metadata=copyright", "w=100,metadata=copyright"),
         ];
         for (input, want) in table {
             let input = input.replace("%23", "#");
@@ -598,8 +594,7 @@ mod tests {
             ("background=#12", "background"),
             ("bg=rgb(300,0,0)", "bg"),
             ("metadata=all", "metadata"),
-            ("metadata=keep", "metadata"),
-            ("metadata=copyright", "metadata"),
+            ("metadata=", "metadata"),
             ("onerror=ignore", "onerror"),
             ("sig=xyz", "sig"),
             ("v=", "v"),

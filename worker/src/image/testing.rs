@@ -44,3 +44,57 @@ pub fn png_of(width: u32, height: u32, alpha: bool) -> Vec<u8> {
     }
     out.into_inner()
 }
+
+/// A decoded gradient, as the encoders take it.
+pub fn decoded(width: u32, height: u32, alpha: bool) -> super::decode::Decoded {
+    let rgba = RgbaImage::from_fn(width, height, |x, y| {
+        let [r, g, b] = gradient(width, height).get_pixel(x, y).0;
+        image::Rgba([r, g, b, if alpha { 128 } else { 255 }])
+    });
+    super::decode::Decoded {
+        width,
+        height,
+        rgba: rgba.into_raw(),
+        has_alpha: alpha,
+        icc: None,
+    }
+}
+
+/// A JPEG carrying an EXIF block with Orientation and, when given, Copyright and Artist.
+pub fn jpeg_with_exif(
+    width: u32,
+    height: u32,
+    orientation: u16,
+    copyright: Option<&str>,
+    artist: Option<&str>,
+) -> Vec<u8> {
+    use exif::{Field, In, Tag, Value};
+    use img_parts::{Bytes, ImageEXIF, jpeg::Jpeg};
+    let ascii = |s: &str| Value::Ascii(vec![s.as_bytes().to_vec()]);
+    let mut fields = vec![Field {
+        tag: Tag::Orientation,
+        ifd_num: In::PRIMARY,
+        value: Value::Short(vec![orientation]),
+    }];
+    for (tag, text) in [(Tag::Copyright, copyright), (Tag::Artist, artist)] {
+        if let Some(text) = text {
+            fields.push(Field {
+                tag,
+                ifd_num: In::PRIMARY,
+                value: ascii(text),
+            });
+        }
+    }
+    let mut writer = exif::experimental::Writer::new();
+    for f in &fields {
+        writer.push_field(f);
+    }
+    let mut tiff = Cursor::new(Vec::new());
+    writer
+        .write(&mut tiff, false)
+        .unwrap_or_else(|e| panic!("writing test EXIF: {e}"));
+    let mut jpeg = Jpeg::from_bytes(Bytes::from(jpeg_of(width, height)))
+        .unwrap_or_else(|e| panic!("reading the test JPEG: {e}"));
+    jpeg.set_exif(Some(Bytes::from(tiff.into_inner())));
+    jpeg.encoder().bytes().to_vec()
+}
