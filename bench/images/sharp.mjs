@@ -1,0 +1,33 @@
+// sharp (libvips), natively in Node: the fast-path reference for scripts/bench-images.
+// Usage: node sharp.mjs <source.jpg> <width> <quality> <iterations> <out.webp>
+// Prints one JSON line: per-iteration wall times (decode, resize and encode are one fused
+// libvips pipeline, so there are no stage times), output size, and peak RSS growth.
+import { readFileSync, writeFileSync } from "node:fs";
+import sharp from "sharp";
+
+const [src, width, quality, iterations, out] = process.argv.slice(2);
+const input = readFileSync(src);
+const baseline = process.memoryUsage().rss;
+const times = [];
+let output;
+let info;
+for (let i = 0; i < Number(iterations); i++) {
+  const start = performance.now();
+  ({ data: output, info } = await sharp(input)
+    .resize({ width: Number(width), withoutEnlargement: true })
+    .webp({ quality: Number(quality) })
+    .toBuffer({ resolveWithObject: true }));
+  times.push(performance.now() - start);
+}
+writeFileSync(out, output);
+const peakKiB = process.resourceUsage().maxRSS;
+console.log(
+  JSON.stringify({
+    times,
+    bytes: output.length,
+    size: `${info.width}x${info.height}`,
+    peak_rss_growth_mib: Math.max(0, peakKiB * 1024 - baseline) / 1048576,
+    threads: sharp.concurrency(),
+    versions: { sharp: sharp.versions.sharp, libvips: sharp.versions.vips, libwebp: sharp.versions.webp },
+  }),
+);
