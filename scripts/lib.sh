@@ -12,6 +12,15 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-auto}"
 FIXTURE_CACHE="${COURSE_EDGE_FIXTURES:-$HOME/.cache/course-edge/fixtures}"
 export FIXTURE_CACHE
 
+# C code (libwebp) for wasm32: wasi-libc's headers, WASM SIMD, and libwebp's SSE2 code paths
+# compiled onto WASM SIMD through emscripten's SSE2→wasm_simd128 headers (fetched by
+# scripts/setup from Debian's emscripten package; nothing else of emscripten is used).
+# EMSCRIPTEN makes libwebp report SSE2 from its compile flags instead of a CPUID probe.
+# Measured in workerd: 800 px WebP encode 83 → 38 ms, output bytes identical.
+WASM_SSE2_INCLUDE="${COURSE_EDGE_CACHE:-$HOME/.cache/course-edge}/wasm-sse2/include"
+export WASM_SSE2_INCLUDE
+export CFLAGS_wasm32_unknown_unknown="-isystem /usr/include/wasm32-wasi -D__wasi__ -O3 -msimd128 -isystem $WASM_SSE2_INCLUDE -D__SSE__ -D__SSE2__ -DEMSCRIPTEN"
+
 # The three binaries worker-build would otherwise try to download from GitHub.
 export WASM_BINDGEN_BIN="$CARGO_BIN/wasm-bindgen"
 export ESBUILD_BIN="$ROOT/node_modules/.bin/esbuild"

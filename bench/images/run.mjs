@@ -30,6 +30,8 @@ const IMAGES = JSON.parse(env.IMAGES); // [{ name, path }]
 const WRANGLER = join(ROOT, "node_modules/.bin/wrangler");
 const BENCH_DIR = join(ROOT, "bench/images");
 const SCORE = env.SCORE_BIN;
+// A subset while working on one pipeline (results of a subset are not for bench/results).
+const PIPELINES = (env.PIPELINES ?? "course-edge,wio,jsquash,sharp").split(",");
 
 const log = (...a) => process.stderr.write(`    ${a.join(" ")}\n`);
 const median = (xs) => {
@@ -272,7 +274,8 @@ async function main() {
   console.log(`# scripts/bench-images — ${new Date().toISOString()}`);
   console.log(`# machine: ${execFileSync("nproc", { encoding: "utf8" }).trim()} cores; ${ITER} warm runs (median) after 1 cold run; WebP quality ${QUALITY}`);
   for (const [k, x] of Object.entries(v)) console.log(`# ${k}: ${x}`);
-  const order = ["course-edge", "wio", "jsquash", "sharp"];
+  const order = ["course-edge", "wio", "jsquash", "sharp"].filter((n) => PIPELINES.includes(n));
+  if (!order.includes("course-edge")) throw new Error("PIPELINES must include course-edge: the ratios are to it");
   const label = { "course-edge": "course-edge", wio: "wasm-image-optimization", jsquash: "jSquash", sharp: "sharp (native)" };
   const summary = [];
   for (const image of IMAGES) {
@@ -280,21 +283,19 @@ async function main() {
     const mp = (info.width * info.height) / 1e6;
     log(`${image.name}: ${info.width}x${info.height}`);
     const runs = {};
-    runs["course-edge"] = await benchCourseEdge(image);
-    log("course-edge done");
-    runs.wio = await benchWorkerLib("wio", image);
-    log("wasm-image-optimization done");
-    runs.jsquash = await benchWorkerLib("jsquash", image);
-    log("jSquash done");
-    runs.sharp = benchSharp(image);
-    log("sharp done");
-    if (runs.sharp.meta && !v.libvips) {
+    const run = { "course-edge": () => benchCourseEdge(image), wio: () => benchWorkerLib("wio", image),
+      jsquash: () => benchWorkerLib("jsquash", image), sharp: async () => benchSharp(image) };
+    for (const n of order) {
+      runs[n] = await run[n]();
+      log(`${label[n]} done`);
+    }
+    if (runs.sharp?.meta && !v.libvips) {
       v.libvips = runs.sharp.meta.versions.libvips;
       console.log(`# sharp: libvips ${runs.sharp.meta.versions.libvips}, libwebp ${runs.sharp.meta.versions.libwebp}, ${runs.sharp.meta.threads} threads`);
     }
     console.log("");
     console.log(`## ${image.name}.jpg — ${info.width}x${info.height} (${mp.toFixed(1)} MP), ${(info.bytes / 1048576).toFixed(2)} MiB`);
-    const inWorkers = ["course-edge", "wio", "jsquash"];
+    const inWorkers = ["course-edge", "wio", "jsquash"].filter((n) => order.includes(n));
     console.log(`WASM linear memory after the runs (MiB; counts against the 128 MB isolate): ${inWorkers.map((n) => `${label[n]} ${mib(runs[n].linear)}`).join(", ")}; course-edge allocator high-water ${mib(runs["course-edge"].allocatorPeak)}`);
     console.log(`process peak growth (MiB; workerd VmHWM, or sharp's maxRSS): ${order.map((n) => `${label[n]} ${mib(runs[n].peak)}`).join(", ")}`);
     for (const width of WIDTHS) {
