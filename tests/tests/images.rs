@@ -37,6 +37,14 @@ fn png_with_alpha(width: u32, height: u32) -> Vec<u8> {
     out.into_inner()
 }
 
+/// A 40 MP JPEG whose frame header says progressive (SOF2): the limit reads only the
+/// header, and a progressive 40 MP 4:2:0 frame needs 114 MiB of coefficients.
+fn progressive_header(mut jpeg: Vec<u8>) -> Vec<u8> {
+    let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    jpeg[sof + 1] = 0xC2;
+    jpeg
+}
+
 async fn get(stack: &Stack, path: &str, accept: &str) -> reqwest::Response {
     client()
         .get(stack.edge.url(path))
@@ -154,7 +162,8 @@ async fn bad_inputs_get_their_status_and_never_a_500() {
     let options = EdgeOptions::default()
         .object("bad/text.jpg", b"this is not an image".to_vec())
         .object("bad/cut.jpg", jpeg[..jpeg.len() / 3].to_vec())
-        .object("ok/small.jpg", jpeg.clone());
+        .object("ok/small.jpg", jpeg.clone())
+        .object("bad/progressive.jpg", progressive_header(photo(8000, 5000)));
     let stack = Stack::start_with(options).await;
     let table = [
         ("/img/w=0/ok/small.jpg", 400, Some("w")),
@@ -173,6 +182,12 @@ async fn bad_inputs_get_their_status_and_never_a_500() {
             assert_eq!(body.error.field.as_deref(), field, "{path}");
         }
     }
+    let message = |body: protocol::ErrorBody| body.error.message;
+    let progressive = get(&stack, "/img/w=100/bad/progressive.jpg", LEGACY).await;
+    assert_eq!(progressive.status(), 422, "{}", stack.edge.log());
+    let text = message(progressive.json().await.unwrap());
+    assert!(text.contains("progressive JPEG"), "{text}");
+
     let redirect = get(&stack, "/img/w=100,onerror=redirect/bad/cut.jpg", LEGACY).await;
     assert_eq!(redirect.status(), 302);
     assert_eq!(header(&redirect, "location"), "/media/bad/cut.jpg");

@@ -80,11 +80,7 @@ pub fn transform(
 ) -> Result<Output, TransformError> {
     limits.check_bytes(bytes.len() as u64)?;
     let header = decode::read_header(bytes)?;
-    limits.check_pixels(
-        header.width,
-        header.height,
-        header.format.scales_on_decode(),
-    )?;
+    limits.check_header(&header, bytes.len() as u64)?;
     let orientation_applied = header.format == SourceFormat::Jpeg;
     let orientation = if orientation_applied {
         orient::orientation(bytes)
@@ -112,6 +108,11 @@ pub fn transform(
         (f64::from(oh) * s).ceil() as u32,
     );
     let at_least = if swap { (need.1, need.0) } else { need };
+    let at_least = if header.format == SourceFormat::Jpeg {
+        decode::jpeg_decode_target(&header, at_least)
+    } else {
+        at_least
+    };
 
     let started = clock();
     let mut decoded = decode::decode(bytes, &header, at_least)?;
@@ -167,8 +168,8 @@ mod pipeline_tests {
         assert_eq!((out.width, out.height), (400, 200));
         assert_eq!(
             out.decoded,
-            (400, 200),
-            "1/8 DCT scale covers 400×200 exactly"
+            (800, 400),
+            "1/4 DCT scale: twice the output, for the Lanczos3 step"
         );
         assert_eq!(decode::sniff(&out.bytes), Some(SourceFormat::Webp));
     }
