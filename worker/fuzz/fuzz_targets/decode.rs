@@ -1,6 +1,8 @@
 //! The decode path: arbitrary bytes through the whole transform (header, limits,
 //! decode, orientation, resize, encode) must give an image or a classified error,
-//! never a panic, within a small pixel budget.
+//! never a panic, within a small pixel budget. The first byte picks the options and the
+//! output format (metadata=keep/copyright included, so EXIF reading, the orientation
+//! reset and the container writers are fuzzed too); the rest is the source.
 #![no_main]
 
 use course_edge_worker::image::format::OutputFormat;
@@ -15,8 +17,20 @@ fuzz_target!(|data: &[u8]| {
         max_unscaled_pixels: 4_000_000,
         ..Limits::default()
     };
-    let Ok(parsed) = ImageOptions::parse("w=64,h=64,fit=cover") else {
+    const OPTIONS: [&str; 4] = [
+        "w=64,h=64,fit=cover",
+        "w=48,metadata=keep",
+        "w=32,h=32,fit=pad,metadata=copyright",
+        "h=40,fit=scale-down,metadata=keep",
+    ];
+    const FORMATS: [OutputFormat; 3] = [OutputFormat::Jpeg, OutputFormat::Webp, OutputFormat::Png];
+    let Some((&selector, source)) = data.split_first() else {
         return;
     };
-    let _ = transform(data, &parsed.options, OutputFormat::Jpeg, &limits, &|| 0.0);
+    let options = OPTIONS[usize::from(selector) % OPTIONS.len()];
+    let format = FORMATS[usize::from(selector / 4) % FORMATS.len()];
+    let Ok(parsed) = ImageOptions::parse(options) else {
+        return;
+    };
+    let _ = transform(source, &parsed.options, format, &limits, &|| 0.0);
 });
