@@ -301,7 +301,7 @@ async function main() {
     for (const width of WIDTHS) {
       const scores = score(image, width, order);
       console.log("");
-      console.log(`### → ${width} px WebP q${QUALITY}   (ms; median of ${ITER} warm runs; 'cold' = first run in a fresh process)`);
+      console.log(`### → ${width} px WebP q${QUALITY}   (ms; median of ${ITER} warm runs; 'cold' = this width's first run: for the first width, the first transform of a fresh process)`);
       console.log(["pipeline".padEnd(24), "decode", "resize", "encode", "transform", "cold", "wall", "bytes", "size", "SSIMULACRA2", "vs course-edge"].map((h, i) => (i ? h.padStart(i === 10 ? 15 : 9) : h)).join(" "));
       const ours = median(runs["course-edge"].results[width].slice(1).map((r) => r.transform));
       for (const n of order) {
@@ -325,6 +325,8 @@ async function main() {
   console.log("# 'vs course-edge' = that pipeline's transform time / course-edge's: above 1.00x course-edge is faster.");
   console.log("# 'wall' = the client's request time: course-edge includes the R2 reads and the derivative store; the");
   console.log("#   bench worker receives the JPEG in the request body; sharp has no HTTP at all.");
+  console.log("# process peak growth is measured from after one trivial request: course-edge's WASM is instantiated by then,");
+  console.log("#   the libraries' modules (loaded on first use) are not, so their figures include their instantiation.");
   console.log("# process peak growth: course-edge's workerd also runs the local R2 and Cache API simulation, which");
   console.log("#   hold the originals it reads (16 MB each for the 17.9 MP photo); the bench worker gets bytes in the request.");
   console.log("# wasm-image-optimization answers 1-2 px short of the width asked (798, 799, 1198, 1199); its SSIMULACRA2 is");

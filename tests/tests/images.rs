@@ -163,7 +163,8 @@ async fn bad_inputs_get_their_status_and_never_a_500() {
         .object("bad/text.jpg", b"this is not an image".to_vec())
         .object("bad/cut.jpg", jpeg[..jpeg.len() / 3].to_vec())
         .object("ok/small.jpg", jpeg.clone())
-        .object("bad/progressive.jpg", progressive_header(photo(8000, 5000)));
+        .object("bad/progressive.jpg", progressive_header(photo(8000, 5000)))
+        .object("big/wide.jpg", photo(3640, 2400));
     let stack = Stack::start_with(options).await;
     let table = [
         ("/img/w=0/ok/small.jpg", 400, Some("w")),
@@ -187,6 +188,15 @@ async fn bad_inputs_get_their_status_and_never_a_500() {
     assert_eq!(progressive.status(), 422, "{}", stack.edge.log());
     let text = message(progressive.json().await.unwrap());
     assert!(text.contains("progressive JPEG"), "{text}");
+
+    // A full-size 8.7 MP output would take the transform to the 128 MiB cap: refused with
+    // what it needs, and the isolate goes on serving.
+    let huge = get(&stack, "/img/w=3640/big/wide.jpg", WEBP_ONLY).await;
+    assert_eq!(huge.status(), 422, "{}", stack.edge.log());
+    let text = message(huge.json().await.unwrap());
+    assert!(text.contains("smaller width"), "{text}");
+    let fine = get(&stack, "/img/w=1200/big/wide.jpg", WEBP_ONLY).await;
+    assert_eq!(fine.status(), 200, "{}", stack.edge.log());
 
     let redirect = get(&stack, "/img/w=100,onerror=redirect/bad/cut.jpg", LEGACY).await;
     assert_eq!(redirect.status(), 302);

@@ -89,7 +89,7 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
                 .ok_or_else(|| DecodeError::Corrupt(String::from("no frame header")))?;
             let (w, h) = (u32::from(info.width), u32::from(info.height));
             if info.coding_process == jpeg_decoder::CodingProcess::DctProgressive {
-                progressive_coefficient_bytes = Some(coefficient_bytes(bytes, w, h));
+                progressive_coefficient_bytes = Some(coefficient_bytes(bytes, &info));
             }
             (w, h)
         }
@@ -111,67 +111,101 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
     })
 }
 
-/// Coefficient storage of a JPEG frame: for each component, its block grid (at its
-/// sampling factors, in whole 8×8 blocks) × 64 coefficients × 2 bytes. The sampling factors
-/// come from the SOF segment (jpeg-decoder does not expose them); if it cannot be read,
-/// the worst case (three full-resolution components) is assumed.
-fn coefficient_bytes(bytes: &[u8], width: u32, height: u32) -> u64 {
-    let blocks = |n: u64, factor: u64, max: u64| (n * factor).div_ceil(max).div_ceil(8);
-    let (w, h) = (u64::from(width), u64::from(height));
-    match jpeg_sampling(bytes) {
-        Some(factors) if !factors.is_empty() => {
-            let hmax = factors
-                .iter()
-                .map(|f| u64::from(f.0))
-                .max()
-                .unwrap_or(1)
-                .max(1);
-            let vmax = factors
-                .iter()
-                .map(|f| u64::from(f.1))
-                .max()
-                .unwrap_or(1)
-                .max(1);
-            factors
-                .iter()
-                .map(|&(hf, vf)| {
-                    blocks(w, u64::from(hf), hmax) * blocks(h, u64::from(vf), vmax) * 64 * 2
-                })
-                .sum()
-        }
-        _ => 3 * w.div_ceil(8) * h.div_ceil(8) * 64 * 2,
+/// Coefficient storage of a JPEG frame: for each component, its block grid (whole MCUs at
+/// its sampling factors, as jpeg-decoder allocates them) × 64 coefficients × 2 bytes. The
+/// sampling factors come from the SOF segment (jpeg-decoder does not expose them). If that
+/// frame header cannot be read, or disagrees with what jpeg-decoder read (size, component
+/// count), every component is assumed at full resolution: never an underestimate.
+fn coefficient_bytes(bytes: &[u8], info: &jpeg_decoder::ImageInfo) -> u64 {
+    let (w, h) = (u64::from(info.width), u64::from(info.height));
+    let components: u64 = match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 | jpeg_decoder::PixelFormat::L16 => 1,
+        jpeg_decoder::PixelFormat::RGB24 => 3,
+        jpeg_decoder::PixelFormat::CMYK32 => 4,
+    };
+    let worst = components * w.div_ceil(8) * h.div_ceil(8) * 64 * 2;
+    let Some(frame) = jpeg_frame(bytes) else {
+        return worst;
+    };
+    if (u64::from(frame.width), u64::from(frame.height)) != (w, h)
+        || frame.factors.len() as u64 != components
+    {
+        return worst;
     }
+    let hmax = frame
+        .factors
+        .iter()
+        .map(|f| u64::from(f.0))
+        .max()
+        .unwrap_or(1);
+    let vmax = frame
+        .factors
+        .iter()
+        .map(|f| u64::from(f.1))
+        .max()
+        .unwrap_or(1);
+    let (mcus_x, mcus_y) = (w.div_ceil(8 * hmax), h.div_ceil(8 * vmax));
+    frame
+        .factors
+        .iter()
+        .map(|&(hf, vf)| mcus_x * u64::from(hf) * mcus_y * u64::from(vf) * 64 * 2)
+        .sum()
 }
 
-/// The (horizontal, vertical) sampling factors of each component, from the first SOF
-/// segment. Bounds-checked: `None` for anything that does not parse.
-fn jpeg_sampling(bytes: &[u8]) -> Option<Vec<(u8, u8)>> {
-    let mut at = 2;
+/// What the first SOF segment says.
+#[derive(Debug, PartialEq, Eq)]
+struct Frame {
+    width: u16,
+    height: u16,
+    /// (horizontal, vertical) sampling factor per component, each 1–4.
+    factors: Vec<(u8, u8)>,
+}
+
+/// Reads the first frame header, skipping bytes between segments exactly as jpeg-decoder's
+/// marker reader does (anything up to an 0xFF, fill bytes, stuffed 0xFF00, and the
+/// length-less markers). Bounds-checked: `None` for anything that does not parse or that
+/// reaches a scan or the end first.
+fn jpeg_frame(bytes: &[u8]) -> Option<Frame> {
+    let mut at = 2; // after SOI
     loop {
-        // Markers may be preceded by fill bytes (0xFF).
-        while *bytes.get(at)? == 0xFF && *bytes.get(at + 1)? == 0xFF {
+        // Up to the next 0xFF, then past fill bytes, to a marker byte that is not 0x00.
+        while *bytes.get(at)? != 0xFF {
             at += 1;
         }
-        if *bytes.get(at)? != 0xFF {
+        while *bytes.get(at)? == 0xFF {
+            at += 1;
+        }
+        let marker = *bytes.get(at)?;
+        at += 1;
+        match marker {
+            0x00 | 0x01 | 0xD0..=0xD8 => continue,
+            0xD9 | 0xDA => return None,
+            _ => {}
+        }
+        let len = usize::from(u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?]));
+        if len < 2 {
             return None;
         }
-        let marker = *bytes.get(at + 1)?;
-        let len = usize::from(u16::from_be_bytes([
-            *bytes.get(at + 2)?,
-            *bytes.get(at + 3)?,
-        ]));
         let is_sof = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
         if is_sof {
-            let segment = bytes.get(at + 4..at + 2 + len)?;
+            let segment = bytes.get(at + 2..at + len)?;
+            let height = u16::from_be_bytes([*segment.get(1)?, *segment.get(2)?]);
+            let width = u16::from_be_bytes([*segment.get(3)?, *segment.get(4)?]);
             let count = usize::from(*segment.get(5)?);
-            return (0..count)
+            let factors = (0..count)
                 .map(|i| {
                     let hv = *segment.get(6 + i * 3 + 1)?;
-                    Some((hv >> 4, hv & 0x0F))
+                    let (h, v) = (hv >> 4, hv & 0x0F);
+                    ((1..=4).contains(&h) && (1..=4).contains(&v)).then_some((h, v))
                 })
-                .collect();
+                .collect::<Option<Vec<_>>>()?;
+            return Some(Frame {
+                width,
+                height,
+                factors,
+            });
         }
-        at += 2 + len;
+        at += len;
     }
 }
 
@@ -221,6 +255,18 @@ pub fn decode(bytes: &[u8], header: &Header, at_least: (u32, u32)) -> Result<Dec
     }
 }
 
+/// The size jpeg-decoder 0.3 decodes a `full`-sized JPEG at when asked for `request`: the
+/// smallest of 1/8, 1/4, 1/2, 1/1 at which either side covers the request (its
+/// `choose_idct_size`), sides rounded up.
+pub fn jpeg_scaled_size(full: (u32, u32), request: (u32, u32)) -> (u32, u32) {
+    let scaled = |len: u32, eighths: u32| (len * eighths).div_ceil(8);
+    let eighths = [1u32, 2, 4]
+        .into_iter()
+        .find(|&e| scaled(full.0, e) >= request.0 || scaled(full.1, e) >= request.1)
+        .unwrap_or(8);
+    (scaled(full.0, eighths), scaled(full.1, eighths))
+}
+
 /// Decoded pixels up to which a JPEG is decoded at twice the size it must cover.
 const MARGIN_BUDGET_PIXELS: u64 = 8 * 1000 * 1000;
 
@@ -263,6 +309,9 @@ fn decode_jpeg(bytes: &[u8], at_least: (u32, u32)) -> Result<Decoded, DecodeErro
     let info = decoder
         .info()
         .ok_or_else(|| DecodeError::Corrupt(String::from("no frame header")))?;
+    let icc = decoder.icc_profile();
+    // A progressive decoder still holds every coefficient: free them before the RGBA copy.
+    drop(decoder);
     let (width, height) = (u32::from(width), u32::from(height));
     let count = width as usize * height as usize;
     let mut rgba = Vec::with_capacity(count * 4);
@@ -301,13 +350,41 @@ fn decode_jpeg(bytes: &[u8], at_least: (u32, u32)) -> Result<Decoded, DecodeErro
         height,
         rgba,
         has_alpha: false,
-        icc: decoder.icc_profile(),
+        icc,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scaled_size_follows_jpeg_decoders_choice() {
+        let table = [
+            ((5640, 3172), (1200, 675), (1410, 793)),
+            ((5640, 3172), (3000, 1687), (5640, 3172)),
+            ((8000, 5000), (1000, 625), (1000, 625)),
+            ((8000, 5000), (1001, 626), (2000, 1250)),
+            // Either side covering is enough for the decoder.
+            ((8000, 5000), (1001, 625), (1000, 625)),
+            ((3, 3), (1, 1), (1, 1)),
+        ];
+        for (full, request, want) in table {
+            assert_eq!(
+                jpeg_scaled_size(full, request),
+                want,
+                "{full:?} → {request:?}"
+            );
+        }
+        // And it agrees with the decoder itself.
+        let jpeg = crate::image::testing::jpeg_of(640, 480);
+        let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(&jpeg));
+        let (w, h) = decoder.scale(100, 100).unwrap();
+        assert_eq!(
+            jpeg_scaled_size((640, 480), (100, 100)),
+            (u32::from(w), u32::from(h))
+        );
+    }
 
     #[test]
     fn baseline_jpegs_decode_at_twice_the_need_within_the_budget() {
@@ -335,13 +412,52 @@ mod tests {
     }
 
     #[test]
+    fn the_frame_walk_skips_what_jpeg_decoder_skips_and_rejects_bad_factors() {
+        let jpeg = crate::image::testing::jpeg_of(64, 48);
+        let want = jpeg_frame(&jpeg).unwrap();
+        // Stuffed bytes, junk and fill bytes between segments, an RST marker: same frame.
+        let mut noisy = jpeg[..2].to_vec();
+        noisy.extend_from_slice(b"\xFF\x00junk\xFF\xFF\xFF\xD0");
+        noisy.extend_from_slice(&jpeg[2..]);
+        assert_eq!(jpeg_frame(&noisy), Some(want));
+        // A zero sampling factor: no frame (the estimate then assumes the worst case).
+        let mut zero = jpeg.clone();
+        let sof = zero.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        zero[sof + 4 + 6 + 1] = 0x00;
+        assert_eq!(jpeg_frame(&zero), None);
+        // A scan before any frame header: none.
+        assert_eq!(jpeg_frame(b"\xFF\xD8\xFF\xDA\x00\x02"), None);
+    }
+
+    #[test]
+    fn a_decoy_frame_header_in_skipped_bytes_does_not_lower_the_estimate() {
+        // Stuffed 0xFF00 and junk, then an APP15 segment whose payload holds a decoy SOF2
+        // of a 1×1 one-component frame: jpeg-decoder skips all of it, and so does the walk.
+        let mut jpeg = crate::image::testing::jpeg_of(64, 48);
+        let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        jpeg[sof + 1] = 0xC2;
+        let genuine = read_header(&jpeg).unwrap().progressive_coefficient_bytes;
+        let decoy = [
+            0xFF, 0xC2, 0x00, 0x0B, 8, 0x00, 0x01, 0x00, 0x01, 1, 1, 0x11, 0,
+        ];
+        let mut crafted = jpeg[..2].to_vec();
+        crafted.extend_from_slice(&[0xFF, 0x00, 0x00, 0x0A, 0xFF, 0xEF, 0x00, 15]);
+        crafted.extend_from_slice(&decoy);
+        crafted.extend_from_slice(&jpeg[2..]);
+        let head = read_header(&crafted).unwrap();
+        assert_eq!((head.width, head.height), (64, 48));
+        assert_eq!(head.progressive_coefficient_bytes, genuine);
+        assert!(genuine.unwrap() >= 64 * 48 * 3);
+    }
+
+    #[test]
     fn progressive_headers_report_their_coefficient_storage() {
         let mut jpeg = crate::image::testing::jpeg_of(64, 48);
         assert_eq!(
             read_header(&jpeg).unwrap().progressive_coefficient_bytes,
             None
         );
-        let factors = jpeg_sampling(&jpeg).unwrap();
+        let factors = jpeg_frame(&jpeg).unwrap().factors;
         assert_eq!(factors.len(), 3);
         // Mark the frame progressive (SOF0 → SOF2): the header is all the check reads.
         let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
@@ -356,11 +472,11 @@ mod tests {
             Some(blocks * 64 * 2),
             "sampling {factors:?}"
         );
-        assert_eq!(jpeg_sampling(b"\xFF\xD8\xFF"), None);
+        assert_eq!(jpeg_frame(b"\xFF\xD8\xFF"), None);
         // A progressive JPEG is decoded at the plain size it must cover.
         let progressive = read_header(&jpeg).unwrap();
         assert_eq!(jpeg_decode_target(&progressive, (16, 12)), (16, 12));
-        assert_eq!(jpeg_sampling(&jpeg[..sof + 6]), None);
+        assert_eq!(jpeg_frame(&jpeg[..sof + 6]), None);
     }
     use crate::image::testing::{jpeg_of, png_of};
 

@@ -15,6 +15,48 @@ const DECODE_BUDGET_BYTES: u64 = 64 * 1024 * 1024;
 /// at 92 MiB of the 128 MiB; the remaining 28 MiB hold the module, the scaled pixels,
 /// the resized copy and the encoder.
 const PROGRESSIVE_BUDGET_BYTES: u64 = 100 * 1024 * 1024;
+/// What one transform may hold at its peak, all told: linear memory is capped at 128 MiB,
+/// and the module's data, the stack and allocator slack need the rest.
+const TRANSFORM_BUDGET_BYTES: u64 = 112 * 1024 * 1024;
+/// Bytes per decoded pixel while decoding: the decoder's full-size component planes and RGB
+/// output, then our RGBA8 copy (JPEG), or the native buffer and the RGBA8 conversion.
+const DECODE_BYTES_PER_PIXEL: u64 = 12;
+/// Bytes per output pixel while encoding: the resized RGBA8, the RGB copy the encoders take,
+/// libwebp's YUV planes and analysis buffers, and the output.
+const ENCODE_BYTES_PER_PIXEL: u64 = 14;
+
+/// What a transform will hold at its peak, estimated from the header and the plan before
+/// anything is decoded. The source bytes stay alive through three phases:
+/// - decode: a progressive JPEG's coefficients and the decoded pixels;
+/// - resize: the decoded RGBA8, fast_image_resize's horizontal pass (output width × decoded
+///   height) and the resized RGBA8;
+/// - encode: the output pixels.
+///
+/// The per-pixel constants are calibrated on allocator high-water marks measured in
+/// workerd (`x-edge-memory-peak`): 3640×2400 JPEG → 1200 px WebP 28.8 MB (model 28),
+/// → 2000 px 101.6 MB (model 106), → 3640 px 118.9 MB (model 124); the 17.9 MP progressive
+/// photo → 1200 px 96 MB (model 101); 40 MP → 1200 px 35 MB (model 40).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    pub source_bytes: u64,
+    /// A progressive JPEG's coefficients (0 otherwise).
+    pub coefficient_bytes: u64,
+    /// The size the source will be decoded at.
+    pub decoded: (u32, u32),
+    /// The output size.
+    pub output: (u32, u32),
+}
+
+impl Footprint {
+    pub fn bytes(&self) -> u64 {
+        let (dw, dh) = (u64::from(self.decoded.0), u64::from(self.decoded.1));
+        let (ow, oh) = (u64::from(self.output.0), u64::from(self.output.1));
+        let decode = self.coefficient_bytes + dw * dh * DECODE_BYTES_PER_PIXEL;
+        let resize = dw * dh * 4 + ow * dh * 4 + ow * oh * 4;
+        let encode = ow * oh * ENCODE_BYTES_PER_PIXEL;
+        self.source_bytes + decode.max(resize).max(encode)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -51,6 +93,12 @@ pub enum LimitError {
          re-save it as baseline to allow up to the normal pixel limit)"
     )]
     ProgressivePixels { actual: u64, limit: u64 },
+    #[error(
+        "this source at this output size needs about {needed_mib} MiB to transform, over the \
+         {budget_mib} MiB one transform may use in a 128 MB isolate; ask for a smaller width \
+         or height, or upload a smaller (or baseline JPEG) original"
+    )]
+    Memory { needed_mib: u64, budget_mib: u64 },
     #[error("width {width} (× dpr) is not one of the allowed widths")]
     Width { width: u32 },
 }
@@ -94,6 +142,18 @@ impl Limits {
                     limit,
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// The whole transform's estimated peak against its budget.
+    pub fn check_memory(&self, footprint: &Footprint) -> Result<(), LimitError> {
+        let needed = footprint.bytes();
+        if needed > TRANSFORM_BUDGET_BYTES {
+            return Err(LimitError::Memory {
+                needed_mib: needed.div_ceil(1024 * 1024),
+                budget_mib: TRANSFORM_BUDGET_BYTES / (1024 * 1024),
+            });
         }
         Ok(())
     }
@@ -170,6 +230,45 @@ mod tests {
                 assert_eq!(actual, u64::from(w) * u64::from(h));
                 assert!(limit < actual);
             }
+        }
+    }
+
+    #[test]
+    fn the_footprint_covers_source_coefficients_decode_and_output() {
+        let l = Limits::default();
+        // (source bytes, coefficients, decoded, output, accepted)
+        let table = [
+            // 40 MP baseline JPEG at 1/4 → 1200 px (measured peak 35 MB).
+            (10_000_000, 0, (2000, 1250), (1200, 750), true),
+            // The benchmark's 17.9 MP progressive photo at 1/4 → 1200 px (measured 96 MB).
+            (16_376_668, 71_473_152, (1410, 793), (1200, 675), true),
+            // The same photo asked at 3000 px: decoded at 1/1 → far over.
+            (16_376_668, 71_473_152, (5640, 3172), (3000, 1687), false),
+            // 50 MP baseline JPEG asked at 4096 px: a full-size decode → over.
+            (20_000_000, 0, (8660, 5774), (4096, 2731), false),
+            // 3640×2400 → 2000 px from a full decode (measured 101.6 MB): fits.
+            (1_545_319, 0, (3640, 2400), (2000, 1319), true),
+            // 3640×2400 at full size (measured 118.9 MB, 126.5 MB of linear memory: one
+            // step from the cap): refused.
+            (1_545_319, 0, (3640, 2400), (3640, 2400), false),
+            // A 9 MP PNG from a 20 MB file to 1200 px: over; 6 MP: fits.
+            (20_000_000, 0, (3000, 3000), (1200, 1200), false),
+            (20_000_000, 0, (3000, 2000), (1200, 800), true),
+        ];
+        for (source_bytes, coefficient_bytes, decoded, output, accepted) in table {
+            let f = Footprint {
+                source_bytes,
+                coefficient_bytes,
+                decoded,
+                output,
+            };
+            let result = l.check_memory(&f);
+            assert_eq!(
+                result.is_ok(),
+                accepted,
+                "{f:?}: {} MiB, {result:?}",
+                f.bytes() >> 20
+            );
         }
     }
 

@@ -54,7 +54,8 @@ pub fn exif_for(bytes: &[u8], mode: Metadata, made_upright: bool) -> Option<Vec<
     }
 }
 
-/// Sets every IFD0 Orientation entry (tag 0x0112, SHORT) of a TIFF block to 1, in place.
+/// Sets every IFD0 Orientation entry (tag 0x0112, one BYTE, SHORT or LONG) of a TIFF block
+/// to 1, in place.
 /// Bounds-checked throughout: a malformed block is left untouched where it cannot be read.
 /// (kamadak-exif reads fields but does not expose their offsets, hence this small walk.)
 fn reset_orientation(tiff: &mut [u8]) {
@@ -88,16 +89,21 @@ fn reset_orientation(tiff: &mut [u8]) {
     for i in 0..usize::from(count) {
         let entry = ifd + 2 + i * 12;
         const ORIENTATION: u16 = 0x0112;
-        const SHORT: u16 = 3;
-        if u16_at(tiff, entry) == Some(ORIENTATION) && u16_at(tiff, entry + 2) == Some(SHORT) {
-            let one = if little {
-                1u16.to_le_bytes()
-            } else {
-                1u16.to_be_bytes()
-            };
-            if let Some(value) = tiff.get_mut(entry + 8..entry + 10) {
-                value.copy_from_slice(&one);
-            }
+        if u16_at(tiff, entry) != Some(ORIENTATION) || u32_at(tiff, entry + 4) != Some(1) {
+            continue;
+        }
+        // One value, stored inline in the entry's 4-byte value field at its type's width
+        // (BYTE, SHORT or LONG: what `orient::orientation` accepts when reading).
+        let one: &[u8] = match (u16_at(tiff, entry + 2), little) {
+            (Some(1), _) => &[1],
+            (Some(3), true) => &[1, 0],
+            (Some(3), false) => &[0, 1],
+            (Some(4), true) => &[1, 0, 0, 0],
+            (Some(4), false) => &[0, 0, 0, 1],
+            _ => continue,
+        };
+        if let Some(value) = tiff.get_mut(entry + 8..entry + 8 + one.len()) {
+            value.copy_from_slice(one);
         }
     }
 }
@@ -171,6 +177,51 @@ mod tests {
         exif.get_field(exif::Tag::Orientation, exif::In::PRIMARY)?
             .value
             .get_uint(0)
+    }
+
+    #[test]
+    fn orientation_stored_as_byte_short_or_long_is_reset_at_its_own_width() {
+        // (little endian, type, value field as stored for 6)
+        let table: [(bool, u16, [u8; 4]); 4] = [
+            (true, 3, [6, 0, 0, 0]),
+            (false, 3, [0, 6, 0, 0]),
+            (true, 4, [6, 0, 0, 0]),
+            (false, 1, [6, 0, 0, 0]),
+        ];
+        for (little, kind, value) in table {
+            let mut tiff = if little {
+                b"II\x2a\x00".to_vec()
+            } else {
+                b"MM\x00\x2a".to_vec()
+            };
+            let u16b = |v: u16| {
+                if little {
+                    v.to_le_bytes()
+                } else {
+                    v.to_be_bytes()
+                }
+            };
+            let u32b = |v: u32| {
+                if little {
+                    v.to_le_bytes()
+                } else {
+                    v.to_be_bytes()
+                }
+            };
+            tiff.extend_from_slice(&u32b(8));
+            tiff.extend_from_slice(&u16b(1));
+            tiff.extend_from_slice(&u16b(0x0112));
+            tiff.extend_from_slice(&u16b(kind));
+            tiff.extend_from_slice(&u32b(1));
+            tiff.extend_from_slice(&value);
+            tiff.extend_from_slice(&u32b(0));
+            reset_orientation(&mut tiff);
+            let exif = exif::Reader::new().read_raw(tiff.clone()).unwrap();
+            let got = exif
+                .get_field(exif::Tag::Orientation, exif::In::PRIMARY)
+                .and_then(|f| f.value.get_uint(0));
+            assert_eq!(got, Some(1), "little {little}, type {kind}");
+        }
     }
 
     #[test]

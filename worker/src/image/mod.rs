@@ -108,11 +108,33 @@ pub fn transform(
         (f64::from(oh) * s).ceil() as u32,
     );
     let at_least = if swap { (need.1, need.0) } else { need };
+    // The decode size, and the whole transform's memory, before anything is decoded: a
+    // baseline JPEG gets the 2× margin when it fits, else the plain need; any source whose
+    // footprint is still over the budget is refused (422), never left to trap the isolate.
+    let footprint = |decoded: (u32, u32)| limits::Footprint {
+        source_bytes: bytes.len() as u64,
+        coefficient_bytes: header.progressive_coefficient_bytes.unwrap_or(0),
+        decoded,
+        output: (plan.output().w, plan.output().h),
+    };
+    let full = (header.width, header.height);
     let at_least = if header.format == SourceFormat::Jpeg {
-        decode::jpeg_decode_target(&header, at_least)
+        let generous = decode::jpeg_decode_target(&header, at_least);
+        let fits = |target| {
+            limits
+                .check_memory(&footprint(decode::jpeg_scaled_size(full, target)))
+                .is_ok()
+        };
+        if fits(generous) { generous } else { at_least }
     } else {
         at_least
     };
+    let decoded_size = if header.format == SourceFormat::Jpeg {
+        decode::jpeg_scaled_size(full, at_least)
+    } else {
+        full
+    };
+    limits.check_memory(&footprint(decoded_size))?;
 
     let started = clock();
     let mut decoded = decode::decode(bytes, &header, at_least)?;
