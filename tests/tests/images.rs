@@ -189,9 +189,14 @@ async fn bad_inputs_get_their_status_and_never_a_500() {
     let text = message(progressive.json().await.unwrap());
     assert!(text.contains("progressive JPEG"), "{text}");
 
-    // A full-size 8.7 MP output would take the transform to the 128 MiB cap: refused with
-    // what it needs, and the isolate goes on serving.
-    let huge = get(&stack, "/img/w=3640/big/wide.jpg", WEBP_ONLY).await;
+    // An 11 MP output (enlarged into a 4096×4096 box) would take the transform past the
+    // 128 MiB cap: refused with what it needs, and the isolate goes on serving.
+    let huge = get(
+        &stack,
+        "/img/w=4096,h=4096,fit=contain/big/wide.jpg",
+        WEBP_ONLY,
+    )
+    .await;
     assert_eq!(huge.status(), 422, "{}", stack.edge.log());
     let text = message(huge.json().await.unwrap());
     assert!(text.contains("smaller width"), "{text}");

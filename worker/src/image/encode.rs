@@ -58,13 +58,13 @@ fn encode_plain(
     let failed = |e: image::ImageError| EncodeError::Failed(e.to_string());
     match format {
         OutputFormat::Webp => {
-            let memory = if image.has_alpha {
-                webp::Encoder::from_rgba(&image.rgba, image.width, image.height)
-                    .encode(f32::from(quality))
-            } else {
-                let rgb = rgb_over(image, bg);
-                webp::Encoder::from_rgb(&rgb, image.width, image.height).encode(f32::from(quality))
-            };
+            // RGBA straight in, also for opaque images (every alpha 255): libwebp's lossy
+            // encoder writes no alpha chunk when nothing is transparent, and this skips an
+            // RGB copy (3 bytes an output pixel) and a pass over the image. `encode_simple`,
+            // not `encode`, which unwraps libwebp's error (an out-of-memory would abort).
+            let memory = webp::Encoder::from_rgba(&image.rgba, image.width, image.height)
+                .encode_simple(false, f32::from(quality))
+                .map_err(|e| EncodeError::Failed(format!("libwebp: {e:?}")))?;
             Ok(memory.to_vec())
         }
         OutputFormat::Jpeg => {
@@ -216,6 +216,33 @@ mod tests {
             webp.len(),
             png.len()
         );
+    }
+
+    #[test]
+    fn opaque_webp_has_no_alpha_chunk_and_transparent_webp_has_one() {
+        let opaque = encode(
+            &gradient(64, 48, false),
+            OutputFormat::Webp,
+            80,
+            Rgba::WHITE,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            &opaque[12..16],
+            b"VP8 ",
+            "simple lossy format, no VP8X/ALPH"
+        );
+        assert!(!opaque.windows(4).any(|w| w == b"ALPH"));
+        let transparent = encode(
+            &gradient(64, 48, true),
+            OutputFormat::Webp,
+            80,
+            Rgba::WHITE,
+            None,
+        )
+        .unwrap();
+        assert!(transparent.windows(4).any(|w| w == b"ALPH"));
     }
 
     #[test]

@@ -18,24 +18,27 @@ const PROGRESSIVE_BUDGET_BYTES: u64 = 100 * 1024 * 1024;
 /// What one transform may hold at its peak, all told: linear memory is capped at 128 MiB,
 /// and the module's data, the stack and allocator slack need the rest.
 const TRANSFORM_BUDGET_BYTES: u64 = 112 * 1024 * 1024;
-/// Bytes per decoded pixel while decoding: the decoder's full-size component planes and RGB
-/// output, then our RGBA8 copy (JPEG), or the native buffer and the RGBA8 conversion.
-const DECODE_BYTES_PER_PIXEL: u64 = 12;
-/// Bytes per output pixel while encoding: the resized RGBA8, the RGB copy the encoders take,
-/// libwebp's YUV planes and analysis buffers, and the output.
-const ENCODE_BYTES_PER_PIXEL: u64 = 14;
+/// Bytes per decoded pixel while decoding: the decoder's component planes and RGB output,
+/// then our RGBA8 copy (JPEG, measured 7), or the native buffer and the RGBA8 conversion
+/// (PNG, measured under 9.8).
+const DECODE_BYTES_PER_PIXEL: u64 = 10;
+/// Bytes per output pixel while encoding: the resized RGBA8, libwebp's YUVA planes and
+/// analysis buffers, and the output (measured under 10.4 for a 7.2 MP WebP).
+const ENCODE_BYTES_PER_PIXEL: u64 = 11;
 
 /// What a transform will hold at its peak, estimated from the header and the plan before
 /// anything is decoded. The source bytes stay alive through three phases:
 /// - decode: a progressive JPEG's coefficients and the decoded pixels;
-/// - resize: the decoded RGBA8, fast_image_resize's horizontal pass (output width × decoded
-///   height) and the resized RGBA8;
+/// - resize: the decoded RGBA8, its premultiplied copy when the source may have alpha
+///   (not JPEG), fast_image_resize's horizontal pass (output width × decoded height) and
+///   the resized RGBA8;
 /// - encode: the output pixels.
 ///
-/// The per-pixel constants are calibrated on allocator high-water marks measured in
-/// workerd (`x-edge-memory-peak`): 3640×2400 JPEG → 1200 px WebP 28.8 MB (model 28),
-/// → 2000 px 101.6 MB (model 106), → 3640 px 118.9 MB (model 124); the 17.9 MP progressive
-/// photo → 1200 px 96 MB (model 101); 40 MP → 1200 px 35 MB (model 40).
+/// Calibrated on allocator high-water marks measured in workerd (`x-edge-memory-peak`, MB,
+/// measured / model): 3640×2400 JPEG → WebP 1200 px 20.1 / 23, 2000 px 66.7 / 89,
+/// 3000 px 89.5 / 89, 3300 px 97.4 / 97; 2560×1600 JPEG → 3400 px (contain) 75.1 / 80;
+/// 3640×2400 PNG → 1200 px 85.7 / 87, → 2400 px PNG 108.7 / 108; the 17.9 MP progressive
+/// photo → 1200 px 93.8 / 99; 40 MP JPEG → 1200 px 35 / 36.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Footprint {
     pub source_bytes: u64,
@@ -45,6 +48,8 @@ pub struct Footprint {
     pub decoded: (u32, u32),
     /// The output size.
     pub output: (u32, u32),
+    /// Whether the source may have alpha (everything but JPEG).
+    pub may_have_alpha: bool,
 }
 
 impl Footprint {
@@ -52,7 +57,8 @@ impl Footprint {
         let (dw, dh) = (u64::from(self.decoded.0), u64::from(self.decoded.1));
         let (ow, oh) = (u64::from(self.output.0), u64::from(self.output.1));
         let decode = self.coefficient_bytes + dw * dh * DECODE_BYTES_PER_PIXEL;
-        let resize = dw * dh * 4 + ow * dh * 4 + ow * oh * 4;
+        let premultiplied = if self.may_have_alpha { dw * dh * 4 } else { 0 };
+        let resize = dw * dh * 4 + premultiplied + ow * dh * 4 + ow * oh * 4;
         let encode = ow * oh * ENCODE_BYTES_PER_PIXEL;
         self.source_bytes + decode.max(resize).max(encode)
     }
@@ -248,12 +254,13 @@ mod tests {
             (20_000_000, 0, (8660, 5774), (4096, 2731), false),
             // 3640×2400 → 2000 px from a full decode (measured 101.6 MB): fits.
             (1_545_319, 0, (3640, 2400), (2000, 1319), true),
-            // 3640×2400 at full size (measured 118.9 MB, 126.5 MB of linear memory: one
-            // step from the cap): refused.
-            (1_545_319, 0, (3640, 2400), (3640, 2400), false),
-            // A 9 MP PNG from a 20 MB file to 1200 px: over; 6 MP: fits.
-            (20_000_000, 0, (3000, 3000), (1200, 1200), false),
-            (20_000_000, 0, (3000, 2000), (1200, 800), true),
+            // 3640×2400 at full size: fits (about 107 MB).
+            (1_545_319, 0, (3640, 2400), (3640, 2400), true),
+            // A 4.1 MP source enlarged to 4096×2560: the encode phase (115 MB) just fits.
+            (843_000, 0, (2560, 1600), (4096, 2560), true),
+            // A 16.7 MP PNG: its decode alone (168 MB) is over; 9 MP from a 20 MB file fits.
+            (20_000_000, 0, (4096, 4096), (1200, 1200), false),
+            (20_000_000, 0, (3000, 3000), (1200, 1200), true),
         ];
         for (source_bytes, coefficient_bytes, decoded, output, accepted) in table {
             let f = Footprint {
@@ -261,6 +268,7 @@ mod tests {
                 coefficient_bytes,
                 decoded,
                 output,
+                may_have_alpha: false,
             };
             let result = l.check_memory(&f);
             assert_eq!(

@@ -116,6 +116,7 @@ pub fn transform(
         coefficient_bytes: header.progressive_coefficient_bytes.unwrap_or(0),
         decoded,
         output: (plan.output().w, plan.output().h),
+        may_have_alpha: header.format != SourceFormat::Jpeg,
     };
     let full = (header.width, header.height);
     let at_least = if header.format == SourceFormat::Jpeg {

@@ -1,5 +1,6 @@
 //! Crop + resize with `fast_image_resize` (Lanczos3, SIMD on wasm32 via simd128),
-//! alpha-correct (it premultiplies internally), then the optional pad canvas.
+//! alpha-correct for images with alpha (it premultiplies a copy), then the optional pad
+//! canvas.
 
 use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
@@ -32,9 +33,12 @@ pub fn apply(
     let src = Image::from_vec_u8(decoded.width, decoded.height, decoded.rgba, PixelType::U8x4)
         .map_err(|e| ResizeError(e.to_string()))?;
     let mut dst = Image::new(plan.resize.w, plan.resize.h, PixelType::U8x4);
+    // Premultiplying alpha needs a full-size copy of the source: only when there is alpha.
+    // (A 3640×2400 opaque JPEG resized from full size: 35 MB less at the peak, and faster.)
     let options = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
-        .crop(crop.0, crop.1, crop.2.max(1.0), crop.3.max(1.0));
+        .crop(crop.0, crop.1, crop.2.max(1.0), crop.3.max(1.0))
+        .use_alpha(has_alpha);
     Resizer::new()
         .resize(&src, &mut dst, &options)
         .map_err(|e| ResizeError(e.to_string()))?;
