@@ -72,12 +72,16 @@ pub struct Header {
     /// whole image until the last scan (16 bits each, per component at its subsampling).
     /// DCT scaling does not reduce it, so the limits check it separately.
     pub progressive_coefficient_bytes: Option<u64>,
+    /// Whether the decoder can scale this file while decoding: DCT JPEGs, not lossless
+    /// (SOF3) JPEGs, which jpeg-decoder decodes at full size whatever is asked.
+    pub scales_on_decode: bool,
 }
 
 /// Reads dimensions from the header only.
 pub fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
     let format = sniff(bytes).ok_or(DecodeError::Unsupported)?;
     let mut progressive_coefficient_bytes = None;
+    let mut scales_on_decode = format.scales_on_decode();
     let (width, height) = match format {
         SourceFormat::Jpeg => {
             let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
@@ -90,6 +94,9 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
             let (w, h) = (u32::from(info.width), u32::from(info.height));
             if info.coding_process == jpeg_decoder::CodingProcess::DctProgressive {
                 progressive_coefficient_bytes = Some(coefficient_bytes(bytes, &info));
+            }
+            if info.coding_process == jpeg_decoder::CodingProcess::Lossless {
+                scales_on_decode = false;
             }
             (w, h)
         }
@@ -108,6 +115,7 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
         width,
         height,
         progressive_coefficient_bytes,
+        scales_on_decode,
     })
 }
 
@@ -278,7 +286,7 @@ const MARGIN_BUDGET_PIXELS: u64 = 8 * 1000 * 1000;
 /// 17.9 MP progressive photo would go from 92 to 114 MiB).
 /// Measured in workerd (bench-images): SSIMULACRA2 +0.8 to +4.7 for +20–26 ms at 800 px.
 pub fn jpeg_decode_target(header: &Header, need: (u32, u32)) -> (u32, u32) {
-    if header.progressive_coefficient_bytes.is_some() {
+    if header.progressive_coefficient_bytes.is_some() || !header.scales_on_decode {
         return need;
     }
     let full = (header.width, header.height);
@@ -393,6 +401,7 @@ mod tests {
             width,
             height,
             progressive_coefficient_bytes: None,
+            scales_on_decode: true,
         };
         // 3640×2400 → 800×527: 1/2 scale (1820×1200) is under 8 MP: ask for 1600×1054.
         assert_eq!(
@@ -409,6 +418,21 @@ mod tests {
             jpeg_decode_target(&head(1000, 800), (800, 640)),
             (1600, 1280)
         );
+    }
+
+    #[test]
+    fn lossless_jpegs_do_not_count_on_dct_scaling() {
+        let mut jpeg = crate::image::testing::jpeg_of(64, 48);
+        assert!(read_header(&jpeg).unwrap().scales_on_decode);
+        let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        jpeg[sof + 1] = 0xC3;
+        // Lossless frames name no quantization table.
+        for component in 0..usize::from(jpeg[sof + 9]) {
+            jpeg[sof + 10 + component * 3 + 2] = 0;
+        }
+        let head = read_header(&jpeg).unwrap();
+        assert!(!head.scales_on_decode, "SOF3 is decoded at full size");
+        assert_eq!(jpeg_decode_target(&head, (16, 12)), (16, 12));
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl Limits {
     /// against their budget.
     pub fn check_header(&self, header: &Header, source_bytes: u64) -> Result<(), LimitError> {
         let pixels = u64::from(header.width) * u64::from(header.height);
-        let limit = if header.format.scales_on_decode() {
+        let limit = if header.scales_on_decode {
             self.max_source_pixels
         } else {
             self.max_source_pixels.min(self.max_unscaled_pixels)
@@ -185,6 +185,7 @@ mod tests {
             width,
             height,
             progressive_coefficient_bytes: None,
+            scales_on_decode: format.scales_on_decode(),
         }
     }
 

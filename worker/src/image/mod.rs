@@ -119,7 +119,7 @@ pub fn transform(
         may_have_alpha: header.format != SourceFormat::Jpeg,
     };
     let full = (header.width, header.height);
-    let at_least = if header.format == SourceFormat::Jpeg {
+    let at_least = if header.scales_on_decode {
         let generous = decode::jpeg_decode_target(&header, at_least);
         let fits = |target| {
             limits
@@ -130,7 +130,7 @@ pub fn transform(
     } else {
         at_least
     };
-    let decoded_size = if header.format == SourceFormat::Jpeg {
+    let decoded_size = if header.scales_on_decode {
         decode::jpeg_scaled_size(full, at_least)
     } else {
         full
