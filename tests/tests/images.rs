@@ -218,10 +218,11 @@ async fn signed_urls_and_the_width_allow_list() {
         .secret("IMAGE_SIGNING_KEY", secret)
         .var("IMAGE_WIDTHS", "100,200");
     let stack = Stack::start_with(options).await;
-    let opts = course_edge_worker::image::options::ImageOptions::parse("w=100")
-        .unwrap()
-        .options;
-    let sig = course_edge_worker::image::sign::sign(secret.as_bytes(), "ok/small.jpg", &opts);
+    let sign = |options: &str| {
+        let parsed = course_edge_worker::image::options::ImageOptions::parse(options).unwrap();
+        course_edge_worker::image::sign::sign(secret.as_bytes(), "ok/small.jpg", &parsed.options)
+    };
+    let sig = sign("w=100");
     let signed = get(
         &stack,
         &format!("/img/width=100,sig={sig}/ok/small.jpg"),
@@ -237,10 +238,7 @@ async fn signed_urls_and_the_width_allow_list() {
         let response = get(&stack, &path, LEGACY).await;
         assert_eq!(response.status(), 403, "{path}");
     }
-    let opts = course_edge_worker::image::options::ImageOptions::parse("w=150")
-        .unwrap()
-        .options;
-    let sig = course_edge_worker::image::sign::sign(secret.as_bytes(), "ok/small.jpg", &opts);
+    let sig = sign("w=150");
     let off_list = get(
         &stack,
         &format!("/img/w=150,sig={sig}/ok/small.jpg"),

@@ -289,15 +289,9 @@ pub fn jpeg_decode_target(header: &Header, need: (u32, u32)) -> (u32, u32) {
     if header.progressive_coefficient_bytes.is_some() || !header.scales_on_decode {
         return need;
     }
-    let full = (header.width, header.height);
     let doubled = (need.0.saturating_mul(2), need.1.saturating_mul(2));
-    // jpeg-decoder's choice: the smallest of 1/8, 1/4, 1/2, 1/1 covering the request.
-    let scaled = [8u32, 4, 2, 1]
-        .iter()
-        .map(|d| (full.0.div_ceil(*d), full.1.div_ceil(*d)))
-        .find(|&(w, h)| w >= doubled.0 && h >= doubled.1)
-        .unwrap_or(full);
-    if u64::from(scaled.0) * u64::from(scaled.1) <= MARGIN_BUDGET_PIXELS {
+    let (w, h) = jpeg_scaled_size((header.width, header.height), doubled);
+    if u64::from(w) * u64::from(h) <= MARGIN_BUDGET_PIXELS {
         doubled
     } else {
         need

@@ -81,28 +81,18 @@ fn encode_plain(
             Ok(out)
         }
         OutputFormat::Png => {
-            let mut out = Vec::new();
-            let encoder = image::codecs::png::PngEncoder::new(&mut out);
-            if image.has_alpha {
-                encoder
-                    .write_image(
-                        &image.rgba,
-                        image.width,
-                        image.height,
-                        image::ExtendedColorType::Rgba8,
-                    )
-                    .map_err(failed)?;
+            // RGBA only when there is alpha: an opaque PNG is smaller as RGB.
+            let rgb;
+            let (pixels, color) = if image.has_alpha {
+                (&image.rgba[..], image::ExtendedColorType::Rgba8)
             } else {
-                let rgb = rgb_over(image, bg);
-                encoder
-                    .write_image(
-                        &rgb,
-                        image.width,
-                        image.height,
-                        image::ExtendedColorType::Rgb8,
-                    )
-                    .map_err(failed)?;
-            }
+                rgb = rgb_over(image, bg);
+                (&rgb[..], image::ExtendedColorType::Rgb8)
+            };
+            let mut out = Vec::new();
+            image::codecs::png::PngEncoder::new(&mut out)
+                .write_image(pixels, image.width, image.height, color)
+                .map_err(failed)?;
             Ok(out)
         }
         OutputFormat::Avif => encode_avif(image, quality, bg, None),
