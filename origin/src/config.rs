@@ -64,6 +64,28 @@ pub struct Config {
     pub queue_timeout_ms: u64,
 
     /// Catalog pages (default filters) loaded into the cache before ready.
+    /// Logins per minute allowed from one client IP (429 beyond).
+    #[arg(long, env = "LOGIN_PER_IP_PER_MINUTE", default_value_t = 30)]
+    pub login_per_ip_per_minute: u32,
+
+    /// Logins per minute allowed for one account, from any IP (429 beyond).
+    #[arg(long, env = "LOGIN_PER_ACCOUNT_PER_MINUTE", default_value_t = 10)]
+    pub login_per_account_per_minute: u32,
+
+    /// Longest a login waits for a password-check slot before a 429 (ms).
+    #[arg(long, env = "LOGIN_HASH_WAIT_MS", default_value_t = 250)]
+    pub login_hash_wait_ms: u64,
+
+    /// Password checks (argon2id, ~19 MiB each) run at once.
+    #[arg(long, env = "LOGIN_CONCURRENT_HASHES", default_value_t = 4)]
+    pub login_concurrent_hashes: usize,
+
+    /// The request header that carries the client's IP (set by the edge: Cloudflare's
+    /// `cf-connecting-ip`); empty to use the TCP peer address. Only trust it when the
+    /// origin is reachable through the edge alone.
+    #[arg(long, env = "CLIENT_IP_HEADER", default_value = "cf-connecting-ip")]
+    pub client_ip_header: String,
+
     #[arg(long, env = "WARM_CATALOG_PAGES", default_value_t = 3)]
     pub warm_catalog_pages: u32,
 
@@ -99,6 +121,10 @@ pub struct Settings {
     pub warm_catalog_pages: u32,
     pub warm_courses: u32,
     pub test_routes: bool,
+    /// What a login may cost (see `login_limits`).
+    pub login: crate::login_limits::LoginSettings,
+    /// The header naming the client IP, lowercase; `None`: the TCP peer.
+    pub client_ip_header: Option<String>,
 }
 
 impl Default for Settings {
@@ -109,6 +135,8 @@ impl Default for Settings {
             warm_catalog_pages: 3,
             warm_courses: 20,
             test_routes: false,
+            login: crate::login_limits::LoginSettings::default(),
+            client_ip_header: Some(String::from("cf-connecting-ip")),
         }
     }
 }
@@ -150,6 +178,14 @@ impl Config {
             warm_catalog_pages: self.warm_catalog_pages,
             warm_courses: self.warm_courses,
             test_routes: self.enable_test_routes,
+            login: crate::login_limits::LoginSettings {
+                per_ip_per_minute: self.login_per_ip_per_minute.max(1),
+                per_account_per_minute: self.login_per_account_per_minute.max(1),
+                hash_wait: Duration::from_millis(self.login_hash_wait_ms),
+                concurrent_hashes: self.login_concurrent_hashes.max(1),
+            },
+            client_ip_header: Some(self.client_ip_header.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty()),
         }
     }
 

@@ -21,6 +21,7 @@ pub mod cache;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod login_limits;
 pub mod service;
 pub mod sessions;
 pub mod storage;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub caches: Arc<Caches>,
     pub sessions: Arc<Sessions>,
     pub admission: Arc<Admission>,
+    /// Per-IP and per-account login allowances (apart from `admission`).
+    pub login_limits: Arc<crate::login_limits::LoginLimits>,
     pub settings: Arc<Settings>,
     ready: Arc<AtomicBool>,
     /// The last feed served per segment, kept past its TTL: what a shed feed answers.
@@ -64,8 +67,14 @@ impl AppState {
         Self {
             store: Arc::new(CountingStore::new(store)),
             caches: Arc::new(Caches::new(redis.clone())),
-            sessions: Arc::new(Sessions::new(keys, settings.session_ttl, redis)),
+            sessions: Arc::new(Sessions::new(
+                keys,
+                settings.session_ttl,
+                redis,
+                &settings.login,
+            )),
             admission: Arc::new(Admission::new(settings.limits.clone())),
+            login_limits: Arc::new(crate::login_limits::LoginLimits::new(&settings.login)),
             settings: Arc::new(settings),
             ready: Arc::new(AtomicBool::new(false)),
             last_feeds: Arc::new(RwLock::new(HashMap::new())),

@@ -105,7 +105,9 @@ async fn serve(config: Config) -> Result<(), String> {
     // The harness and scripts/dev read this line to learn the port.
     println!("origin: http://{addr}");
     tokio::spawn(warm::warm_then_ready(state.clone()));
-    axum::serve(listener, app(state))
+    // The peer address feeds the per-IP login limit when no edge header names the client.
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| format!("serving: {e}"))?;

@@ -32,6 +32,8 @@ pub enum SessionError {
     Unauthenticated(&'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Busy(crate::login_limits::LoginRefused),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -81,13 +83,20 @@ pub struct Sessions {
     cache: SessionCache,
     /// Password checks at once: each takes ~19 MiB and milliseconds of CPU (argon2id).
     hashing: tokio::sync::Semaphore,
+    /// Longest a login waits for a hashing permit (then `Busy`, a 429).
+    hash_wait: Duration,
+    /// Logins whose revoked marker could not be written to the cache (Redis down): this
+    /// instance refuses them itself until the marker is written or the session expires.
+    unmarked: moka::future::Cache<String, ()>,
 }
 
-/// Concurrent argon2 checks allowed; more logins wait their turn.
-const MAX_CONCURRENT_HASHES: usize = 4;
-
 impl Sessions {
-    pub fn new(keys: SessionKeys, ttl: Duration, redis: Option<RedisL2>) -> Self {
+    pub fn new(
+        keys: SessionKeys,
+        ttl: Duration,
+        redis: Option<RedisL2>,
+        login: &crate::login_limits::LoginSettings,
+    ) -> Self {
         let cache = match redis {
             Some(redis) => SessionCache::Redis(redis),
             None => SessionCache::Local(
@@ -101,7 +110,12 @@ impl Sessions {
             keys,
             ttl,
             cache,
-            hashing: tokio::sync::Semaphore::new(MAX_CONCURRENT_HASHES),
+            hashing: tokio::sync::Semaphore::new(login.concurrent_hashes),
+            hash_wait: login.hash_wait,
+            unmarked: moka::future::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(ttl)
+                .build(),
         }
     }
 
@@ -172,12 +186,18 @@ impl Sessions {
             Some(c) => (Some(c.user), c.password_hash),
             None => (None, dummy_hash().to_owned()),
         };
-        // Argon2 is deliberately slow CPU work: off the async workers, a few at a time.
-        let _permit = self
-            .hashing
-            .acquire()
-            .await
-            .map_err(|e| SessionError::Internal(e.to_string()))?;
+        // Argon2 is deliberately slow CPU work: off the async workers, a few at a time,
+        // and a login waits for its turn only briefly (a flood gets 429s, not a queue).
+        let _permit = match tokio::time::timeout(self.hash_wait, self.hashing.acquire()).await {
+            Ok(permit) => permit.map_err(|e| SessionError::Internal(e.to_string()))?,
+            Err(_) => {
+                return Err(SessionError::Busy(
+                    crate::login_limits::LoginRefused::Busy {
+                        retry_after_secs: 1,
+                    },
+                ));
+            }
+        };
         let password = password.to_owned();
         let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
             .await
@@ -219,6 +239,9 @@ impl Sessions {
             .keys
             .verify(token, now)
             .map_err(|e| SessionError::Unauthenticated(e.as_str()))?;
+        if self.unmarked.contains_key(&claims.sid) {
+            return Err(SessionError::Unauthenticated("revoked"));
+        }
         match self.cache_get(&claims.sid).await {
             Some(Cached::Live(session)) if session.expires_at > now => return Ok(session),
             Some(Cached::Live(_)) => return Err(SessionError::Unauthenticated("expired")),
@@ -253,12 +276,56 @@ impl Sessions {
             .verify(token, now)
             .map_err(|e| SessionError::Unauthenticated(e.as_str()))?;
         // The marker goes first and outlives the session, so no read that started
-        // before the delete can re-cache it; then the row goes.
+        // before the delete can re-cache it; then the row goes. The store is the truth:
+        // the row is deleted whatever the cache does. If the marker cannot be written
+        // (Redis down), this instance refuses the session itself and keeps retrying the
+        // marker in the background until it is written or the session has expired, so a
+        // `Live` copy left in Redis cannot outlive the logout once Redis is back.
         let ttl = Self::remaining(claims.exp, now);
-        self.cache_write(&claims.sid, Cached::Revoked, ttl, true)
-            .await?;
+        let marked = self
+            .cache_write(&claims.sid, Cached::Revoked, ttl, true)
+            .await;
+        if let Err(e) = &marked {
+            tracing::warn!(error = %e, "revoked marker not written; the store row goes anyway, the marker is retried");
+            self.unmarked.insert(claims.sid.clone(), ()).await;
+            if let SessionCache::Redis(redis) = &self.cache {
+                tokio::spawn(retry_marker(
+                    redis.clone(),
+                    self.unmarked.clone(),
+                    claims.sid.clone(),
+                    ttl,
+                ));
+            }
+        }
         store.delete_session(&claims.sid).await?;
         Ok(())
+    }
+}
+
+/// Writes a logout's revoked marker once Redis answers again (backing off to 30 s), then
+/// lets this instance forget it; gives up when the session would have expired anyway.
+async fn retry_marker(
+    redis: RedisL2,
+    unmarked: moka::future::Cache<String, ()>,
+    sid: String,
+    ttl: Duration,
+) {
+    let started = tokio::time::Instant::now();
+    let marker = serde_json::to_vec(&Cached::Revoked).unwrap_or_default();
+    let mut delay = Duration::from_millis(250);
+    while started.elapsed() < ttl {
+        tokio::time::sleep(delay).await;
+        let left = ttl.saturating_sub(started.elapsed());
+        if redis
+            .session_put(&sid, marker.clone(), left, true)
+            .await
+            .is_ok()
+        {
+            tracing::info!("revoked marker written after a cache failure");
+            unmarked.invalidate(&sid).await;
+            return;
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
     }
 }
 
@@ -298,7 +365,12 @@ mod tests {
     #[tokio::test]
     async fn a_read_racing_a_logout_cannot_put_the_session_back() {
         let keys = SessionKeys::parse(&SessionKeys::spec_for("k", &[3; 32])).unwrap();
-        let sessions = Sessions::new(keys, Duration::from_secs(60), None);
+        let sessions = Sessions::new(
+            keys,
+            Duration::from_secs(60),
+            None,
+            &crate::login_limits::LoginSettings::default(),
+        );
         let session = Session {
             id: "s1".into(),
             user: User {

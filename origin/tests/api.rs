@@ -500,3 +500,199 @@ async fn metrics_expose_requests_cache_and_store_counters() {
         assert!(text.contains(needle), "missing {needle}");
     }
 }
+
+// --- logins under attack and under faults ------------------------------------------------
+
+/// A TCP relay to `target` that can be cut (every connection dropped, the port closed)
+/// and restored on the same port: a Redis outage without touching the shared server.
+struct Relay {
+    port: u16,
+    target: String,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn start(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let relay = Self {
+            port,
+            target: target.to_owned(),
+            tasks: Default::default(),
+        };
+        relay.serve(listener);
+        relay
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let tasks = self.tasks.clone();
+        let target = self.target.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let target = target.clone();
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                tasks.lock().unwrap().push(conn);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    fn cut(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    async fn restore(&self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        self.serve(listener);
+    }
+}
+
+mod logout_survives_a_redis_outage {
+    use super::*;
+
+    /// Review finding: the revoked-marker write returned early when Redis failed, so the
+    /// session row survived and the user stayed signed in.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis() {
+        let Some(url) = support::service_url("REDIS_URL", 6379, "Redis") else {
+            return;
+        };
+        let target = url
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_owned();
+        let relay = Relay::start(&target).await;
+        let prefix = format!("ce-test-logout-{}", std::process::id());
+        let via_relay = course_edge_origin::cache::RedisL2::connect(
+            &format!("redis://127.0.0.1:{}", relay.port),
+            &prefix,
+        )
+        .await
+        .unwrap();
+        let direct = course_edge_origin::cache::RedisL2::connect(&url, &prefix)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = course_edge_origin::storage::SqlStore::open_sqlite(dir.path())
+            .await
+            .unwrap();
+        let demo = course_edge_origin::storage::demo::DemoData::from_json(include_bytes!(
+            "../demo/catalog.json"
+        ))
+        .unwrap();
+        use course_edge_origin::storage::Store;
+        store.load_demo(&demo, 1).await.unwrap();
+        let keys = || protocol::SessionKeys::parse(&("k1:".to_owned() + &"A".repeat(43))).unwrap();
+        let login = course_edge_origin::login_limits::LoginSettings::default();
+        let ttl = Duration::from_secs(600);
+        let a = course_edge_origin::sessions::Sessions::new(keys(), ttl, Some(via_relay), &login);
+        let b = course_edge_origin::sessions::Sessions::new(keys(), ttl, Some(direct), &login);
+        let now = 1_800_000_000;
+        let (session, token) = a
+            .login(&store, "bo@example.com", "demo-password-bo", now)
+            .await
+            .unwrap();
+        // Both instances see it through the shared cache.
+        assert_eq!(b.current(&store, &token, now).await.unwrap(), session);
+
+        relay.cut();
+        a.logout(&store, &token, now)
+            .await
+            .expect("a logout takes effect in the store whatever Redis does");
+        assert_eq!(
+            store.session(&session.id).await.unwrap(),
+            None,
+            "the row is gone"
+        );
+        assert!(
+            a.current(&store, &token, now).await.is_err(),
+            "this instance refuses it"
+        );
+
+        // Redis is back: the marker is written, so the Live copy other instances still
+        // read from Redis is replaced and they refuse the session too.
+        relay.restore().await;
+        let mut refused = false;
+        for _ in 0..60 {
+            if b.current(&store, &token, now).await.is_err() {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(refused, "the revoked marker reached Redis after the outage");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_have_their_own_budget_and_reads_keep_serving_during_a_flood() {
+    let settings = Settings {
+        limits: Limits {
+            shed_feed_at: 8,
+            shed_search_at: 12,
+            max_in_flight: 16,
+            queue_timeout: Duration::from_millis(200),
+        },
+        login: course_edge_origin::login_limits::LoginSettings {
+            per_ip_per_minute: 3,
+            per_account_per_minute: 1000,
+            hash_wait: Duration::from_millis(20),
+            concurrent_hashes: 1,
+        },
+        ..Settings::default()
+    };
+    let app = spawn_app_with(Backend::Sqlite, settings).await.unwrap();
+    let login = |ip: String| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/api/sessions"))
+                .header("cf-connecting-ip", ip)
+                .json(&serde_json::json!({"email": "bo@example.com", "password": "wrong"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // Per IP: the fourth login in a minute from one address is a 429 with Retry-After.
+    for _ in 0..3 {
+        assert_eq!(login("198.51.100.7".into()).await.status(), 401);
+    }
+    let limited = login("198.51.100.7".into()).await;
+    assert_eq!(limited.status(), 429);
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+
+    // A flood from many addresses: more logins than the one hashing slot can take in
+    // its 20 ms wait get 429s (never a queue without end), and catalog reads are never
+    // shed meanwhile (before, each waiting login held one of the 16 admission slots).
+    let flood = join_all((0..40).map(|i| login(format!("203.0.113.{i}"))));
+    let reads = join_all((0..12).map(|_| app.get("/api/catalog")));
+    let (flood, reads) = tokio::join!(flood, reads);
+    let busy = flood.iter().filter(|r| r.status() == 429).count();
+    assert!(busy > 0, "the hashing budget turns a flood away");
+    assert!(
+        flood
+            .iter()
+            .all(|r| matches!(r.status().as_u16(), 401 | 429))
+    );
+    for read in &reads {
+        assert_eq!(
+            read.status(),
+            200,
+            "reads keep serving during a login flood"
+        );
+    }
+}

@@ -11,6 +11,7 @@
 //! The release WASM must already be built (scripts/test builds it first); the harness
 //! refuses to start otherwise rather than letting wrangler build it per test.
 
+pub mod fixtures;
 mod process;
 
 use std::collections::BTreeMap;
@@ -321,6 +322,8 @@ impl Edge {
                 "--ip",
                 "127.0.0.1",
                 "--show-interactive-dev-session=false",
+                // `/__scheduled` runs the cron handler (the derived/ sweeper) on demand.
+                "--test-scheduled",
             ])
             .arg("--port")
             .arg(port.to_string())

@@ -89,6 +89,54 @@ impl ObjectKey {
     }
 }
 
+impl ObjectKey {
+    /// The key as a URL path (no leading `/`): each segment percent-encoded, everything
+    /// but RFC 3986's unreserved characters escaped, so a key with `?`, `#`, `%` or
+    /// non-Latin-1 characters is a valid `Location` that names the same object.
+    pub fn url_path(&self) -> String {
+        let mut out = String::with_capacity(self.0.len());
+        for (i, segment) in self.0.split('/').enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            for b in segment.bytes() {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                    out.push(char::from(b));
+                } else {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Headers that keep a served object from acting as the site: every R2 answer is
+/// `nosniff` (a browser never guesses a script out of a declared image); an uploaded
+/// original (`/media/`) whose type is not a raster image, video or audio — SVG, HTML,
+/// XML, JS, anything the uploader labelled so — is an attachment in a CSP sandbox, so it
+/// never runs on the site's origin with the viewer's cookies. Decided on the type that
+/// is served (the uploader's `Content-Type` included), not on the key's extension.
+pub fn safety_headers(uploaded: bool, content_type: &str) -> Vec<(&'static str, &'static str)> {
+    let mut headers = vec![("x-content-type-options", "nosniff")];
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let passive = matches!(
+        essence.as_str(),
+        "image/jpeg" | "image/png" | "image/webp" | "image/avif" | "image/gif" | "image/x-icon"
+    ) || essence.starts_with("video/")
+        || essence.starts_with("audio/");
+    if uploaded && !passive {
+        headers.push(("content-disposition", "attachment"));
+        headers.push(("content-security-policy", "sandbox"));
+    }
+    headers
+}
+
 /// Percent-decodes a URL path once; `None` on bad escapes or invalid UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
@@ -173,6 +221,51 @@ impl ByteRange {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn url_paths_escape_every_segment_and_name_the_same_key() {
+        let table = [
+            ("demo/a.jpg", "demo/a.jpg"),
+            ("dir/a b?.jpg", "dir/a%20b%3F.jpg"),
+            ("x/100%#frag.png", "x/100%25%23frag.png"),
+            ("ünï/日本.jpg", "%C3%BCn%C3%AF/%E6%97%A5%E6%9C%AC.jpg"),
+        ];
+        for (stored, want) in table {
+            let key = ObjectKey(stored.to_owned());
+            let encoded = key.url_path();
+            assert_eq!(encoded, want, "{stored}");
+            // The Location parses back to the same key.
+            assert_eq!(ObjectKey::parse("", &encoded).unwrap(), key);
+        }
+    }
+
+    #[test]
+    fn uploaded_active_content_is_an_attachment_in_a_sandbox() {
+        let attachment = |uploaded, ct: &str| {
+            safety_headers(uploaded, ct).contains(&("content-disposition", "attachment"))
+        };
+        for active in [
+            "image/svg+xml",
+            "text/html; charset=utf-8",
+            "application/xml",
+            "text/javascript",
+            "application/octet-stream",
+            "",
+        ] {
+            assert!(attachment(true, active), "{active}");
+            assert!(
+                !attachment(false, active),
+                "static assets are the site's own: {active}"
+            );
+        }
+        for passive in ["image/jpeg", "IMAGE/PNG", "video/mp4", "audio/aac"] {
+            assert!(!attachment(true, passive), "{passive}");
+        }
+        assert!(safety_headers(false, "text/css").contains(&("x-content-type-options", "nosniff")));
+        assert!(
+            safety_headers(true, "text/html").contains(&("content-security-policy", "sandbox"))
+        );
+    }
+
     use super::*;
 
     #[test]

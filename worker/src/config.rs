@@ -27,8 +27,20 @@ pub mod vars {
     pub const IMAGE_MAX_SOURCE_BYTES: &str = "IMAGE_MAX_SOURCE_BYTES";
     /// Largest image source, pixels (default 50000000).
     pub const IMAGE_MAX_SOURCE_PIXELS: &str = "IMAGE_MAX_SOURCE_PIXELS";
-    /// Comma-separated allowed output widths (width × dpr); unset: any up to 4096.
+    /// The derivative policy (see `image::policy` and the README's table): allowed box
+    /// widths and heights (× dpr), qualities, backgrounds (comma-separated, or `any`),
+    /// gravity (`named`, `grid:<step>`, `any`), presets (`name:options;…`) and the access
+    /// mode (`open`, or `signed-or-preset`, the default when IMAGE_SIGNING_KEY is set).
     pub const IMAGE_WIDTHS: &str = "IMAGE_WIDTHS";
+    pub const IMAGE_HEIGHTS: &str = "IMAGE_HEIGHTS";
+    pub const IMAGE_QUALITIES: &str = "IMAGE_QUALITIES";
+    pub const IMAGE_BACKGROUNDS: &str = "IMAGE_BACKGROUNDS";
+    pub const IMAGE_GRAVITY: &str = "IMAGE_GRAVITY";
+    pub const IMAGE_PRESETS: &str = "IMAGE_PRESETS";
+    pub const IMAGE_ACCESS: &str = "IMAGE_ACCESS";
+    /// How long a derivative's source ETag is trusted for the sweeper (`derived/`
+    /// objects whose source is gone or replaced are deleted by the cron trigger).
+    pub const IMAGE_SWEEP_BATCH: &str = "IMAGE_SWEEP_BATCH";
     /// Secret: when set, image URLs need `sig=` (hex HMAC-SHA256, see `image::sign`).
     pub const IMAGE_SIGNING_KEY: &str = "IMAGE_SIGNING_KEY";
     // Per-class cache policy overrides: `POLICY_<CLASS>`, see `policy::table`.
@@ -48,8 +60,12 @@ pub struct Config {
     pub internal_paths: Vec<String>,
     /// Keys to verify session cookies with; without them every viewer is anonymous.
     pub session_keys: Option<std::sync::Arc<protocol::SessionKeys>>,
-    /// Image source limits and the width allow-list.
+    /// Image source limits.
     pub image_limits: crate::image::limits::Limits,
+    /// Which derivatives may be minted, and how (presets, signatures, allow-lists).
+    pub image_policy: crate::image::policy::DerivativePolicy,
+    /// `derived/` objects the sweeper examines per cron run.
+    pub image_sweep_batch: u32,
     /// When set, image URLs must be signed with it.
     pub image_signing_key: Option<Vec<u8>>,
 }
@@ -128,13 +144,6 @@ impl Config {
             image_limits.max_source_pixels =
                 parse_bounded(vars::IMAGE_MAX_SOURCE_PIXELS, &raw, 1, 100_000_000)?;
         }
-        if let Some(raw) = lookup(vars::IMAGE_WIDTHS).filter(|r| !r.trim().is_empty()) {
-            let widths = raw
-                .split(',')
-                .map(|w| parse_bounded(vars::IMAGE_WIDTHS, w, 1, 4096).map(|w| w as u32))
-                .collect::<Result<Vec<_>, _>>()?;
-            image_limits.widths = Some(widths);
-        }
         let image_signing_key = lookup(vars::IMAGE_SIGNING_KEY)
             .filter(|k| !k.is_empty())
             .map(|k| {
@@ -149,6 +158,11 @@ impl Config {
                 }
             })
             .transpose()?;
+        let image_policy = image_policy(&lookup, image_signing_key.is_some())?;
+        let image_sweep_batch = match lookup(vars::IMAGE_SWEEP_BATCH) {
+            None => 500,
+            Some(raw) => parse_bounded(vars::IMAGE_SWEEP_BATCH, &raw, 1, 1000)? as u32,
+        };
         Ok(Self {
             origin_url,
             origin_timeout,
@@ -158,6 +172,8 @@ impl Config {
             internal_paths,
             session_keys,
             image_limits,
+            image_policy,
+            image_sweep_batch,
             image_signing_key,
         })
     }
@@ -180,8 +196,90 @@ pub enum ConfigError {
     },
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error("wrangler var IMAGE_PRESETS is invalid: {0}")]
+    Presets(String),
     #[error("secret SESSION_KEYS is invalid: {0}; set it with `wrangler secret put SESSION_KEYS`")]
     SessionKeys(String),
+}
+
+/// The derivative policy from its vars; unset vars keep the documented defaults.
+fn image_policy(
+    lookup: &impl Fn(&str) -> Option<String>,
+    signing: bool,
+) -> Result<crate::image::policy::DerivativePolicy, ConfigError> {
+    use crate::image::options::{MAX_SIDE, Rgba};
+    use crate::image::policy::{self, Access, DerivativePolicy};
+    let mut p = DerivativePolicy::default();
+    let invalid = |name: &'static str, value: &str, why: &'static str| ConfigError::Invalid {
+        name,
+        value: value.to_owned(),
+        why,
+    };
+    let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+    let side = |v: &str| v.parse::<u32>().ok().filter(|n| (1..=MAX_SIDE).contains(n));
+    if let Some(raw) = get(vars::IMAGE_WIDTHS) {
+        p.widths = policy::parse_list(&raw, side).map_err(|_| {
+            invalid(
+                vars::IMAGE_WIDTHS,
+                &raw,
+                "`any` or comma-separated pixels 1-4096",
+            )
+        })?;
+    }
+    if let Some(raw) = get(vars::IMAGE_HEIGHTS) {
+        p.heights = policy::parse_list(&raw, side).map_err(|_| {
+            invalid(
+                vars::IMAGE_HEIGHTS,
+                &raw,
+                "`any` or comma-separated pixels 1-4096",
+            )
+        })?;
+    }
+    if let Some(raw) = get(vars::IMAGE_QUALITIES) {
+        let quality = |v: &str| v.parse::<u8>().ok().filter(|q| (1..=100).contains(q));
+        p.qualities = policy::parse_list(&raw, quality).map_err(|_| {
+            invalid(
+                vars::IMAGE_QUALITIES,
+                &raw,
+                "`any` or comma-separated 1-100",
+            )
+        })?;
+    }
+    if let Some(raw) = get(vars::IMAGE_BACKGROUNDS) {
+        p.backgrounds = policy::parse_list(&raw, Rgba::parse).map_err(|_| {
+            invalid(
+                vars::IMAGE_BACKGROUNDS,
+                &raw,
+                "`any` or comma-separated CSS colours",
+            )
+        })?;
+    }
+    if let Some(raw) = get(vars::IMAGE_GRAVITY) {
+        p.gravity = policy::parse_gravity(&raw).ok_or_else(|| {
+            invalid(
+                vars::IMAGE_GRAVITY,
+                &raw,
+                "`named`, `any` or `grid:<step>` (a step dividing 1, at most 0.5)",
+            )
+        })?;
+    }
+    if let Some(raw) = get(vars::IMAGE_PRESETS) {
+        p.presets = policy::parse_presets(&raw).map_err(ConfigError::Presets)?;
+    }
+    p.access = match get(vars::IMAGE_ACCESS) {
+        None if signing => Access::SignedOrPreset,
+        None => Access::Open,
+        Some(raw) => Access::parse(&raw)
+            .ok_or_else(|| invalid(vars::IMAGE_ACCESS, &raw, "`open` or `signed-or-preset`"))?,
+    };
+    if p.access == Access::SignedOrPreset && !signing && p.presets.is_empty() {
+        return Err(invalid(
+            vars::IMAGE_ACCESS,
+            p.access.as_str(),
+            "needs IMAGE_SIGNING_KEY (wrangler secret put IMAGE_SIGNING_KEY) or IMAGE_PRESETS",
+        ));
+    }
+    Ok(p)
 }
 
 fn parse_origin_url(raw: &str) -> Result<String, ConfigError> {
@@ -319,13 +417,38 @@ mod tests {
         let config = parse(&[
             ("ORIGIN_URL", "http://o"),
             ("IMAGE_WIDTHS", "320, 640"),
+            ("IMAGE_HEIGHTS", "any"),
+            ("IMAGE_QUALITIES", "70"),
+            ("IMAGE_GRAVITY", "named"),
+            ("IMAGE_PRESETS", "thumb:w=320,h=320,fit=cover"),
             ("IMAGE_MAX_SOURCE_PIXELS", "1000"),
         ])
         .unwrap();
-        assert_eq!(config.image_limits.widths, Some(vec![320, 640]));
+        let policy = &config.image_policy;
+        assert_eq!(policy.widths, Some(vec![320, 640]));
+        assert_eq!(policy.heights, None);
+        assert_eq!(policy.qualities, Some(vec![70]));
+        assert!(policy.presets.contains_key("thumb"));
+        assert_eq!(policy.access, crate::image::policy::Access::Open);
         assert_eq!(config.image_limits.max_source_pixels, 1000);
+        // A signing key makes signed-or-preset the default.
+        let signed = parse(&[
+            ("ORIGIN_URL", "http://o"),
+            ("IMAGE_SIGNING_KEY", &"k".repeat(32)),
+        ])
+        .unwrap();
+        assert_eq!(
+            signed.image_policy.access,
+            crate::image::policy::Access::SignedOrPreset
+        );
         for (name, value) in [
             ("IMAGE_WIDTHS", "320,x"),
+            ("IMAGE_HEIGHTS", "0"),
+            ("IMAGE_QUALITIES", "101"),
+            ("IMAGE_BACKGROUNDS", "nope"),
+            ("IMAGE_GRAVITY", "grid:0.3"),
+            ("IMAGE_PRESETS", "thumb:blur=1"),
+            ("IMAGE_ACCESS", "signed-or-preset"),
             ("IMAGE_SIGNING_KEY", "short"),
             ("IMAGE_MAX_SOURCE_BYTES", "0"),
         ] {

@@ -18,6 +18,25 @@ pub enum Fault {
     Internal,
 }
 
+impl From<crate::image::policy::PolicyOrParse> for EdgeError {
+    fn from(e: crate::image::policy::PolicyOrParse) -> Self {
+        use crate::image::policy::{PolicyError, PolicyOrParse};
+        match e {
+            PolicyOrParse::Parse(e) => Self::BadImageOption {
+                option: e.option,
+                message: e.message,
+            },
+            PolicyOrParse::Policy(PolicyError::BadSignature | PolicyError::Unsigned(_)) => {
+                Self::BadSignature
+            }
+            PolicyOrParse::Policy(e) => Self::BadImageOption {
+                option: e.option().to_owned(),
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum EdgeError {
     #[error("no route for {path}")]

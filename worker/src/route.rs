@@ -12,7 +12,13 @@ pub enum Route {
     /// Proxied to the origin (same path, normalized query) under a cache class.
     Origin { class: ContentClass },
     /// Read straight from R2.
-    Object { class: ContentClass, key: ObjectKey },
+    /// An R2 object served as stored. `uploaded`: an original from `/media/` (content
+    /// teams' uploads, not the site's own assets), served with the active-content guard.
+    Object {
+        class: ContentClass,
+        key: ObjectKey,
+        uploaded: bool,
+    },
     /// `/img/<options>/<key>`: a derivative of the R2 original `key`.
     Image { options: String, key: ObjectKey },
 }
@@ -108,6 +114,7 @@ impl Route {
             return read_only(Route::Object {
                 class: ContentClass::Static,
                 key,
+                uploaded: true,
             });
         }
         if let Some(rest) = path.strip_prefix("/static/") {
@@ -117,7 +124,11 @@ impl Route {
             } else {
                 ContentClass::Static
             };
-            return read_only(Route::Object { class, key });
+            return read_only(Route::Object {
+                class,
+                key,
+                uploaded: false,
+            });
         }
         if let Some(rest) = path.strip_prefix("/video/") {
             let key = ObjectKey::parse("video/", rest)?;
@@ -126,7 +137,11 @@ impl Route {
                 (true, false) => ContentClass::PlaylistVod,
                 (false, _) => ContentClass::MediaSegment,
             };
-            return read_only(Route::Object { class, key });
+            return read_only(Route::Object {
+                class,
+                key,
+                uploaded: false,
+            });
         }
         if path == "/" || path.starts_with("/courses/") || path.starts_with("/learn/") {
             return read_only(origin(ContentClass::Html));

@@ -32,6 +32,8 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("shed: {0}")]
     Shed(&'static str),
+    #[error("login refused: {0}")]
+    TooManyLogins(crate::login_limits::LoginRefused),
     #[error("not ready: {0}")]
     NotReady(String),
     #[error("internal: {0}")]
@@ -67,6 +69,7 @@ impl From<SessionError> for ApiError {
                 Self::Unauthorized(format!("no valid session ({why})"))
             }
             SessionError::Store(e) => e.into(),
+            SessionError::Busy(refused) => Self::TooManyLogins(refused),
             SessionError::Internal(e) => Self::Internal(e),
         }
     }
@@ -90,6 +93,7 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Shed(_) | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyLogins(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -127,6 +131,14 @@ impl ApiError {
                 codes::OVERLOADED,
                 format!("the origin is shedding {class} requests under load; retry shortly"),
             ),
+            Self::TooManyLogins(refused) => {
+                ErrorBody::new(status, "too_many_logins", refused.to_string()).with_field(
+                    match refused {
+                        crate::login_limits::LoginRefused::Account { .. } => "email",
+                        _ => "login",
+                    },
+                )
+            }
             Self::NotReady(_) => ErrorBody::new(
                 status,
                 codes::OVERLOADED,
@@ -151,6 +163,12 @@ impl IntoResponse for ApiError {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if matches!(self, Self::Shed(_) | Self::NotReady(_)) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Self::TooManyLogins(refused) = &self
+            && let Ok(value) = HeaderValue::from_str(&refused.retry_after_secs().to_string())
+        {
+            headers.insert(header::RETRY_AFTER, value);
+            tracing::warn!(limit = refused.as_str(), "login refused");
         }
         if matches!(self, Self::MethodNotAllowed) {
             headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));

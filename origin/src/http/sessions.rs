@@ -1,11 +1,13 @@
 //! `POST /api/sessions` (login), `GET|DELETE /api/sessions/current`. Never cacheable:
 //! every answer says `private, no-store`.
 
-use axum::Json;
-use axum::extract::State;
+use std::net::{IpAddr, SocketAddr};
+
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use protocol::session::{COOKIE_NAME, MAX_TOKEN_BYTES};
 use serde::Deserialize;
 use serde_json::json;
@@ -89,11 +91,29 @@ fn cookie(value: &str, max_age: u64) -> Option<HeaderValue> {
     .ok()
 }
 
+/// The client's IP: the configured header (the edge's `cf-connecting-ip`), else the
+/// TCP peer.
+fn client_ip(
+    headers: &HeaderMap,
+    header_name: Option<&str>,
+    peer: Option<SocketAddr>,
+) -> Option<IpAddr> {
+    header_name
+        .and_then(|name| headers.get(name))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .or(peer.map(|p| p.ip()))
+}
+
+/// A login has its own budget (`login_limits`): rate limits per IP and per account, and
+/// a short wait for a password-check slot. It takes no admission slot, so a login flood
+/// cannot crowd out the read APIs.
 pub(super) async fn login(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     body: Result<Json<Login>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let _guard = state.admission.enter(Class::Session).await?;
     let Json(login) = body.map_err(json_rejection)?;
     let email = login.email.trim().to_ascii_lowercase();
     if email.is_empty() || email.len() > 254 || !email.contains('@') {
@@ -108,6 +128,15 @@ pub(super) async fn login(
             message: String::from("password must be 1-256 characters"),
         });
     }
+    let ip = client_ip(
+        &headers,
+        state.settings.client_ip_header.as_deref(),
+        peer.map(|Extension(ConnectInfo(addr))| addr),
+    );
+    state
+        .login_limits
+        .check(ip, &email)
+        .map_err(ApiError::TooManyLogins)?;
     let (session, token) = state
         .sessions
         .login(&*state.store, &email, &login.password, now())
@@ -146,6 +175,24 @@ pub(super) async fn logout(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_ip_comes_from_the_edge_header_else_the_peer() {
+        let peer: SocketAddr = "10.1.2.3:5555".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        assert_eq!(
+            client_ip(&headers, Some("cf-connecting-ip"), Some(peer)),
+            Some(peer.ip())
+        );
+        headers.insert("cf-connecting-ip", HeaderValue::from_static("2001:db8::1"));
+        assert_eq!(
+            client_ip(&headers, Some("cf-connecting-ip"), Some(peer)),
+            "2001:db8::1".parse().ok()
+        );
+        assert_eq!(client_ip(&headers, None, Some(peer)), Some(peer.ip()));
+        headers.insert("cf-connecting-ip", HeaderValue::from_static("garbage"));
+        assert_eq!(client_ip(&headers, Some("cf-connecting-ip"), None), None);
+    }
 
     #[test]
     fn the_session_cookie_is_found_among_others() {

@@ -77,7 +77,7 @@ fn port_open(port: u16) -> bool {
 
 /// The server URL from `var`, `None` when no server runs here. Fails the test when a
 /// server answers on `port` but the URL is unset.
-fn service_url(var: &str, port: u16, what: &str) -> Option<String> {
+pub fn service_url(var: &str, port: u16, what: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
@@ -127,7 +127,8 @@ pub async fn spawn_app_with(backend: Backend, settings: Settings) -> Option<Test
     let addr = listener.local_addr().unwrap();
     let router = app(state.clone());
     tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap();
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, service).await.unwrap();
     });
     Some(TestApp {
         addr,

@@ -1,5 +1,7 @@
-//! The image option parser: never panics, and what it accepts normalizes to a spelling
-//! that parses back to the same options (one spelling per derivative).
+//! The image option parser: never panics, and normalizing is idempotent on the parsed
+//! value: `parse(normalize(s))` is the canonical value of `parse(s)`, compared as typed
+//! options (defaults canonical, so `q=85` and no `q` are one value), and its spelling is
+//! the same string. One spelling per derivative, so no two spellings of one output.
 #![no_main]
 
 use course_edge_worker::image::options::ImageOptions;
@@ -10,12 +12,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(parsed) = ImageOptions::parse(text) {
+        let canonical = parsed.options.canonical();
+        assert_eq!(canonical.canonical(), canonical, "canonical() is idempotent");
         let normalized = parsed.options.normalized();
-        if normalized != "original" {
-            let again = ImageOptions::parse(&normalized)
-                .unwrap_or_else(|e| panic!("normalized {normalized:?} does not parse: {e:?}"));
-            assert_eq!(again.options.normalized(), normalized);
-        }
+        let again = ImageOptions::parse(&normalized)
+            .unwrap_or_else(|e| panic!("normalized {normalized:?} does not parse: {e:?}"))
+        .options;
+        assert_eq!(again, canonical, "{text:?} → {normalized:?}");
+        assert_eq!(again.normalized(), normalized);
         let _ = parsed.options.target();
     }
 });

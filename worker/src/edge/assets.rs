@@ -2,13 +2,16 @@
 //! (206 / 416), conditional requests (304), content types by extension, the class's
 //! cache headers. A missing object is a JSON 404 with `no-store` — never an HTML
 //! fallback. These responses come from R2, not the Cache API: `x-edge-cache: MISS`.
+//! Every answer is `nosniff`; an uploaded original (`/media/`) of an active type is an
+//! attachment in a CSP sandbox (`assets::safety_headers`). `/media/` serves the original
+//! byte for byte, metadata (GPS EXIF included) and all: strip it with `/img/` options.
 
 use protocol::EdgeCacheStatus;
 use worker::{Conditional, Env, Headers, Range, Request, Response};
 
 use super::origin::runtime;
 use super::{Served, now_ms};
-use crate::assets::{ByteRange, ObjectKey, Resolved};
+use crate::assets::{ByteRange, ObjectKey, Resolved, safety_headers};
 use crate::config::Config;
 use crate::error::EdgeError;
 use crate::policy::{ContentClass, http_date, not_modified};
@@ -42,10 +45,14 @@ fn base_headers(
     class: ContentClass,
     status: u16,
     meta: &Meta,
+    uploaded: bool,
 ) -> Result<Headers, EdgeError> {
     let policy = config.policy.get(class);
     let headers = Headers::new();
     let set = |name: &str, value: &str| headers.set(name, value).map_err(runtime);
+    for (name, value) in safety_headers(uploaded, &meta.content_type) {
+        set(name, value)?;
+    }
     set("etag", &meta.etag)?;
     set("last-modified", &meta.last_modified)?;
     set("accept-ranges", "bytes")?;
@@ -59,6 +66,7 @@ pub(super) async fn serve(
     config: &Config,
     class: ContentClass,
     key: &ObjectKey,
+    uploaded: bool,
     timing: &mut ServerTiming,
 ) -> Result<Served, EdgeError> {
     let bucket = env.bucket(BUCKET).map_err(runtime)?;
@@ -102,7 +110,7 @@ pub(super) async fn serve(
         Some(&meta.etag),
         Some(&meta.last_modified),
     ) {
-        let headers = base_headers(config, class, 304, &meta)?;
+        let headers = base_headers(config, class, 304, &meta, uploaded)?;
         return Ok(miss(
             Response::empty()
                 .map_err(runtime)?
@@ -115,7 +123,7 @@ pub(super) async fn serve(
     if let Some(range) = range {
         return match range.resolve(meta.size) {
             Resolved::Unsatisfiable => {
-                let headers = base_headers(config, class, 416, &meta)?;
+                let headers = base_headers(config, class, 416, &meta, uploaded)?;
                 headers
                     .set("content-range", &format!("bytes */{}", meta.size))
                     .map_err(runtime)?;
@@ -129,7 +137,7 @@ pub(super) async fn serve(
             }
             Resolved::Partial { start, end } => {
                 let length = end - start + 1;
-                let headers = base_headers(config, class, 206, &meta)?;
+                let headers = base_headers(config, class, 206, &meta, uploaded)?;
                 headers
                     .set("content-type", &meta.content_type)
                     .map_err(runtime)?;
@@ -183,7 +191,7 @@ pub(super) async fn serve(
         };
     }
 
-    let headers = base_headers(config, class, 200, &meta)?;
+    let headers = base_headers(config, class, 200, &meta, uploaded)?;
     headers
         .set("content-type", &meta.content_type)
         .map_err(runtime)?;

@@ -8,6 +8,7 @@ use worker::{Context, Env, MessageBatch, MessageExt, Result, event};
 use crate::config::Config;
 use crate::image::format::OutputFormat;
 use crate::image::options::ImageOptions;
+use crate::image::sweep::DerivedFrom;
 use crate::image::{TransformError, transform};
 
 /// The queue binding (see wrangler.toml).
@@ -16,7 +17,7 @@ pub(super) const QUEUE: &str = "AVIF_QUEUE";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct AvifJob {
     pub source_key: String,
-    /// The source ETag (or `v:<version>`) the derivative key was made with.
+    /// The source ETag the derivative key was made with.
     pub source_version: String,
     /// Normalized options (they parse back to the same options).
     pub options: String,
@@ -60,11 +61,17 @@ async fn encode(env: &Env, job: &AvifJob) -> std::result::Result<(), Outcome> {
     let Some(object) = bucket.get(&job.source_key).execute().await.map_err(retry)? else {
         return Err(Outcome::GiveUp(String::from("the source is gone")));
     };
-    if !job.source_version.starts_with("v:") && object.http_etag() != job.source_version {
+    if object.http_etag() != job.source_version {
         return Err(Outcome::GiveUp(String::from(
             "the source changed since the job was queued",
         )));
     }
+    // Size and declared type before a byte of the body is read.
+    let declared = object.http_metadata().content_type.unwrap_or_default();
+    config
+        .image_limits
+        .check_source(object.size(), &declared)
+        .map_err(|e| Outcome::GiveUp(e.to_string()))?;
     let Some(body) = object.body() else {
         return Err(Outcome::GiveUp(String::from("the source has no body")));
     };
@@ -85,7 +92,8 @@ async fn encode(env: &Env, job: &AvifJob) -> std::result::Result<(), Outcome> {
         TransformError::Internal(why) => Outcome::Retry(why),
         other => Outcome::GiveUp(other.to_string()),
     })?;
-    super::images::put_derivative(env, &job.r2_key, OutputFormat::Avif, output.bytes)
+    let origin = DerivedFrom::new(&job.source_key, &job.source_version);
+    super::images::put_derivative(env, &job.r2_key, OutputFormat::Avif, output.bytes, &origin)
         .await
         .map_err(retry)
 }

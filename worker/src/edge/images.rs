@@ -26,7 +26,8 @@ use crate::error::EdgeError;
 use crate::image::format::{OutputFormat, negotiate};
 use crate::image::key::DerivativeKey;
 use crate::image::options::{FormatRequest, ImageOptions};
-use crate::image::{TransformError, sign, transform};
+use crate::image::sweep::DerivedFrom;
+use crate::image::{TransformError, transform};
 use crate::policy::ContentClass;
 use crate::timing::ServerTiming;
 
@@ -90,7 +91,7 @@ fn headers_for(
 fn redirect_to_original(key: &ObjectKey) -> Result<Served, EdgeError> {
     let headers = Headers::new();
     headers
-        .set("location", &format!("/media/{}", key.as_str()))
+        .set("location", &format!("/media/{}", key.url_path()))
         .map_err(runtime)?;
     headers.set("cache-control", "no-store").map_err(runtime)?;
     Ok(Served {
@@ -107,31 +108,15 @@ pub(super) async fn serve(
     env: &Env,
     ctx: &Context,
     config: &Config,
-    options: &str,
+    segment: &str,
     key: &ObjectKey,
     timing: &mut ServerTiming,
 ) -> Result<Served, EdgeError> {
-    let parsed = ImageOptions::parse(options).map_err(|e| EdgeError::BadImageOption {
-        option: e.option,
-        message: e.message,
-    })?;
-    let options = parsed.options;
-    if let Some(secret) = &config.image_signing_key {
-        let valid = parsed
-            .signature
-            .as_deref()
-            .is_some_and(|sig| sign::verify(secret, key.as_str(), &options, sig));
-        if !valid {
-            return Err(EdgeError::BadSignature);
-        }
-    }
-    config
-        .image_limits
-        .check_width(options.target().0)
-        .map_err(|e| EdgeError::BadImageOption {
-            option: String::from("width"),
-            message: e.to_string(),
-        })?;
+    // Preset, signed URL, or the derivative policy's allow-lists (400/403 naming why).
+    let (options, admission) =
+        config
+            .image_policy
+            .admit(segment, key.as_str(), config.image_signing_key.as_deref())?;
     let fail = |e: TransformError| -> Result<Served, EdgeError> {
         if options.redirect_on_error {
             redirect_to_original(key)
@@ -142,25 +127,27 @@ pub(super) async fn serve(
 
     let bucket = env.bucket(BUCKET).map_err(runtime)?;
     let versioned = options.version.is_some();
-    // The source's ETag versions the derivative, so a replaced original is never
-    // served stale. A `v=` URL carries its own version and skips this round trip.
-    let source_version = match &options.version {
-        Some(v) => format!("v:{v}"),
-        None => {
-            let started = now_ms();
-            let head = bucket.head(key.as_str()).await.map_err(runtime)?;
-            timing.add("r2-head", now_ms() - started);
-            let Some(head) = head else {
-                return Err(EdgeError::ObjectNotFound {
-                    key: key.as_str().to_owned(),
-                });
-            };
-            if let Err(limit) = config.image_limits.check_bytes(head.size()) {
-                return fail(TransformError::TooLarge(limit));
-            }
-            head.http_etag()
-        }
+    // The source's ETag versions every derivative, `v=` URLs included: a `v=` names a
+    // version for browsers (an immutable URL), but what is stored is always bound to the
+    // bytes it was made from, so asking for `v=8` before version 8 is uploaded cannot
+    // store the old picture as version 8. Size and declared type are checked here, before
+    // anything is read or queued.
+    let started = now_ms();
+    let head = bucket.head(key.as_str()).await.map_err(runtime)?;
+    timing.add("r2-head", now_ms() - started);
+    let Some(head) = head else {
+        return Err(EdgeError::ObjectNotFound {
+            key: key.as_str().to_owned(),
+        });
     };
+    let declared = head
+        .http_metadata()
+        .content_type
+        .unwrap_or_else(|| key.content_type().to_owned());
+    if let Err(refused) = config.image_limits.check_source(head.size(), &declared) {
+        return fail(refused.into());
+    }
+    let source_version = head.http_etag();
     let accept = req
         .headers()
         .get("accept")
@@ -237,7 +224,16 @@ pub(super) async fn serve(
                 "transform",
                 output.timings.decode + output.timings.resize + output.timings.encode,
             );
-            store_derivative(env, ctx, config, &dkey, format, &output.bytes);
+            store_derivative(
+                env,
+                ctx,
+                config,
+                &dkey,
+                format,
+                &output.bytes,
+                key,
+                &source_version,
+            );
             let headers = headers_for(config, &dkey.etag(), format, output.bytes.len(), versioned)?;
             headers.set("x-edge-source", "transform").map_err(runtime)?;
             headers
@@ -260,6 +256,11 @@ pub(super) async fn serve(
             }
         }
     };
+    served
+        .response
+        .headers_mut()
+        .set("x-edge-image-access", admission.as_str())
+        .map_err(runtime)?;
     if avif_pending {
         // A stand-in until the AVIF is ready: browsers and CDNs keep it only briefly.
         let headers = served.response.headers_mut();
@@ -352,6 +353,7 @@ fn cache_derivative(
 
 /// Stores a fresh derivative in R2 (encoded once, not once per location) and in this
 /// colo's Cache API, after the response.
+#[allow(clippy::too_many_arguments)]
 fn store_derivative(
     env: &Env,
     ctx: &Context,
@@ -359,23 +361,29 @@ fn store_derivative(
     dkey: &DerivativeKey,
     format: OutputFormat,
     bytes: &[u8],
+    source: &ObjectKey,
+    source_etag: &str,
 ) {
     cache_derivative(ctx, config, dkey, format, bytes);
     let env = env.clone();
     let r2_key = dkey.r2_key(format);
     let r2_copy = bytes.to_vec();
+    let origin = DerivedFrom::new(source.as_str(), source_etag);
     ctx.wait_until(async move {
-        if let Err(e) = put_derivative(&env, &r2_key, format, r2_copy).await {
+        if let Err(e) = put_derivative(&env, &r2_key, format, r2_copy, &origin).await {
             worker::console_warn!("storing derivative {r2_key} failed: {e}");
         }
     });
 }
 
+/// Writes a derivative to R2 `derived/`, recording the source key and ETag it was made
+/// from (the sweeper deletes it once that source is gone or replaced).
 pub(super) async fn put_derivative(
     env: &Env,
     r2_key: &str,
     format: OutputFormat,
     bytes: Vec<u8>,
+    origin: &DerivedFrom,
 ) -> worker::Result<()> {
     env.bucket(BUCKET)?
         .put(r2_key, bytes)
@@ -383,6 +391,7 @@ pub(super) async fn put_derivative(
             content_type: Some(format.content_type().to_owned()),
             ..Default::default()
         })
+        .custom_metadata(origin.to_metadata())
         .execute()
         .await
         .map(|_| ())

@@ -11,6 +11,7 @@ mod libc;
 mod memory;
 mod origin;
 mod respond;
+mod sweep;
 
 use protocol::EdgeCacheStatus;
 use worker::{Context, Env, Method as HttpMethod, Request, Response, Result, event};
@@ -79,7 +80,11 @@ async fn handle(
             })
         }
         Route::Origin { class } => cache::serve(req, ctx, &config, *class, timing).await,
-        Route::Object { class, key } => assets::serve(req, env, &config, *class, key, timing).await,
+        Route::Object {
+            class,
+            key,
+            uploaded,
+        } => assets::serve(req, env, &config, *class, key, *uploaded, timing).await,
         Route::Image { options, key } => {
             images::serve(req, env, ctx, &config, options, key, timing).await
         }

@@ -36,6 +36,11 @@ pub enum DecodeError {
     Unsupported,
     #[error("corrupt image: {0}")]
     Corrupt(String),
+    #[error(
+        "the JPEG has {scans} scans, over the limit of {limit} (each scan is a pass over the \
+         whole image; re-save it with a standard progressive or baseline encoder)"
+    )]
+    TooManyScans { scans: u32, limit: u32 },
 }
 
 /// The format from the first bytes (never from the file name or Content-Type).
@@ -75,15 +80,65 @@ pub struct Header {
     /// Whether the decoder can scale this file while decoding: DCT JPEGs, not lossless
     /// (SOF3) JPEGs, which jpeg-decoder decodes at full size whatever is asked.
     pub scales_on_decode: bool,
+    /// What the decoder allocates per decoded pixel (see [`DecodeCost`]).
+    pub cost: DecodeCost,
+    /// A GIF's first frame when it is not the canvas (a frame may be larger than the
+    /// logical screen it claims to sit on): the limits apply to the larger of the two.
+    pub frame: Option<(u32, u32)>,
+    /// Bytes the decoder copies out of the file beside the pixels (a JPEG's APP segments:
+    /// ICC chunks and EXIF, held by the decoder and assembled again).
+    pub metadata_bytes: u64,
 }
 
-/// Reads dimensions from the header only.
+impl Header {
+    /// The pixels the decoder will allocate at full size: the larger of the canvas and
+    /// the first frame, on each axis.
+    pub fn decoded_extent(&self) -> (u32, u32) {
+        let (fw, fh) = self.frame.unwrap_or((0, 0));
+        (self.width.max(fw), self.height.max(fh))
+    }
+}
+
+/// What decoding allocates, in bytes per decoded pixel, read from the header. Measured
+/// against a counting allocator over a grid of formats, depths, colour types,
+/// interlacing and orientations (`worker/tests/footprint.rs`), which fails if a measured
+/// peak ever exceeds the model built from these numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeCost {
+    /// The decoder's own output buffer (its native layout: 8 for 16-bit RGBA, 3 for RGB).
+    pub native: u8,
+    /// Working memory alive beside that buffer while decoding (JPEG component planes,
+    /// WebP's YUV planes or ARGB words).
+    pub working: u8,
+    /// Whether the native buffer is already RGBA8 (no conversion copy).
+    pub is_rgba8: bool,
+}
+
+/// Most scans a JPEG may have. Every scan makes the decoder visit every block of the
+/// components it names, so a file of tens of thousands of tiny progressive scans costs
+/// billions of block visits from a megabyte of input. Encoders write about ten
+/// (libjpeg's progressive script) and libjpeg-turbo's tools refuse more than 500; jpeg-decoder
+/// has no such guard, so the header walk counts them first.
+pub const MAX_JPEG_SCANS: u32 = 256;
+
+/// Reads dimensions, layout and decode cost from the header only.
 pub fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
     let format = sniff(bytes).ok_or(DecodeError::Unsupported)?;
     let mut progressive_coefficient_bytes = None;
     let mut scales_on_decode = format.scales_on_decode();
-    let (width, height) = match format {
+    let mut frame = None;
+    let mut metadata_bytes = 0;
+    let corrupt = |e: image::ImageError| DecodeError::Corrupt(e.to_string());
+    let (width, height, cost) = match format {
         SourceFormat::Jpeg => {
+            let layout = jpeg_layout(bytes);
+            if layout.scans > MAX_JPEG_SCANS {
+                return Err(DecodeError::TooManyScans {
+                    scans: layout.scans,
+                    limit: MAX_JPEG_SCANS,
+                });
+            }
+            metadata_bytes = layout.app_bytes;
             let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
             decoder
                 .read_info()
@@ -93,18 +148,60 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
                 .ok_or_else(|| DecodeError::Corrupt(String::from("no frame header")))?;
             let (w, h) = (u32::from(info.width), u32::from(info.height));
             if info.coding_process == jpeg_decoder::CodingProcess::DctProgressive {
-                progressive_coefficient_bytes = Some(coefficient_bytes(bytes, &info));
+                progressive_coefficient_bytes =
+                    Some(coefficient_bytes(layout.frame.as_ref(), &info));
             }
             if info.coding_process == jpeg_decoder::CodingProcess::Lossless {
                 scales_on_decode = false;
             }
-            (w, h)
+            let (components, native) = match info.pixel_format {
+                jpeg_decoder::PixelFormat::L8 => (1, 1),
+                jpeg_decoder::PixelFormat::L16 => (1, 2),
+                jpeg_decoder::PixelFormat::RGB24 => (3, 3),
+                jpeg_decoder::PixelFormat::CMYK32 => (4, 4),
+            };
+            // One plane per component (at most full resolution, 16 bits for lossless
+            // 16-bit), padded to whole MCUs, plus up to 4 more bytes a pixel of the
+            // decoder's row and upsampling buffers that the grid test measured alive
+            // beside them at DCT-scaled sizes.
+            let working = if info.pixel_format == jpeg_decoder::PixelFormat::L16 {
+                2 + 4
+            } else {
+                components + 4
+            };
+            let cost = DecodeCost {
+                native,
+                working,
+                is_rgba8: false,
+            };
+            (w, h, cost)
         }
         other => {
-            let reader = image::ImageReader::with_format(Cursor::new(bytes), image_format(other));
-            reader
-                .into_dimensions()
-                .map_err(|e| DecodeError::Corrupt(e.to_string()))?
+            use image::ImageDecoder;
+            let decoder = image::ImageReader::with_format(Cursor::new(bytes), image_format(other))
+                .into_decoder()
+                .map_err(corrupt)?;
+            let (w, h) = decoder.dimensions();
+            let color = decoder.color_type();
+            let native = color.bytes_per_pixel();
+            let working = match other {
+                // The VP8 frame's YUV planes (1.5), or the lossless ARGB words (4), and
+                // an alpha plane decoded through ARGB words (lossy with alpha measured
+                // at 10.4 bytes a pixel in all).
+                SourceFormat::Webp => 7,
+                // Row buffers only (png decodes straight into the output, Adam7 passes
+                // included); GIF frames are counted apart.
+                _ => 0,
+            };
+            if other == SourceFormat::Gif {
+                frame = gif_first_frame(bytes)?;
+            }
+            let cost = DecodeCost {
+                native,
+                working,
+                is_rgba8: color == image::ColorType::Rgba8,
+            };
+            (w, h, cost)
         }
     };
     if width == 0 || height == 0 {
@@ -116,7 +213,27 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
         height,
         progressive_coefficient_bytes,
         scales_on_decode,
+        cost,
+        frame,
+        metadata_bytes,
     })
+}
+
+/// The first frame's extent (its offset plus its size) when it differs from the canvas.
+fn gif_first_frame(bytes: &[u8]) -> Result<Option<(u32, u32)>, DecodeError> {
+    let corrupt = |e: gif::DecodingError| DecodeError::Corrupt(e.to_string());
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::Indexed);
+    let mut decoder = options.read_info(Cursor::new(bytes)).map_err(corrupt)?;
+    let (cw, ch) = (u32::from(decoder.width()), u32::from(decoder.height()));
+    let Some(frame) = decoder.next_frame_info().map_err(corrupt)? else {
+        return Err(DecodeError::Corrupt(String::from("a GIF without frames")));
+    };
+    let extent = (
+        u32::from(frame.left) + u32::from(frame.width),
+        u32::from(frame.top) + u32::from(frame.height),
+    );
+    Ok((extent.0 > cw || extent.1 > ch).then_some(extent))
 }
 
 /// Coefficient storage of a JPEG frame: for each component, its block grid (whole MCUs at
@@ -124,7 +241,7 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
 /// sampling factors come from the SOF segment (jpeg-decoder does not expose them). If that
 /// frame header cannot be read, or disagrees with what jpeg-decoder read (size, component
 /// count), every component is assumed at full resolution: never an underestimate.
-fn coefficient_bytes(bytes: &[u8], info: &jpeg_decoder::ImageInfo) -> u64 {
+fn coefficient_bytes(frame: Option<&Frame>, info: &jpeg_decoder::ImageInfo) -> u64 {
     let (w, h) = (u64::from(info.width), u64::from(info.height));
     let components: u64 = match info.pixel_format {
         jpeg_decoder::PixelFormat::L8 | jpeg_decoder::PixelFormat::L16 => 1,
@@ -132,7 +249,7 @@ fn coefficient_bytes(bytes: &[u8], info: &jpeg_decoder::ImageInfo) -> u64 {
         jpeg_decoder::PixelFormat::CMYK32 => 4,
     };
     let worst = components * w.div_ceil(8) * h.div_ceil(8) * 64 * 2;
-    let Some(frame) = jpeg_frame(bytes) else {
+    let Some(frame) = frame else {
         return worst;
     };
     if (u64::from(frame.width), u64::from(frame.height)) != (w, h)
@@ -169,52 +286,96 @@ struct Frame {
     factors: Vec<(u8, u8)>,
 }
 
-/// Reads the first frame header, skipping bytes between segments exactly as jpeg-decoder's
+/// What a walk over a JPEG's markers finds, before any pixel is decoded.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct JpegLayout {
+    /// The frame header, when one comes before the first scan and parses.
+    frame: Option<Frame>,
+    /// Start-of-scan markers up to EOI (or the end of the data).
+    scans: u32,
+    /// Bytes of APPn segments (ICC chunks, EXIF, XMP): the decoder keeps copies.
+    app_bytes: u64,
+}
+
+/// Walks every marker to EOI, skipping bytes between segments exactly as jpeg-decoder's
 /// marker reader does (anything up to an 0xFF, fill bytes, stuffed 0xFF00, and the
-/// length-less markers). Bounds-checked: `None` for anything that does not parse or that
-/// reaches a scan or the end first.
-fn jpeg_frame(bytes: &[u8]) -> Option<Frame> {
+/// length-less markers) and entropy-coded data after each scan (up to the next 0xFF that
+/// is not stuffing or a restart marker). One linear, bounds-checked pass; it never fails,
+/// it stops where the data stops making sense.
+fn jpeg_layout(bytes: &[u8]) -> JpegLayout {
+    let mut layout = JpegLayout::default();
     let mut at = 2; // after SOI
+    let mut frame_allowed = true;
     loop {
-        // Up to the next 0xFF, then past fill bytes, to a marker byte that is not 0x00.
-        while *bytes.get(at)? != 0xFF {
+        // Up to the next 0xFF, then past fill bytes, to a marker byte.
+        let Some(next) = bytes
+            .get(at..)
+            .and_then(|b| b.iter().position(|&x| x == 0xFF))
+        else {
+            return layout;
+        };
+        at += next;
+        while bytes.get(at) == Some(&0xFF) {
             at += 1;
         }
-        while *bytes.get(at)? == 0xFF {
-            at += 1;
-        }
-        let marker = *bytes.get(at)?;
+        let Some(&marker) = bytes.get(at) else {
+            return layout;
+        };
         at += 1;
         match marker {
             0x00 | 0x01 | 0xD0..=0xD8 => continue,
-            0xD9 | 0xDA => return None,
+            0xD9 => return layout,
             _ => {}
         }
-        let len = usize::from(u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?]));
+        let (Some(&hi), Some(&lo)) = (bytes.get(at), bytes.get(at + 1)) else {
+            return layout;
+        };
+        let len = usize::from(u16::from_be_bytes([hi, lo]));
         if len < 2 {
-            return None;
+            return layout;
         }
-        let is_sof = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
-        if is_sof {
-            let segment = bytes.get(at + 2..at + len)?;
-            let height = u16::from_be_bytes([*segment.get(1)?, *segment.get(2)?]);
-            let width = u16::from_be_bytes([*segment.get(3)?, *segment.get(4)?]);
-            let count = usize::from(*segment.get(5)?);
-            let factors = (0..count)
-                .map(|i| {
-                    let hv = *segment.get(6 + i * 3 + 1)?;
-                    let (h, v) = (hv >> 4, hv & 0x0F);
-                    ((1..=4).contains(&h) && (1..=4).contains(&v)).then_some((h, v))
-                })
-                .collect::<Option<Vec<_>>>()?;
-            return Some(Frame {
-                width,
-                height,
-                factors,
-            });
+        let segment = bytes.get(at + 2..at + len);
+        match marker {
+            0xDA => {
+                layout.scans += 1;
+                frame_allowed = false;
+            }
+            0xE0..=0xEF => layout.app_bytes += len as u64,
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                if frame_allowed && layout.frame.is_none() {
+                    layout.frame = segment.and_then(parse_frame);
+                }
+                frame_allowed = false;
+            }
+            _ => {}
         }
         at += len;
     }
+}
+
+/// A SOF segment's payload: precision, height, width, components with their factors.
+fn parse_frame(segment: &[u8]) -> Option<Frame> {
+    let height = u16::from_be_bytes([*segment.get(1)?, *segment.get(2)?]);
+    let width = u16::from_be_bytes([*segment.get(3)?, *segment.get(4)?]);
+    let count = usize::from(*segment.get(5)?);
+    let factors = (0..count)
+        .map(|i| {
+            let hv = *segment.get(6 + i * 3 + 1)?;
+            let (h, v) = (hv >> 4, hv & 0x0F);
+            ((1..=4).contains(&h) && (1..=4).contains(&v)).then_some((h, v))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Frame {
+        width,
+        height,
+        factors,
+    })
+}
+
+/// The first frame header (see [`jpeg_layout`]).
+#[cfg(test)]
+fn jpeg_frame(bytes: &[u8]) -> Option<Frame> {
+    jpeg_layout(bytes).frame
 }
 
 fn image_format(format: SourceFormat) -> image::ImageFormat {
@@ -396,6 +557,13 @@ mod tests {
             height,
             progressive_coefficient_bytes: None,
             scales_on_decode: true,
+            cost: DecodeCost {
+                native: 3,
+                working: 3,
+                is_rgba8: false,
+            },
+            frame: None,
+            metadata_bytes: 0,
         };
         // 3640×2400 → 800×527: 1/2 scale (1820×1200) is under 8 MP: ask for 1600×1054.
         assert_eq!(

@@ -26,7 +26,7 @@ impl DerivativeKey {
         let identity = format!(
             "{source_key}|{}|{}|{}",
             source_etag.trim_matches('"'),
-            options.normalized(),
+            options.pixels_identity(),
             format.as_str()
         );
         let digest = Sha256::digest(identity.as_bytes())

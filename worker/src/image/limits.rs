@@ -2,7 +2,7 @@
 //! order): source bytes, source pixels, and — for formats that cannot scale while
 //! decoding — a lower pixel cap derived from the 128 MiB isolate budget.
 
-use super::decode::Header;
+use super::decode::{DecodeCost, Header};
 
 /// Bytes per decoded pixel (RGBA8).
 const BYTES_PER_PIXEL: u64 = 4;
@@ -18,49 +18,75 @@ const PROGRESSIVE_BUDGET_BYTES: u64 = 100 * 1024 * 1024;
 /// What one transform may hold at its peak, all told: linear memory is capped at 128 MiB,
 /// and the module's data, the stack and allocator slack need the rest.
 const TRANSFORM_BUDGET_BYTES: u64 = 112 * 1024 * 1024;
-/// Bytes per decoded pixel while decoding: the decoder's component planes and RGB output,
-/// then our RGBA8 copy (JPEG, measured 7), or the native buffer and the RGBA8 conversion
-/// (PNG, measured under 9.8).
-const DECODE_BYTES_PER_PIXEL: u64 = 10;
 /// Bytes per output pixel while encoding: the resized RGBA8, libwebp's YUVA planes and
-/// analysis buffers, and the output (measured under 10.4 for a 7.2 MP WebP).
+/// analysis buffers, and the output.
 const ENCODE_BYTES_PER_PIXEL: u64 = 11;
+/// The same for AVIF (the queue consumer's ravif/rav1e: 10-bit planes, reconstruction
+/// and look-ahead frames; the grid measures about 56).
+const AVIF_ENCODE_BYTES_PER_PIXEL: u64 = 64;
+/// What a transform holds whatever its size: codec tables, row buffers, the EXIF reader,
+/// rav1e's fixed state (about 2 MiB), and allocator slack the grid has seen.
+const FIXED_OVERHEAD_BYTES: u64 = 6 * 1024 * 1024;
 
 /// What a transform will hold at its peak, estimated from the header and the plan before
-/// anything is decoded. The source bytes stay alive through three phases:
-/// - decode: a progressive JPEG's coefficients and the decoded pixels;
+/// anything is decoded. The source bytes stay alive throughout; then the largest of:
+/// - decode: a progressive JPEG's coefficients, the metadata the decoder copies out
+///   (twice: its chunks and the assembled profile), and per decoded pixel the largest of
+///   (decoder output + its working planes), (decoder output + the RGBA8 copy) and
+///   (RGBA8 + the transposed copy an EXIF orientation 5–8 needs), plus a GIF frame that
+///   is larger than its canvas;
 /// - resize: the decoded RGBA8, its premultiplied copy when the source may have alpha
 ///   (not JPEG), fast_image_resize's horizontal pass (output width × decoded height) and
 ///   the resized RGBA8;
-/// - encode: the output pixels.
+/// - encode: the output pixels and the encoder's buffers.
 ///
-/// Calibrated on allocator high-water marks measured in workerd (`x-edge-memory-peak`, MB,
-/// measured / model): 3640×2400 JPEG → WebP 1200 px 20.1 / 23, 2000 px 66.7 / 89,
-/// 3000 px 89.5 / 89, 3300 px 97.4 / 97; 2560×1600 JPEG → 3400 px (contain) 75.1 / 80;
-/// 3640×2400 PNG → 1200 px 85.7 / 87, → 2400 px PNG 108.7 / 108; the 17.9 MP progressive
-/// photo → 1200 px 93.8 / 99; 40 MP JPEG → 1200 px 35 / 36.
+/// An upper bound, not a calibration: `worker/tests/footprint.rs` runs the transform over
+/// a grid of formats, bit depths, colour types, interlacing, orientations and sizes near
+/// the budget under a counting allocator and fails if a measured peak exceeds this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Footprint {
     pub source_bytes: u64,
     /// A progressive JPEG's coefficients (0 otherwise).
     pub coefficient_bytes: u64,
+    /// Metadata the decoder copies out of the file (JPEG APP segments).
+    pub metadata_bytes: u64,
     /// The size the source will be decoded at.
     pub decoded: (u32, u32),
+    /// What the decoder allocates per decoded pixel.
+    pub cost: DecodeCost,
+    /// Pixels of a GIF's first frame when it is not the canvas (0 otherwise).
+    pub frame_pixels: u64,
+    /// Whether the EXIF orientation transposes the pixels (5–8: a second buffer).
+    pub transposes: bool,
     /// The output size.
     pub output: (u32, u32),
     /// Whether the source may have alpha (everything but JPEG).
     pub may_have_alpha: bool,
+    /// Whether the output is AVIF (a far hungrier encoder).
+    pub avif: bool,
 }
 
 impl Footprint {
     pub fn bytes(&self) -> u64 {
         let (dw, dh) = (u64::from(self.decoded.0), u64::from(self.decoded.1));
         let (ow, oh) = (u64::from(self.output.0), u64::from(self.output.1));
-        let decode = self.coefficient_bytes + dw * dh * DECODE_BYTES_PER_PIXEL;
+        let native = u64::from(self.cost.native);
+        let per_pixel = (native + u64::from(self.cost.working))
+            .max(native + if self.cost.is_rgba8 { 0 } else { 4 })
+            .max(if self.transposes { 8 } else { 4 });
+        let decode = self.coefficient_bytes
+            + 2 * self.metadata_bytes
+            + dw * dh * per_pixel
+            + self.frame_pixels * 5;
         let premultiplied = if self.may_have_alpha { dw * dh * 4 } else { 0 };
         let resize = dw * dh * 4 + premultiplied + ow * dh * 4 + ow * oh * 4;
-        let encode = ow * oh * ENCODE_BYTES_PER_PIXEL;
-        self.source_bytes + decode.max(resize).max(encode)
+        let per_output_pixel = if self.avif {
+            AVIF_ENCODE_BYTES_PER_PIXEL
+        } else {
+            ENCODE_BYTES_PER_PIXEL
+        };
+        let encode = ow * oh * per_output_pixel;
+        self.source_bytes + FIXED_OVERHEAD_BYTES + decode.max(resize).max(encode)
     }
 }
 
@@ -72,8 +98,6 @@ pub struct Limits {
     pub max_source_pixels: u64,
     /// Largest PNG/WebP/GIF, which decode at full size: the budget over 4 bytes a pixel.
     pub max_unscaled_pixels: u64,
-    /// Allowed output widths (× dpr), if restricted.
-    pub widths: Option<Vec<u32>>,
 }
 
 impl Default for Limits {
@@ -82,9 +106,17 @@ impl Default for Limits {
             max_source_bytes: 40 * 1000 * 1000,
             max_source_pixels: 50 * 1000 * 1000,
             max_unscaled_pixels: DECODE_BUDGET_BYTES / BYTES_PER_PIXEL,
-            widths: None,
         }
     }
+}
+
+/// Why a source is refused before it is read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    TooLarge(LimitError),
+    #[error("the source is declared as {0:?}, not a JPEG, PNG, WebP or GIF image")]
+    NotAnImage(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,8 +137,11 @@ pub enum LimitError {
          or height, or upload a smaller (or baseline JPEG) original"
     )]
     Memory { needed_mib: u64, budget_mib: u64 },
-    #[error("width {width} (× dpr) is not one of the allowed widths")]
-    Width { width: u32 },
+    #[error(
+        "the JPEG has {scans} scans, over the limit of {limit} (each scan is a pass over the \
+         whole image; re-save it with a standard progressive or baseline encoder)"
+    )]
+    Scans { scans: u32, limit: u32 },
 }
 
 impl Limits {
@@ -120,11 +155,39 @@ impl Limits {
         Ok(())
     }
 
+    /// What can be known before a byte of the source is read: its size, and its declared
+    /// type (R2's `Content-Type`, else the key's extension). A declared type that is not
+    /// an image we read (a video segment, an SVG) is refused without reading it; an
+    /// unknown or generic type is left to sniffing, under the size limit.
+    pub fn check_source(&self, size: u64, declared_type: &str) -> Result<(), SourceError> {
+        self.check_bytes(size).map_err(SourceError::TooLarge)?;
+        let essence = declared_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let readable = matches!(
+            essence.as_str(),
+            "image/jpeg"
+                | "image/png"
+                | "image/webp"
+                | "image/gif"
+                | "application/octet-stream"
+                | ""
+        );
+        if !readable {
+            return Err(SourceError::NotAnImage(essence));
+        }
+        Ok(())
+    }
+
     /// The pixel limits, from the header: the source cap, the cap for formats that decode
     /// at full size, and for a progressive JPEG its coefficients plus the `source_bytes`
     /// against their budget.
     pub fn check_header(&self, header: &Header, source_bytes: u64) -> Result<(), LimitError> {
-        let pixels = u64::from(header.width) * u64::from(header.height);
+        let (w, h) = header.decoded_extent();
+        let pixels = u64::from(w) * u64::from(h);
         let limit = if header.scales_on_decode {
             self.max_source_pixels
         } else {
@@ -163,21 +226,18 @@ impl Limits {
         }
         Ok(())
     }
-
-    pub fn check_width(&self, width: Option<u32>) -> Result<(), LimitError> {
-        match (&self.widths, width) {
-            (Some(allowed), Some(w)) if !allowed.contains(&w) => {
-                Err(LimitError::Width { width: w })
-            }
-            _ => Ok(()),
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::image::decode::SourceFormat;
+
+    const RGB_JPEG: DecodeCost = DecodeCost {
+        native: 3,
+        working: 3,
+        is_rgba8: false,
+    };
 
     fn header(format: SourceFormat, width: u32, height: u32) -> Header {
         Header {
@@ -186,6 +246,9 @@ mod tests {
             height,
             progressive_coefficient_bytes: None,
             scales_on_decode: format.scales_on_decode(),
+            cost: RGB_JPEG,
+            frame: None,
+            metadata_bytes: 0,
         }
     }
 
@@ -208,6 +271,26 @@ mod tests {
             check(SourceFormat::Png, 5000, 5000).is_err(),
             "25 MP PNG does not"
         );
+    }
+
+    #[test]
+    fn sources_are_refused_by_size_and_declared_type_before_reading() {
+        let l = Limits::default();
+        assert_eq!(l.check_source(1000, "image/jpeg"), Ok(()));
+        assert_eq!(l.check_source(1000, ""), Ok(()), "unknown: sniffed");
+        assert_eq!(l.check_source(1000, "application/octet-stream"), Ok(()));
+        assert!(matches!(
+            l.check_source(1000, "video/mp4"),
+            Err(SourceError::NotAnImage(_))
+        ));
+        assert!(matches!(
+            l.check_source(1000, "image/svg+xml"),
+            Err(SourceError::NotAnImage(_))
+        ));
+        assert!(matches!(
+            l.check_source(400_000_000, "image/png"),
+            Err(SourceError::TooLarge(LimitError::Bytes { .. }))
+        ));
     }
 
     #[test]
@@ -257,8 +340,11 @@ mod tests {
             (1_545_319, 0, (3640, 2400), (2000, 1319), true),
             // 3640×2400 at full size: fits (about 107 MB).
             (1_545_319, 0, (3640, 2400), (3640, 2400), true),
-            // A 4.1 MP source enlarged to 4096×2560: the encode phase (115 MB) just fits.
-            (843_000, 0, (2560, 1600), (4096, 2560), true),
+            // A 4.1 MP source enlarged to 4096×2560: the encode phase (115 MB) plus the
+            // fixed overhead is over.
+            (843_000, 0, (2560, 1600), (4096, 2560), false),
+            // Enlarged to 3840×2400 it fits.
+            (843_000, 0, (2560, 1600), (3840, 2400), true),
             // A 16.7 MP PNG: its decode alone (168 MB) is over; 9 MP from a 20 MB file fits.
             (20_000_000, 0, (4096, 4096), (1200, 1200), false),
             (20_000_000, 0, (3000, 3000), (1200, 1200), true),
@@ -267,9 +353,14 @@ mod tests {
             let f = Footprint {
                 source_bytes,
                 coefficient_bytes,
+                metadata_bytes: 0,
                 decoded,
+                cost: RGB_JPEG,
+                frame_pixels: 0,
+                transposes: false,
                 output,
                 may_have_alpha: false,
+                avif: false,
             };
             let result = l.check_memory(&f);
             assert_eq!(
@@ -279,19 +370,5 @@ mod tests {
                 f.bytes() >> 20
             );
         }
-    }
-
-    #[test]
-    fn the_width_allow_list_applies_to_width_times_dpr() {
-        let l = Limits {
-            widths: Some(vec![320, 640, 1280]),
-            ..Limits::default()
-        };
-        assert!(l.check_width(Some(640)).is_ok());
-        assert_eq!(
-            l.check_width(Some(641)),
-            Err(LimitError::Width { width: 641 })
-        );
-        assert!(l.check_width(None).is_ok());
     }
 }

@@ -13,8 +13,10 @@ pub mod limits;
 pub mod metadata;
 pub mod options;
 pub mod orient;
+pub mod policy;
 pub mod resize;
 pub mod sign;
+pub mod sweep;
 #[cfg(test)]
 mod testing;
 use decode::{DecodeError, SourceFormat};
@@ -39,11 +41,23 @@ pub enum TransformError {
     Internal(String),
 }
 
+impl From<limits::SourceError> for TransformError {
+    fn from(e: limits::SourceError) -> Self {
+        match e {
+            limits::SourceError::TooLarge(limit) => Self::TooLarge(limit),
+            limits::SourceError::NotAnImage(_) => Self::Unsupported(e.to_string()),
+        }
+    }
+}
+
 impl From<DecodeError> for TransformError {
     fn from(e: DecodeError) -> Self {
         match e {
             DecodeError::Unsupported => Self::Unsupported(e.to_string()),
             DecodeError::Corrupt(why) => Self::Corrupt(why),
+            DecodeError::TooManyScans { scans, limit } => {
+                Self::TooLarge(LimitError::Scans { scans, limit })
+            }
         }
     }
 }
@@ -68,25 +82,56 @@ pub struct Output {
     pub timings: Timings,
 }
 
-/// The whole transform, pure: header and limits → decode (JPEG at reduced scale) →
-/// EXIF orientation → crop/resize/pad → encode (with the EXIF `metadata=` asks for).
-/// `clock` returns milliseconds.
-pub fn transform(
+/// What a transform will do, decided from the header before any pixel is decoded.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub header: decode::Header,
+    /// EXIF orientation applied to the pixels (JPEG only; 1 otherwise).
+    pub orientation: u8,
+    pub plan: geometry::Plan,
+    /// The smallest size the decode must cover, in the file's stored orientation.
+    pub at_least: (u32, u32),
+    /// The estimated peak, already checked against the budget.
+    pub footprint: limits::Footprint,
+}
+
+/// Header and limits, geometry, the decode size and the memory footprint: everything
+/// that can refuse a source happens here, before decoding.
+pub fn prepare(
     bytes: &[u8],
     options: &ImageOptions,
     format: OutputFormat,
     limits: &Limits,
-    clock: &dyn Fn() -> f64,
-) -> Result<Output, TransformError> {
+) -> Result<Prepared, TransformError> {
     limits.check_bytes(bytes.len() as u64)?;
     let header = decode::read_header(bytes)?;
-    limits.check_header(&header, bytes.len() as u64)?;
-    let orientation_applied = header.format == SourceFormat::Jpeg;
-    let orientation = if orientation_applied {
+    let orientation = if header.format == SourceFormat::Jpeg {
         orient::orientation(bytes)
     } else {
         1
     };
+    plan_for(
+        header,
+        bytes.len() as u64,
+        orientation,
+        options,
+        format,
+        limits,
+    )
+}
+
+/// [`prepare`] from a header already read: the limits, the plan and the footprint of a
+/// `source_bytes`-long source with this header and orientation. Pure arithmetic, so
+/// tests can ask it about any size without making the image.
+pub fn plan_for(
+    header: decode::Header,
+    source_bytes: u64,
+    orientation: u8,
+    options: &ImageOptions,
+    format: OutputFormat,
+    limits: &Limits,
+) -> Result<Prepared, TransformError> {
+    limits.check_header(&header, source_bytes)?;
     let swap = orient::swaps_axes(orientation);
     let (ow, oh) = if swap {
         (header.height, header.width)
@@ -112,11 +157,16 @@ pub fn transform(
     // baseline JPEG gets the 2× margin when it fits, else the plain need; any source whose
     // footprint is still over the budget is refused (422), never left to trap the isolate.
     let footprint = |decoded: (u32, u32)| limits::Footprint {
-        source_bytes: bytes.len() as u64,
+        source_bytes,
         coefficient_bytes: header.progressive_coefficient_bytes.unwrap_or(0),
+        metadata_bytes: header.metadata_bytes,
         decoded,
+        cost: header.cost,
+        frame_pixels: header.frame.map_or(0, |(w, h)| u64::from(w) * u64::from(h)),
+        transposes: swap,
         output: (plan.output().w, plan.output().h),
         may_have_alpha: header.format != SourceFormat::Jpeg,
+        avif: format == OutputFormat::Avif,
     };
     let full = (header.width, header.height);
     let at_least = if header.scales_on_decode {
@@ -135,8 +185,41 @@ pub fn transform(
     } else {
         full
     };
-    limits.check_memory(&footprint(decoded_size))?;
+    let footprint = footprint(decoded_size);
+    limits.check_memory(&footprint)?;
+    Ok(Prepared {
+        header,
+        orientation,
+        plan,
+        at_least,
+        footprint,
+    })
+}
 
+/// The whole transform, pure: [`prepare`] (header, limits, footprint) → decode (JPEG at
+/// reduced scale) → EXIF orientation → crop/resize/pad → encode (with the EXIF
+/// `metadata=` asks for). `clock` returns milliseconds.
+pub fn transform(
+    bytes: &[u8],
+    options: &ImageOptions,
+    format: OutputFormat,
+    limits: &Limits,
+    clock: &dyn Fn() -> f64,
+) -> Result<Output, TransformError> {
+    let Prepared {
+        header,
+        orientation,
+        plan,
+        at_least,
+        ..
+    } = prepare(bytes, options, format, limits)?;
+    let orientation_applied = header.format == SourceFormat::Jpeg;
+    let swap = orient::swaps_axes(orientation);
+    let (ow, oh) = if swap {
+        (header.height, header.width)
+    } else {
+        (header.width, header.height)
+    };
     let started = clock();
     let mut decoded = decode::decode(bytes, &header, at_least)?;
     color::to_srgb(&mut decoded);

@@ -225,7 +225,7 @@ impl Rgba {
         }
     }
 
-    fn hex(self) -> String {
+    pub fn hex(self) -> String {
         let [r, g, b, a] = self.0;
         format!("{r:02x}{g:02x}{b:02x}{a:02x}")
     }
@@ -278,6 +278,9 @@ fn split_options(segment: &str) -> impl Iterator<Item = &str> {
     parts.into_iter()
 }
 
+/// The spelling of "no options" (the source re-encoded at its own size).
+pub const ORIGINAL: &str = "original";
+
 /// Default quality when none is asked for.
 pub const DEFAULT_QUALITY: u8 = 85;
 
@@ -305,6 +308,8 @@ impl ImageOptions {
         };
         let mut signature = None;
         let mut seen: Vec<&'static str> = Vec::new();
+        // `original` is how no options are spelled (see `normalized`): it parses back.
+        let segment = if segment == ORIGINAL { "" } else { segment };
         for part in split_options(segment).filter(|p| !p.is_empty()) {
             let (name, value) = part
                 .split_once('=')
@@ -451,9 +456,61 @@ impl ImageOptions {
         Ok(Parsed { options, signature })
     }
 
-    /// The canonical spelling: non-default values only, in a fixed order, aliases
-    /// resolved. Equal options give equal strings.
+    /// The canonical value: the same pixels, format and headers, spelled one way. `dpr`
+    /// is folded into the box it scales (`w=400,dpr=2` is `w=800`: the same output), the
+    /// default quality and background become `None`, and what cannot change the output
+    /// is reset — gravity and the fit's crop/pad behaviour without a two-sided box, the
+    /// quality of a PNG. Every option that can change a pixel stays (`background`
+    /// flattens alpha into JPEG and AVIF whatever the fit). Idempotent.
+    pub fn canonical(&self) -> ImageOptions {
+        let (width, height) = self.target();
+        let boxed = width.is_some() && height.is_some();
+        let fit = match (width.is_some() || height.is_some(), boxed, self.fit) {
+            // No box: every fit keeps the source size.
+            (false, _, _) => Fit::ScaleDown,
+            // One side: only "may it enlarge?" is left of the fit.
+            (true, false, Fit::Crop) => Fit::ScaleDown,
+            (true, false, Fit::Cover | Fit::Pad) => Fit::Contain,
+            (_, _, fit) => fit,
+        };
+        let gravity = if boxed && matches!(fit, Fit::Cover | Fit::Crop | Fit::Pad) {
+            self.gravity
+        } else {
+            Gravity::default()
+        };
+        let quality = self
+            .quality
+            .filter(|q| *q != DEFAULT_QUALITY && self.format != FormatRequest::Png);
+        ImageOptions {
+            width,
+            height,
+            fit,
+            gravity,
+            quality,
+            format: self.format,
+            dpr: 100,
+            background: self.background.filter(|bg| *bg != Rgba::WHITE),
+            metadata: self.metadata,
+            redirect_on_error: self.redirect_on_error,
+            version: self.version.clone(),
+        }
+    }
+
+    /// The canonical spelling of [`Self::canonical`]: non-default values only, in a fixed
+    /// order, aliases resolved. Equal outputs give equal strings, and the string parses
+    /// back to the canonical value. Signatures are made over it.
     pub fn normalized(&self) -> String {
+        self.canonical().spell(true)
+    }
+
+    /// What the pixels depend on: [`Self::normalized`] without `v` and `onerror`, which
+    /// change only the response. Derivative keys are built from it, so `v=` values can
+    /// neither mint new derivatives nor name an old picture as a new version.
+    pub fn pixels_identity(&self) -> String {
+        self.canonical().spell(false)
+    }
+
+    fn spell(&self, with_response_options: bool) -> String {
         let mut out = String::new();
         let mut push = |name: &str, value: &dyn std::fmt::Display| {
             if !out.is_empty() {
@@ -482,20 +539,22 @@ impl ImageOptions {
         if self.dpr != 100 {
             push("dpr", &(f64::from(self.dpr) / 100.0));
         }
-        if let Some(bg) = self.background.filter(|_| self.fit == Fit::Pad) {
+        if let Some(bg) = self.background {
             push("bg", &bg.hex());
         }
         if self.metadata != Metadata::None {
             push("metadata", &self.metadata.as_str());
         }
-        if self.redirect_on_error {
-            push("onerror", &"redirect");
-        }
-        if let Some(v) = &self.version {
-            push("v", v);
+        if with_response_options {
+            if self.redirect_on_error {
+                push("onerror", &"redirect");
+            }
+            if let Some(v) = &self.version {
+                push("v", v);
+            }
         }
         if out.is_empty() {
-            out.push_str("original");
+            out.push_str(ORIGINAL);
         }
         out
     }
@@ -535,14 +594,27 @@ mod tests {
                 "height=600,width=800,fit=cover,gravity=left",
                 "w=800,h=600,fit=cover,g=0x0.5",
             ),
-            ("w=100,g=0.25x0.75,quality=high", "w=100,g=0.25x0.75,q=90"),
-            ("w=100,f=jpg", "w=100,f=jpeg"),
-            ("w=100,dpr=2.5", "w=100,dpr=2.5"),
+            // Gravity only places a crop or a pad: without a two-sided box it is dropped.
+            ("w=100,g=0.25x0.75,quality=high", "w=100,q=90"),
             (
-                "w=100,fit=pad,background=%23fff",
-                "w=100,fit=pad,bg=ffffffff",
+                "w=100,h=80,fit=crop,g=0.25x0.75,quality=high",
+                "w=100,h=80,fit=crop,g=0.25x0.75,q=90",
             ),
-            ("w=100,background=red", "w=100"),
+            ("w=100,f=jpg", "w=100,f=jpeg"),
+            ("w=100,dpr=2.5", "w=250"),
+            ("w=3000,h=100,dpr=3", "w=4096,h=300"),
+            ("w=100,q=85,f=png", "w=100,f=png"),
+            ("w=100,q=60,f=png", "w=100,f=png"),
+            ("w=100,fit=cover,g=left", "w=100,fit=contain"),
+            ("w=100,fit=crop,g=0.1x0.2", "w=100"),
+            ("fit=pad,g=left", "original"),
+            (
+                "w=100,h=50,fit=pad,background=%23000",
+                "w=100,h=50,fit=pad,bg=000000ff",
+            ),
+            // The background flattens alpha into JPEG whatever the fit: it stays.
+            ("w=100,background=red", "w=100,bg=ff0000ff"),
+            ("w=100,background=white", "w=100"),
             ("", "original"),
             ("metadata=none,onerror=redirect", "onerror=redirect"),
             ("metadata=keep,w=100", "w=100,metadata=keep"),

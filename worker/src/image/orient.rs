@@ -24,38 +24,77 @@ pub fn swaps_axes(orientation: u8) -> bool {
     (5..=8).contains(&orientation)
 }
 
-/// Applies `orientation` (EXIF semantics) to the pixels.
+/// Applies `orientation` (EXIF semantics) to the pixels. Flips and the half turn
+/// (2–4) work in place; the quarter turns and transpositions (5–8) write one new buffer,
+/// so at most two copies of the pixels are ever alive (the footprint model counts them).
 pub fn apply(decoded: Decoded, orientation: u8) -> Decoded {
-    use image::imageops;
-    if orientation <= 1 || orientation > 8 {
-        return decoded;
-    }
     let Decoded {
+        width,
+        height,
+        mut rgba,
+        has_alpha,
+        icc,
+    } = decoded;
+    let (w, h) = (width as usize, height as usize);
+    let row = w * 4;
+    if rgba.len() != row * h {
+        unreachable!("decode produced width*height*4 bytes")
+    }
+    let (width, height, rgba) = match orientation {
+        2 => {
+            for line in rgba.chunks_exact_mut(row) {
+                reverse_pixels(line);
+            }
+            (width, height, rgba)
+        }
+        3 => {
+            reverse_pixels(&mut rgba);
+            (width, height, rgba)
+        }
+        4 => {
+            for y in 0..h / 2 {
+                let (top, bottom) = rgba.split_at_mut((h - 1 - y) * row);
+                top[y * row..(y + 1) * row].swap_with_slice(&mut bottom[..row]);
+            }
+            (width, height, rgba)
+        }
+        5..=8 => {
+            // Where the stored pixel (x, y) lands in the h × w output.
+            let place: fn(usize, usize, usize, usize) -> (usize, usize) = match orientation {
+                5 => |x, y, _, _| (y, x),
+                6 => |x, y, _, h| (h - 1 - y, x),
+                7 => |x, y, w, h| (h - 1 - y, w - 1 - x),
+                _ => |x, y, w, _| (y, w - 1 - x),
+            };
+            let mut out = vec![0u8; rgba.len()];
+            for (y, line) in rgba.chunks_exact(row).enumerate() {
+                for (x, px) in line.chunks_exact(4).enumerate() {
+                    let (nx, ny) = place(x, y, w, h);
+                    let at = (ny * h + nx) * 4;
+                    out[at..at + 4].copy_from_slice(px);
+                }
+            }
+            drop(rgba);
+            (height, width, out)
+        }
+        _ => (width, height, rgba),
+    };
+    Decoded {
         width,
         height,
         rgba,
         has_alpha,
         icc,
-    } = decoded;
-    let Some(img) = image::RgbaImage::from_raw(width, height, rgba) else {
-        unreachable!("decode produced width*height*4 bytes")
-    };
-    let out = match orientation {
-        2 => imageops::flip_horizontal(&img),
-        3 => imageops::rotate180(&img),
-        4 => imageops::flip_vertical(&img),
-        5 => imageops::flip_horizontal(&imageops::rotate90(&img)),
-        6 => imageops::rotate90(&img),
-        7 => imageops::flip_horizontal(&imageops::rotate270(&img)),
-        _ => imageops::rotate270(&img),
-    };
-    let (width, height) = out.dimensions();
-    Decoded {
-        width,
-        height,
-        rgba: out.into_raw(),
-        has_alpha,
-        icc,
+    }
+}
+
+/// Reverses the order of the 4-byte pixels in `pixels`.
+fn reverse_pixels(pixels: &mut [u8]) {
+    let n = pixels.len() / 4;
+    for i in 0..n / 2 {
+        let j = n - 1 - i;
+        let (left, right) = pixels.split_at_mut(j * 4);
+        left[i * 4..i * 4 + 4].swap_with_slice(&mut right[..4]);
     }
 }
 

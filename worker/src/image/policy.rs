@@ -1,0 +1,455 @@
+//! The derivative policy: which derivatives a deployment lets strangers mint. The parser
+//! accepts every option's full documented range; this module decides what is allowed,
+//! because each distinct option set is a transform and a permanent R2 object under
+//! `derived/`. Three ways in:
+//! - a **preset** (`/img/<name>/<key>`: a named option set, like Cloudflare's variants);
+//! - a **signed** URL (`sig=`, minted by the operator's tooling: any option);
+//! - an unsigned URL, only in `open` access mode, and only within the allow-lists for the
+//!   box (width and height × dpr), quality, gravity and background.
+//!
+//! `signed-or-preset` mode (the production setting) refuses every unsigned, non-preset URL.
+
+use std::collections::BTreeMap;
+
+use super::options::{FormatRequest, Gravity, ImageOptions, MAX_SIDE, Parsed, Rgba};
+use super::sign;
+
+/// Who may mint derivatives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Unsigned URLs within the allow-lists, plus presets and signed URLs.
+    Open,
+    /// Presets and signed URLs only (needs `IMAGE_SIGNING_KEY`).
+    SignedOrPreset,
+}
+
+impl Access {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.trim() {
+            "open" => Some(Self::Open),
+            "signed-or-preset" => Some(Self::SignedOrPreset),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::SignedOrPreset => "signed-or-preset",
+        }
+    }
+}
+
+/// Where a gravity may point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GravityRule {
+    /// Any point (1001 × 1001 positions).
+    Any,
+    /// Points on a grid with this step, in thousandths (100 = 0.1: 11 × 11 positions;
+    /// the named positions are on every grid whose step divides 500).
+    Grid(u16),
+}
+
+/// An allow-list, or `None` for any value in the parser's range.
+pub type AllowList<T> = Option<Vec<T>>;
+
+/// The box sides allowed by default (output pixels, after dpr): the common layout and
+/// device widths (next/image's device and image sizes among them) up to [`MAX_SIDE`].
+pub const DEFAULT_SIDES: [u32; 38] = [
+    16, 32, 48, 64, 96, 100, 128, 150, 160, 200, 240, 256, 300, 320, 384, 400, 480, 500, 600, 640,
+    700, 750, 800, 828, 960, 1024, 1080, 1200, 1280, 1440, 1600, 1920, 2048, 2400, 2560, 3200,
+    3840, MAX_SIDE,
+];
+/// Qualities allowed by default: the named levels (50, 65, 80, 90), 75 and the default 85.
+pub const DEFAULT_QUALITIES: [u8; 6] = [50, 65, 75, 80, 85, 90];
+/// Backgrounds allowed by default (white is the default and always allowed).
+pub const DEFAULT_BACKGROUNDS: [Rgba; 2] = [Rgba([0, 0, 0, 255]), Rgba([0, 0, 0, 0])];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DerivativePolicy {
+    pub access: Access,
+    pub widths: AllowList<u32>,
+    pub heights: AllowList<u32>,
+    pub qualities: AllowList<u8>,
+    pub gravity: GravityRule,
+    pub backgrounds: AllowList<Rgba>,
+    /// Named option sets (`IMAGE_PRESETS`), canonical.
+    pub presets: BTreeMap<String, ImageOptions>,
+}
+
+impl Default for DerivativePolicy {
+    fn default() -> Self {
+        Self {
+            access: Access::Open,
+            widths: Some(DEFAULT_SIDES.to_vec()),
+            heights: Some(DEFAULT_SIDES.to_vec()),
+            qualities: Some(DEFAULT_QUALITIES.to_vec()),
+            gravity: GravityRule::Grid(100),
+            backgrounds: Some(DEFAULT_BACKGROUNDS.to_vec()),
+            presets: BTreeMap::new(),
+        }
+    }
+}
+
+impl DerivativePolicy {
+    /// No restriction at all (tests and tools that transform what they are given).
+    pub fn any() -> Self {
+        Self {
+            access: Access::Open,
+            widths: None,
+            heights: None,
+            qualities: None,
+            gravity: GravityRule::Any,
+            backgrounds: None,
+            presets: BTreeMap::new(),
+        }
+    }
+}
+
+/// Why a derivative is not allowed: 400 (the policy) or 403 (the signature).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// An unsigned URL asks for something the allow-lists do not hold.
+    #[error(
+        "{option}={value} is not allowed by this deployment's derivative policy ({var}: {allowed}); \
+         use an allowed value, a preset or a signed URL"
+    )]
+    NotAllowed {
+        option: &'static str,
+        value: String,
+        var: &'static str,
+        allowed: String,
+    },
+    #[error("no preset named {0:?} (IMAGE_PRESETS)")]
+    UnknownPreset(String),
+    /// Signed-or-preset mode, or a signing key is set, and the URL is neither.
+    #[error("{0}")]
+    Unsigned(&'static str),
+    #[error("the sig does not match the key and options")]
+    BadSignature,
+}
+
+impl PolicyError {
+    /// The option the error names (`field` in the JSON error).
+    pub fn option(&self) -> &'static str {
+        match self {
+            Self::NotAllowed { option, .. } => option,
+            Self::UnknownPreset(_) => "preset",
+            Self::Unsigned(_) | Self::BadSignature => "sig",
+        }
+    }
+}
+
+/// How a URL was admitted (for logs and `x-edge-image-access`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Preset,
+    Signed,
+    Policy,
+}
+
+impl Admission {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Preset => "preset",
+            Self::Signed => "signed",
+            Self::Policy => "policy",
+        }
+    }
+}
+
+/// A preset name: 1–32 of `a-z 0-9 - _`, and never `original` (no options).
+pub fn is_preset_name(segment: &str) -> bool {
+    (1..=32).contains(&segment.len())
+        && segment != super::options::ORIGINAL
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+impl DerivativePolicy {
+    /// The canonical options a request may be served with, or why not. `segment` is the
+    /// URL's options segment: a preset name, or options (with `sig` when signed).
+    pub fn admit(
+        &self,
+        segment: &str,
+        source_key: &str,
+        signing_key: Option<&[u8]>,
+    ) -> Result<(ImageOptions, Admission), PolicyOrParse> {
+        if is_preset_name(segment) {
+            return self
+                .presets
+                .get(segment)
+                .map(|options| (options.clone(), Admission::Preset))
+                .ok_or_else(|| PolicyError::UnknownPreset(segment.to_owned()).into());
+        }
+        let parsed: Parsed = ImageOptions::parse(segment)?;
+        let options = parsed.options.canonical();
+        match (signing_key, parsed.signature.as_deref()) {
+            (Some(secret), Some(sig)) => {
+                if sign::verify(secret, source_key, &options, sig) {
+                    return Ok((options, Admission::Signed));
+                }
+                return Err(PolicyError::BadSignature.into());
+            }
+            (Some(_), None) => {
+                return Err(PolicyError::Unsigned(
+                    "this image URL needs a sig= (signed URLs are on)",
+                )
+                .into());
+            }
+            (None, _) if self.access == Access::SignedOrPreset => {
+                return Err(PolicyError::Unsigned(
+                    "this deployment serves signed or preset image URLs only",
+                )
+                .into());
+            }
+            (None, _) => {}
+        }
+        self.check(&options)?;
+        Ok((options, Admission::Policy))
+    }
+
+    /// The allow-lists, on canonical options (the box after dpr).
+    pub fn check(&self, options: &ImageOptions) -> Result<(), PolicyError> {
+        fn listed<T: PartialEq + Copy>(
+            list: &AllowList<T>,
+            value: Option<T>,
+            option: &'static str,
+            var: &'static str,
+            show: impl Fn(T) -> String,
+        ) -> Result<(), PolicyError> {
+            match (list, value) {
+                (Some(allowed), Some(v)) if !allowed.contains(&v) => Err(PolicyError::NotAllowed {
+                    option,
+                    value: show(v),
+                    var,
+                    allowed: allowed
+                        .iter()
+                        .map(|a| show(*a))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                }),
+                _ => Ok(()),
+            }
+        }
+        let (width, height) = options.target();
+        listed(&self.widths, width, "width", "IMAGE_WIDTHS", |w| {
+            w.to_string()
+        })?;
+        listed(&self.heights, height, "height", "IMAGE_HEIGHTS", |h| {
+            h.to_string()
+        })?;
+        let quality = options
+            .quality
+            .filter(|_| options.format != FormatRequest::Png);
+        listed(
+            &self.qualities,
+            quality,
+            "quality",
+            "IMAGE_QUALITIES",
+            |q| q.to_string(),
+        )?;
+        listed(
+            &self.backgrounds,
+            options.background,
+            "background",
+            "IMAGE_BACKGROUNDS",
+            |c| c.hex(),
+        )?;
+        if let GravityRule::Grid(step) = self.gravity {
+            let Gravity { x, y } = options.gravity;
+            if step == 0 || x % step != 0 || y % step != 0 {
+                return Err(PolicyError::NotAllowed {
+                    option: "gravity",
+                    value: format!("{}x{}", options.gravity.fx(), options.gravity.fy()),
+                    var: "IMAGE_GRAVITY",
+                    allowed: format!(
+                        "named positions and points on a {} grid",
+                        f64::from(step) / 1000.0
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What admitting a URL can fail with: its options do not parse, or the policy refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyOrParse {
+    Parse(super::options::OptionError),
+    Policy(PolicyError),
+}
+
+impl From<PolicyError> for PolicyOrParse {
+    fn from(e: PolicyError) -> Self {
+        Self::Policy(e)
+    }
+}
+
+impl From<super::options::OptionError> for PolicyOrParse {
+    fn from(e: super::options::OptionError) -> Self {
+        Self::Parse(e)
+    }
+}
+
+/// Parses `IMAGE_PRESETS`: `name:options;name:options` (options in the URL syntax).
+pub fn parse_presets(spec: &str) -> Result<BTreeMap<String, ImageOptions>, String> {
+    let mut presets = BTreeMap::new();
+    for entry in spec.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, options) = entry
+            .split_once(':')
+            .ok_or_else(|| format!("{entry:?} is not name:options"))?;
+        let name = name.trim();
+        if !is_preset_name(name) {
+            return Err(format!(
+                "{name:?} is not a preset name (1-32 of a-z, 0-9, '-', '_')"
+            ));
+        }
+        let parsed = ImageOptions::parse(options.trim())
+            .map_err(|e| format!("preset {name}: {}: {}", e.option, e.message))?;
+        if parsed.signature.is_some() {
+            return Err(format!("preset {name}: a preset carries no sig"));
+        }
+        if presets
+            .insert(name.to_owned(), parsed.options.canonical())
+            .is_some()
+        {
+            return Err(format!("preset {name} is given twice"));
+        }
+    }
+    Ok(presets)
+}
+
+/// Parses an allow-list var: `any`, or comma-separated values.
+pub fn parse_list<T>(raw: &str, one: impl Fn(&str) -> Option<T>) -> Result<AllowList<T>, String> {
+    let raw = raw.trim();
+    if raw == "any" {
+        return Ok(None);
+    }
+    raw.split(',')
+        .map(str::trim)
+        .map(|v| one(v).ok_or_else(|| format!("{v:?} is not an allowed value")))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Parses `IMAGE_GRAVITY`: `any`, `named` (the five named positions) or `grid:<step>`.
+pub fn parse_gravity(raw: &str) -> Option<GravityRule> {
+    match raw.trim() {
+        "any" => Some(GravityRule::Any),
+        "named" => Some(GravityRule::Grid(500)),
+        other => {
+            let step: f64 = other.strip_prefix("grid:")?.parse().ok()?;
+            let thousandths = (step * 1000.0).round();
+            ((1.0..=500.0).contains(&thousandths) && 1000.0 % thousandths == 0.0)
+                .then_some(thousandths as u16)
+                .map(GravityRule::Grid)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admit(
+        policy: &DerivativePolicy,
+        segment: &str,
+        key: Option<&[u8]>,
+    ) -> Result<(ImageOptions, Admission), PolicyOrParse> {
+        policy.admit(segment, "k.jpg", key)
+    }
+
+    fn refused_option(result: Result<(ImageOptions, Admission), PolicyOrParse>) -> &'static str {
+        match result {
+            Err(PolicyOrParse::Policy(e)) => e.option(),
+            other => panic!("expected a policy refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unsigned_urls_stay_inside_the_allow_lists() {
+        let p = DerivativePolicy::default();
+        for ok in [
+            "w=800",
+            "w=400,dpr=2",
+            "h=600,q=80",
+            "w=300,h=300,fit=cover,g=0.3x0.7",
+            "w=100,bg=black",
+            "original",
+        ] {
+            assert!(admit(&p, ok, None).is_ok(), "{ok}");
+        }
+        let table = [
+            ("w=801", "width"),
+            // The computed box, not the option: 400 × 1.5 = 600 is listed, × 1.7 = 680 is not.
+            ("w=400,dpr=1.7", "width"),
+            ("h=17", "height"),
+            ("w=800,q=81", "quality"),
+            ("w=300,h=300,fit=cover,g=0.33x0.5", "gravity"),
+            ("w=100,bg=123456", "background"),
+        ];
+        for (segment, option) in table {
+            assert_eq!(
+                refused_option(admit(&p, segment, None)),
+                option,
+                "{segment}"
+            );
+        }
+        // The message names the policy's variable and what it allows.
+        let Err(PolicyOrParse::Policy(e)) = admit(&p, "w=801", None) else {
+            unreachable!()
+        };
+        assert!(e.to_string().contains("IMAGE_WIDTHS"), "{e}");
+    }
+
+    #[test]
+    fn presets_and_signed_urls_are_the_only_way_in_when_locked() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let mut p = DerivativePolicy {
+            access: Access::SignedOrPreset,
+            ..DerivativePolicy::default()
+        };
+        p.presets = parse_presets("thumb: w=200,h=200,fit=cover; hero:w=1600,q=80").unwrap();
+        let (thumb, how) = admit(&p, "thumb", None).unwrap();
+        assert_eq!(
+            (thumb.normalized().as_str(), how),
+            ("w=200,h=200,fit=cover", Admission::Preset)
+        );
+        assert_eq!(refused_option(admit(&p, "nope", None)), "preset");
+        assert_eq!(refused_option(admit(&p, "w=800", None)), "sig");
+        // Signed: any option, even outside the lists.
+        let options = ImageOptions::parse("w=777,q=33").unwrap().options;
+        let sig = sign::sign(secret, "k.jpg", &options);
+        let url = format!("w=777,q=33,sig={sig}");
+        let (_, how) = admit(&p, &url, Some(secret)).unwrap();
+        assert_eq!(how, Admission::Signed);
+        // A signed URL with an option added no longer verifies (background is part of it).
+        let tampered = format!("w=777,q=33,bg=000000,sig={sig}");
+        assert_eq!(refused_option(admit(&p, &tampered, Some(secret))), "sig");
+        assert_eq!(refused_option(admit(&p, "w=800", Some(secret))), "sig");
+    }
+
+    #[test]
+    fn config_spellings() {
+        assert_eq!(parse_gravity("named"), Some(GravityRule::Grid(500)));
+        assert_eq!(parse_gravity("grid:0.1"), Some(GravityRule::Grid(100)));
+        assert_eq!(parse_gravity("grid:0.3"), None, "must divide the unit");
+        assert_eq!(parse_gravity("any"), Some(GravityRule::Any));
+        assert_eq!(parse_list("any", |v| v.parse::<u32>().ok()), Ok(None));
+        assert_eq!(
+            parse_list("1, 2", |v| v.parse::<u32>().ok()),
+            Ok(Some(vec![1, 2]))
+        );
+        assert!(parse_list("1,x", |v| v.parse::<u32>().ok()).is_err());
+        assert!(parse_presets("Bad:w=1").is_err());
+        assert!(parse_presets("a:w=1;a:w=2").is_err());
+        assert!(parse_presets("a:w=1,sig=ab").is_err());
+        assert!(parse_presets("a:blur=3").is_err());
+        assert!(
+            is_preset_name("thumb-2x") && !is_preset_name("original") && !is_preset_name("w=1")
+        );
+    }
+}

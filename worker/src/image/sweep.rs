@@ -1,0 +1,115 @@
+//! The lifecycle of `derived/`: every derivative in R2 records the source key and ETag it
+//! was made from (custom metadata), and the sweeper (a cron trigger, `edge::sweep`) deletes
+//! those whose source is gone or replaced — a replaced source's derivatives can never be
+//! served again (their key holds the old ETag), so they are only cost. Production adds an
+//! age-based R2 lifecycle rule on `derived/` as the backstop (see the README).
+
+use std::collections::HashMap;
+
+/// Custom-metadata names on a `derived/` object.
+pub const SOURCE_KEY: &str = "source-key";
+pub const SOURCE_ETAG: &str = "source-etag";
+/// Where the sweeper keeps its place between runs (inside `derived/`, which no route
+/// serves; the sweeper skips it).
+pub const CURSOR_KEY: &str = "derived/_sweep-cursor";
+
+/// What a derivative was made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DerivedFrom {
+    pub source_key: String,
+    /// The source's ETag, without quotes.
+    pub source_etag: String,
+}
+
+impl DerivedFrom {
+    pub fn new(source_key: &str, source_etag: &str) -> Self {
+        Self {
+            source_key: source_key.to_owned(),
+            source_etag: source_etag.trim_matches('"').to_owned(),
+        }
+    }
+
+    pub fn to_metadata(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (SOURCE_KEY.to_owned(), self.source_key.clone()),
+            (SOURCE_ETAG.to_owned(), self.source_etag.clone()),
+        ])
+    }
+
+    pub fn from_metadata(meta: &HashMap<String, String>) -> Option<Self> {
+        Some(Self::new(meta.get(SOURCE_KEY)?, meta.get(SOURCE_ETAG)?))
+    }
+}
+
+/// What the sweeper does with one `derived/` object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Keep,
+    Delete(Reason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The source object no longer exists.
+    SourceGone,
+    /// The source was replaced (another ETag): this derivative's key can never be asked.
+    SourceReplaced,
+    /// No record of its source (written before sources were recorded): it is rebuilt on
+    /// demand if still wanted.
+    Unattributed,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SourceGone => "source-gone",
+            Self::SourceReplaced => "source-replaced",
+            Self::Unattributed => "unattributed",
+        }
+    }
+}
+
+/// The verdict for a derivative made `from` a source whose current ETag is
+/// `current_etag` (`None`: the source is gone).
+pub fn verdict(from: Option<&DerivedFrom>, current_etag: Option<&str>) -> Verdict {
+    let Some(from) = from else {
+        return Verdict::Delete(Reason::Unattributed);
+    };
+    match current_etag {
+        None => Verdict::Delete(Reason::SourceGone),
+        Some(etag) if etag.trim_matches('"') != from.source_etag => {
+            Verdict::Delete(Reason::SourceReplaced)
+        }
+        Some(_) => Verdict::Keep,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derivatives_of_gone_or_replaced_sources_are_deleted() {
+        let from = DerivedFrom::new("demo/a.jpg", "\"e1\"");
+        assert_eq!(from.source_etag, "e1");
+        assert_eq!(
+            DerivedFrom::from_metadata(&from.to_metadata()),
+            Some(from.clone())
+        );
+        assert_eq!(verdict(Some(&from), Some("\"e1\"")), Verdict::Keep);
+        assert_eq!(verdict(Some(&from), Some("e1")), Verdict::Keep);
+        assert_eq!(
+            verdict(Some(&from), Some("\"e2\"")),
+            Verdict::Delete(Reason::SourceReplaced)
+        );
+        assert_eq!(
+            verdict(Some(&from), None),
+            Verdict::Delete(Reason::SourceGone)
+        );
+        assert_eq!(
+            verdict(None, Some("e1")),
+            Verdict::Delete(Reason::Unattributed)
+        );
+        assert_eq!(DerivedFrom::from_metadata(&HashMap::new()), None);
+    }
+}
