@@ -304,6 +304,23 @@ fn largest_accepted(
     Some(lo)
 }
 
+/// The source at the largest side whose real file the model accepts.
+fn near_budget(
+    source: Source,
+    opts: &ImageOptions,
+    format: OutputFormat,
+    limits: &Limits,
+) -> Option<(u32, Vec<u8>)> {
+    let mut side = largest_accepted(source, opts, format, limits)?;
+    let mut bytes = make(source, side);
+    // Step down until the real file is accepted (its exact size counts).
+    while prepare(&bytes, opts, format, limits).is_err() && side > 64 {
+        side -= side / 50 + 1;
+        bytes = make(source, side);
+    }
+    Some((side, bytes))
+}
+
 struct Measured {
     model: u64,
     peak: u64,
@@ -411,16 +428,9 @@ fn the_memory_model_bounds_every_measured_peak() {
     for &source in &sources {
         for (spec, format) in shapes {
             let opts = options(spec);
-            let Some(side) = largest_accepted(source, &opts, format, &limits) else {
+            let Some((side, bytes)) = near_budget(source, &opts, format, &limits) else {
                 continue;
             };
-            let mut side = side;
-            let mut bytes = make(source, side);
-            // Step down until the real file is accepted (its exact size counts).
-            while prepare(&bytes, &opts, format, &limits).is_err() && side > 64 {
-                side -= side / 50 + 1;
-                bytes = make(source, side);
-            }
             run(
                 format!("{source:?} {side}px {spec:?}→{}", format.as_str()),
                 bytes,
@@ -443,10 +453,10 @@ fn the_memory_model_bounds_every_measured_peak() {
         (Source::Jpeg(false, 1), OutputFormat::Png),
     ] {
         let opts = options("");
-        if let Some(side) = largest_accepted(source, &opts, format, &limits) {
+        if let Some((side, bytes)) = near_budget(source, &opts, format, &limits) {
             run(
                 format!("{source:?} {side}px full→{}", format.as_str()),
-                make(source, side),
+                bytes,
                 &opts,
                 format,
             );
