@@ -285,12 +285,7 @@ async fn the_reviews_findings_stay_fixed_in_workerd() {
 
     // 9. onerror=redirect escapes the key: a valid Location to the same key (non-Latin-1,
     //    `?`, `#` and `%` are covered natively: wrangler's local R2 CLI cannot store them).
-    let redirect = get(
-        &stack,
-        "/img/w=100,onerror=redirect/odd/a(1)!.jpg",
-        LEGACY,
-    )
-    .await;
+    let redirect = get(&stack, "/img/w=100,onerror=redirect/odd/a(1)!.jpg", LEGACY).await;
     assert_eq!(redirect.status(), 302, "{}", log());
     let location = header(&redirect, "location");
     assert_eq!(location, "/media/odd/a%281%29%21.jpg");
