@@ -667,6 +667,65 @@ mod tests {
     use crate::image::testing::{jpeg_of, png_of};
 
     #[test]
+    fn a_jpeg_with_too_many_scans_is_refused_before_decoding() {
+        // Review finding: jpeg-decoder accepts any number of scans, each a pass over every
+        // block. The walk counts them to EOI (entropy-coded data skipped) and refuses.
+        let jpeg = jpeg_of(64, 64);
+        let sos = jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+        let with_scans = |extra: usize| {
+            let mut out = jpeg[..sos].to_vec();
+            for _ in 0..extra {
+                // An empty scan header, then entropy bytes with stuffing and a restart.
+                out.extend_from_slice(&[
+                    0xFF, 0xDA, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3F, 0x00,
+                ]);
+                out.extend_from_slice(&[0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56]);
+            }
+            out.extend_from_slice(&jpeg[sos..]);
+            out
+        };
+        assert_eq!(jpeg_layout(&jpeg).scans, 1);
+        assert_eq!(jpeg_layout(&with_scans(9)).scans, 10);
+        assert!(read_header(&with_scans(MAX_JPEG_SCANS as usize - 1)).is_ok());
+        assert_eq!(
+            read_header(&with_scans(MAX_JPEG_SCANS as usize)),
+            Err(DecodeError::TooManyScans {
+                scans: MAX_JPEG_SCANS + 1,
+                limit: MAX_JPEG_SCANS
+            })
+        );
+    }
+
+    #[test]
+    fn a_gif_frame_larger_than_its_canvas_counts_at_its_own_size() {
+        let palette = [0u8, 0, 0, 255, 255, 255];
+        let mut gif = Vec::new();
+        {
+            let mut encoder = gif::Encoder::new(&mut gif, 1, 1, &palette).unwrap();
+            let frame = gif::Frame {
+                width: 300,
+                height: 200,
+                left: 10,
+                buffer: vec![1u8; 300 * 200].into(),
+                ..gif::Frame::default()
+            };
+            encoder.write_frame(&frame).unwrap();
+        }
+        let head = read_header(&gif).unwrap();
+        assert_eq!((head.width, head.height), (1, 1));
+        assert_eq!(head.frame, Some((310, 200)));
+        assert_eq!(head.decoded_extent(), (310, 200));
+        let limits = crate::image::limits::Limits {
+            max_unscaled_pixels: 50_000,
+            ..Default::default()
+        };
+        assert!(matches!(
+            limits.check_header(&head, gif.len() as u64),
+            Err(crate::image::limits::LimitError::Pixels { actual: 62_000, .. })
+        ));
+    }
+
+    #[test]
     fn formats_are_sniffed_from_magic_bytes() {
         assert_eq!(sniff(&jpeg_of(8, 8)), Some(SourceFormat::Jpeg));
         assert_eq!(sniff(&png_of(8, 8, true)), Some(SourceFormat::Png));

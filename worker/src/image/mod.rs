@@ -330,3 +330,125 @@ mod pipeline_tests {
         ));
     }
 }
+
+/// The review's cache-poisoning class, closed: whatever the spelling, a URL and its
+/// normalized form give the same derivative — the same pixels and format, and the same
+/// ETag and cache headers — over real sources (an oriented JPEG with EXIF, a PNG with
+/// alpha). Options are generated from a fixed seed over every option's range.
+#[cfg(test)]
+mod canonical_tests {
+    use super::*;
+    use crate::image::key::DerivativeKey;
+
+    /// xorshift64*: a fixed, reproducible stream (no test-only dependency).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[(self.next() % items.len() as u64) as usize]
+        }
+    }
+
+    fn generated(rng: &mut Rng) -> String {
+        let (w, h) = (1 + rng.next() % 160, 1 + rng.next() % 160);
+        let (gx, gy) = (rng.next() % 21, rng.next() % 21);
+        let gravity = match rng.pick(&["left", "right", "top", "bottom", "center", "xy"]) {
+            "xy" => format!("{}x{}", gx as f64 / 20.0, gy as f64 / 20.0),
+            named => named.to_owned(),
+        };
+        let q = 1 + rng.next() % 100;
+        let candidates = [
+            format!("{}={w}", rng.pick(&["w", "width"])),
+            format!("{}={h}", rng.pick(&["h", "height"])),
+            format!(
+                "fit={}",
+                rng.pick(&["scale-down", "contain", "cover", "crop", "pad"])
+            ),
+            format!("g={gravity}"),
+            format!(
+                "q={}",
+                rng.pick(&["n", "85", "high", "low"])
+                    .replace('n', &q.to_string())
+            ),
+            format!("dpr={}", rng.pick(&["1", "1.5", "2", "2.5", "3"])),
+            format!(
+                "bg={}",
+                rng.pick(&[
+                    "white",
+                    "black",
+                    "red",
+                    "#fff",
+                    "rgba(10,20,30,0.5)",
+                    "transparent"
+                ])
+            ),
+            format!("metadata={}", rng.pick(&["none", "copyright", "keep"])),
+            String::from("onerror=redirect"),
+            format!("v={}", rng.next() % 4),
+        ];
+        candidates
+            .into_iter()
+            .filter(|_| rng.next() % 2 == 0)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    #[test]
+    fn a_url_and_its_normalized_form_give_the_same_derivative() {
+        let sources = [
+            testing::jpeg_with_exif(72, 40, 6, Some("(c) Course Co"), Some("Ada")),
+            testing::png_of(60, 44, true),
+        ];
+        let mut rng = Rng(0x5EED_CAFE_F00D_0001);
+        let formats = [OutputFormat::Webp, OutputFormat::Jpeg, OutputFormat::Png];
+        let mut compared = 0;
+        for _ in 0..160 {
+            let spelled = generated(&mut rng);
+            let format = formats[(rng.next() % 3) as usize];
+            let original = ImageOptions::parse(&spelled).unwrap().options;
+            let normalized = ImageOptions::parse(&original.normalized()).unwrap().options;
+            assert_eq!(normalized, original.canonical(), "{spelled}");
+            for source in &sources {
+                let a = transform(source, &original, format, &Limits::default(), &|| 0.0);
+                let b = transform(source, &normalized, format, &Limits::default(), &|| 0.0);
+                assert_eq!(a, b, "{spelled} → {}", original.normalized());
+                let key = |o: &ImageOptions| DerivativeKey::new("k", "e", o, format).etag();
+                assert_eq!(key(&original), key(&normalized), "{spelled}");
+                assert_eq!(original.version, normalized.version, "the cache headers");
+                assert_eq!(original.redirect_on_error, normalized.redirect_on_error);
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 320);
+    }
+
+    #[test]
+    fn every_pixel_changing_option_changes_the_derivative() {
+        // The review's case: a background must not be dropped from the key.
+        let a = ImageOptions::parse("w=400,f=jpeg,bg=ff0000")
+            .unwrap()
+            .options;
+        let b = ImageOptions::parse("w=400,f=jpeg").unwrap().options;
+        assert_ne!(
+            DerivativeKey::new("logo.png", "e", &a, OutputFormat::Jpeg),
+            DerivativeKey::new("logo.png", "e", &b, OutputFormat::Jpeg)
+        );
+        let png = testing::png_of(40, 20, true);
+        let red = transform(&png, &a, OutputFormat::Jpeg, &Limits::default(), &|| 0.0).unwrap();
+        let white = transform(&png, &b, OutputFormat::Jpeg, &Limits::default(), &|| 0.0).unwrap();
+        assert_ne!(red.bytes, white.bytes, "the background is in the pixels");
+        // And a signature over one does not verify the other.
+        let secret = b"0123456789abcdef0123456789abcdef";
+        assert!(!sign::verify(
+            secret,
+            "logo.png",
+            &a,
+            &sign::sign(secret, "logo.png", &b)
+        ));
+    }
+}
