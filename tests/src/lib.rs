@@ -392,6 +392,16 @@ impl Edge {
     }
 }
 
+/// `GET path` through the stack's edge with an `Accept` header (image negotiation).
+pub async fn get_accepting(stack: &Stack, path: &str, accept: &str) -> reqwest::Response {
+    client()
+        .get(stack.edge.url(path))
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
 /// The session keys every test stack shares between origin and edge (a test secret,
 /// 32 bytes of 0x2a, base64url).
 pub const TEST_SESSION_KEYS: &str = "test:KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio";

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use course_edge_e2e::fixtures::{photo, png_with_alpha, with_exif};
-use course_edge_e2e::{EdgeOptions, Stack, client, header};
+use course_edge_e2e::{EdgeOptions, Stack, client, get_accepting as get, header};
 use course_edge_worker::image::decode::read_header;
 use course_edge_worker::image::format::OutputFormat;
 use course_edge_worker::image::limits::Limits;
@@ -20,15 +20,6 @@ use course_edge_worker::image::{TransformError, prepare};
 
 const LEGACY: &str = "*/*";
 const CHROME: &str = "image/avif,image/webp,image/apng,image/*,*/*;q=0.8";
-
-async fn get(stack: &Stack, path: &str, accept: &str) -> reqwest::Response {
-    client()
-        .get(stack.edge.url(path))
-        .header("accept", accept)
-        .send()
-        .await
-        .unwrap()
-}
 
 async fn error_of(response: reqwest::Response) -> (u16, Option<String>, String) {
     let status = response.status().as_u16();

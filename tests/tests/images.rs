@@ -8,7 +8,7 @@
 use std::io::Cursor;
 
 use course_edge_e2e::fixtures::{photo, png_with_alpha, with_exif};
-use course_edge_e2e::{EdgeOptions, Stack, client, header};
+use course_edge_e2e::{EdgeOptions, Stack, get_accepting as get, header};
 use course_edge_worker::image::decode::{SourceFormat, read_header};
 
 const CHROME: &str = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
@@ -23,15 +23,6 @@ fn progressive_header(mut jpeg: Vec<u8>) -> Vec<u8> {
     let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
     jpeg[sof + 1] = 0xC2;
     jpeg
-}
-
-async fn get(stack: &Stack, path: &str, accept: &str) -> reqwest::Response {
-    client()
-        .get(stack.edge.url(path))
-        .header("accept", accept)
-        .send()
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
