@@ -98,7 +98,7 @@ async fn main() -> Result<(), String> {
                     let ip = format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255);
                     let status = client
                         .post(format!("{base}/api/sessions"))
-                        .header("cf-connecting-ip", ip)
+                        .header("x-edge-client-ip", ip)
                         .json(&serde_json::json!({"email": format!("flood{n}@example.com"), "password": "x"}))
                         .send()
                         .await

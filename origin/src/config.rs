@@ -80,10 +80,11 @@ pub struct Config {
     #[arg(long, env = "LOGIN_CONCURRENT_HASHES", default_value_t = 4)]
     pub login_concurrent_hashes: usize,
 
-    /// The request header that carries the client's IP (set by the edge: Cloudflare's
-    /// `cf-connecting-ip`); empty to use the TCP peer address. Only trust it when the
-    /// origin is reachable through the edge alone.
-    #[arg(long, env = "CLIENT_IP_HEADER", default_value = "cf-connecting-ip")]
+    /// The request header that carries the client's IP: the edge sets
+    /// `x-edge-client-ip` from Cloudflare's `cf-connecting-ip` and never passes a
+    /// client's own; empty to use the TCP peer address. Only trust it when the origin is
+    /// reachable through the edge alone.
+    #[arg(long, env = "CLIENT_IP_HEADER", default_value = protocol::headers::CLIENT_IP)]
     pub client_ip_header: String,
 
     #[arg(long, env = "WARM_CATALOG_PAGES", default_value_t = 3)]
@@ -136,7 +137,7 @@ impl Default for Settings {
             warm_courses: 20,
             test_routes: false,
             login: crate::login_limits::LoginSettings::default(),
-            client_ip_header: Some(String::from("cf-connecting-ip")),
+            client_ip_header: Some(String::from(protocol::headers::CLIENT_IP)),
         }
     }
 }

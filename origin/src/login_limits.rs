@@ -77,6 +77,10 @@ pub struct LoginLimits {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     per_account: DefaultKeyedRateLimiter<String>,
     clock: DefaultClock,
+    /// When idle keys were last dropped (ms since start): at most once every 10 s, so a
+    /// flood of new keys does not make every login scan the whole map.
+    last_sweep_ms: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
 }
 
 fn per_minute(n: u32) -> Quota {
@@ -89,7 +93,30 @@ impl LoginLimits {
             per_ip: RateLimiter::keyed(per_minute(settings.per_ip_per_minute)),
             per_account: RateLimiter::keyed(per_minute(settings.per_account_per_minute)),
             clock: DefaultClock::default(),
+            last_sweep_ms: std::sync::atomic::AtomicU64::new(0),
+            started: std::time::Instant::now(),
         }
+    }
+
+    /// Drops idle keys when the maps have grown past [`MAX_TRACKED_KEYS`], at most
+    /// every 10 s.
+    fn sweep(&self) {
+        use std::sync::atomic::Ordering;
+        if self.per_ip.len() + self.per_account.len() <= MAX_TRACKED_KEYS {
+            return;
+        }
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.last_sweep_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < 10_000
+            || self
+                .last_sweep_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.per_ip.retain_recent();
+        self.per_account.retain_recent();
     }
 
     /// Takes one login from the IP's and the account's allowance, or says when to retry.
@@ -99,16 +126,11 @@ impl LoginLimits {
         let wait = |not_until: governor::NotUntil<_>| {
             not_until.wait_time_from(self.clock.now()).as_secs().max(1)
         };
+        self.sweep();
         if let Some(ip) = ip {
-            if self.per_ip.len() > MAX_TRACKED_KEYS {
-                self.per_ip.retain_recent();
-            }
             self.per_ip.check_key(&ip).map_err(|n| LoginRefused::Ip {
                 retry_after_secs: wait(n),
             })?;
-        }
-        if self.per_account.len() > MAX_TRACKED_KEYS {
-            self.per_account.retain_recent();
         }
         self.per_account
             .check_key(&account.to_owned())

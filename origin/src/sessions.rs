@@ -287,8 +287,10 @@ impl Sessions {
             .await;
         if let Err(e) = &marked {
             tracing::warn!(error = %e, "revoked marker not written; the store row goes anyway, the marker is retried");
+            let already = self.unmarked.contains_key(&claims.sid);
             self.unmarked.insert(claims.sid.clone(), ()).await;
-            if let SessionCache::Redis(redis) = &self.cache {
+            // One retry task per session, however often its logout is replayed.
+            if let (false, SessionCache::Redis(redis)) = (already, &self.cache) {
                 tokio::spawn(retry_marker(
                     redis.clone(),
                     self.unmarked.clone(),

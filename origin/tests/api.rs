@@ -655,7 +655,7 @@ async fn logins_have_their_own_budget_and_reads_keep_serving_during_a_flood() {
         async move {
             app.client
                 .post(app.url("/api/sessions"))
-                .header("cf-connecting-ip", ip)
+                .header("x-edge-client-ip", ip)
                 .json(&serde_json::json!({"email": "bo@example.com", "password": "wrong"}))
                 .send()
                 .await

@@ -11,3 +11,7 @@ pub const CACHE_TAG: &str = "cache-tag";
 pub const SEGMENT: &str = "x-course-segment";
 /// Correlates one request across edge and origin logs.
 pub const REQUEST_ID: &str = "x-request-id";
+/// The client's IP as the edge saw it (Cloudflare's `cf-connecting-ip` on the request
+/// to the Worker), set by the edge on every origin request and never taken from the
+/// client: the origin's per-IP login limit reads it.
+pub const CLIENT_IP: &str = "x-edge-client-ip";

@@ -103,7 +103,7 @@ async fn the_reviews_findings_stay_fixed_in_workerd() {
         .object("ok/p.jpg", photo(400, 200))
         .object("sweep/gone.jpg", photo(300, 200))
         .object("sweep/kept.jpg", photo(300, 200))
-        .object("odd/a(1)!.jpg", b"not an image".to_vec())
+        .object("odd/a b.jpg", b"not an image".to_vec())
         .object(
             "up/x.svg",
             b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>".to_vec(),
@@ -276,10 +276,10 @@ async fn the_reviews_findings_stay_fixed_in_workerd() {
 
     // 9. onerror=redirect escapes the key: a valid Location to the same key (non-Latin-1,
     //    `?`, `#` and `%` are covered natively: wrangler's local R2 CLI cannot store them).
-    let redirect = get(&stack, "/img/w=100,onerror=redirect/odd/a(1)!.jpg", LEGACY).await;
+    let redirect = get(&stack, "/img/w=100,onerror=redirect/odd/a%20b.jpg", LEGACY).await;
     assert_eq!(redirect.status(), 302, "{}", log());
     let location = header(&redirect, "location");
-    assert_eq!(location, "/media/odd/a%281%29%21.jpg");
+    assert_eq!(location, "/media/odd/a%20b.jpg");
     let original = get(&stack, &location, LEGACY).await;
     assert_eq!(original.bytes().await.unwrap().as_ref(), b"not an image");
 

@@ -16,13 +16,17 @@ impl ObjectKey {
         if rest.is_empty() {
             return Err(bad("empty key"));
         }
-        if rest.len() > Self::MAX_BYTES {
+        // At most three URL bytes per key byte (every byte escaped).
+        if rest.len() > 3 * Self::MAX_BYTES {
             return Err(bad("key longer than 1024 bytes"));
         }
         // URL paths arrive percent-encoded (spaces, non-ASCII names); keys are stored
         // decoded. Decoding happens once, and every check below runs on the result, so
         // `%2e%2e` or `%2F..%2F` cannot smuggle a traversal past them.
         let rest = &percent_decode(rest).ok_or_else(|| bad("bad percent-encoding"))?;
+        if rest.len() > Self::MAX_BYTES {
+            return Err(bad("key longer than 1024 bytes"));
+        }
         if rest.chars().any(|c| c.is_control() || c == '\\') {
             return Err(bad("control characters or backslashes"));
         }
@@ -90,9 +94,10 @@ impl ObjectKey {
 }
 
 impl ObjectKey {
-    /// The key as a URL path (no leading `/`): each segment percent-encoded, everything
-    /// but RFC 3986's unreserved characters escaped, so a key with `?`, `#`, `%` or
-    /// non-Latin-1 characters is a valid `Location` that names the same object.
+    /// The key as a URL path (no leading `/`): each segment percent-encoded — everything
+    /// but RFC 3986's `pchar` (unreserved, sub-delims, `:` and `@`) escaped — so a key
+    /// with `?`, `#`, `%`, spaces or non-Latin-1 characters is a valid `Location` that
+    /// names the same object.
     pub fn url_path(&self) -> String {
         let mut out = String::with_capacity(self.0.len());
         for (i, segment) in self.0.split('/').enumerate() {
@@ -100,7 +105,27 @@ impl ObjectKey {
                 out.push('/');
             }
             for b in segment.bytes() {
-                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                let pchar = b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b'-' | b'.'
+                            | b'_'
+                            | b'~'
+                            | b'!'
+                            | b'$'
+                            | b'&'
+                            | b'\''
+                            | b'('
+                            | b')'
+                            | b'*'
+                            | b'+'
+                            | b','
+                            | b';'
+                            | b'='
+                            | b':'
+                            | b'@'
+                    );
+                if pchar {
                     out.push(char::from(b));
                 } else {
                     out.push_str(&format!("%{b:02X}"));

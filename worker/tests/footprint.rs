@@ -72,7 +72,8 @@ static ALLOCATOR: Counting = Counting;
 enum Source {
     /// PNG colour type, bit depth, interlaced.
     Png(u8, u8, bool),
-    /// GIF: canvas side ÷ frame side (1 = the frame is the canvas; 0 = a 1×1 canvas).
+    /// GIF: 0 = a 1×1 canvas under the frame; 1 = the frame is the canvas; 2 = a
+    /// half-size frame inside the canvas, offset.
     Gif(u32),
     /// WebP: lossless, alpha.
     Webp(bool, bool),
@@ -142,9 +143,15 @@ fn png(side: u32, colour: u8, depth: u8, interlaced: bool) -> Vec<u8> {
     out
 }
 
+/// `ratio` 0: a 1×1 canvas under a `side` frame; 1: the frame is the canvas; 2: a `side`
+/// canvas with a half-size frame inside it, offset.
 fn gif(side: u32, ratio: u32) -> Vec<u8> {
-    let frame = side.min(u32::from(u16::MAX)) as u16;
-    let canvas = u32::from(frame).checked_div(ratio).map_or(1, |c| c.max(1)) as u16;
+    let side16 = side.min(u32::from(u16::MAX)) as u16;
+    let (canvas, frame, offset) = match ratio {
+        0 => (1, side16, 0),
+        1 => (side16, side16, 0),
+        _ => (side16, (side16 / 2).max(1), side16 / 4),
+    };
     let palette: Vec<u8> = (0..=255u8).flat_map(|i| [i, i, 255 - i]).collect();
     let mut out = Vec::new();
     {
@@ -153,16 +160,14 @@ fn gif(side: u32, ratio: u32) -> Vec<u8> {
         let buffer: Vec<u8> = (0..usize::from(frame) * usize::from(frame))
             .map(|i| (i / 4099) as u8)
             .collect();
-        let mut f = gif::Frame {
+        let f = gif::Frame {
             width: frame,
             height: frame,
+            left: offset,
+            top: offset,
             buffer: buffer.into(),
             ..gif::Frame::default()
         };
-        if ratio > 1 {
-            // A frame inside a larger canvas, offset.
-            f.left = canvas.saturating_sub(frame) / 2;
-        }
         encoder
             .write_frame(&f)
             .unwrap_or_else(|e| panic!("gif frame: {e}"));

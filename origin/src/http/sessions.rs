@@ -91,8 +91,9 @@ fn cookie(value: &str, max_age: u64) -> Option<HeaderValue> {
     .ok()
 }
 
-/// The client's IP: the configured header (the edge's `cf-connecting-ip`), else the
-/// TCP peer.
+/// The client's IP: the configured header (the edge's `x-edge-client-ip`), else the
+/// TCP peer. IPv6 addresses are cut to their /64 (one host's usual allocation), so
+/// rotating through one subnet does not mint fresh allowances.
 fn client_ip(
     headers: &HeaderMap,
     header_name: Option<&str>,
@@ -103,6 +104,13 @@ fn client_ip(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
         .or(peer.map(|p| p.ip()))
+        .map(|ip| match ip {
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+            v4 => v4,
+        })
 }
 
 /// A login has its own budget (`login_limits`): rate limits per IP and per account, and
@@ -180,18 +188,20 @@ mod tests {
     fn the_client_ip_comes_from_the_edge_header_else_the_peer() {
         let peer: SocketAddr = "10.1.2.3:5555".parse().unwrap();
         let mut headers = HeaderMap::new();
-        assert_eq!(
-            client_ip(&headers, Some("cf-connecting-ip"), Some(peer)),
-            Some(peer.ip())
+        let h = Some("x-edge-client-ip");
+        assert_eq!(client_ip(&headers, h, Some(peer)), Some(peer.ip()));
+        headers.insert(
+            "x-edge-client-ip",
+            HeaderValue::from_static("2001:db8:1:2:3:4:5:6"),
         );
-        headers.insert("cf-connecting-ip", HeaderValue::from_static("2001:db8::1"));
         assert_eq!(
-            client_ip(&headers, Some("cf-connecting-ip"), Some(peer)),
-            "2001:db8::1".parse().ok()
+            client_ip(&headers, h, Some(peer)),
+            "2001:db8:1:2::".parse().ok(),
+            "a /64"
         );
         assert_eq!(client_ip(&headers, None, Some(peer)), Some(peer.ip()));
-        headers.insert("cf-connecting-ip", HeaderValue::from_static("garbage"));
-        assert_eq!(client_ip(&headers, Some("cf-connecting-ip"), None), None);
+        headers.insert("x-edge-client-ip", HeaderValue::from_static("garbage"));
+        assert_eq!(client_ip(&headers, h, None), None);
     }
 
     #[test]

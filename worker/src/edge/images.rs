@@ -126,7 +126,7 @@ pub(super) async fn serve(
     };
 
     let bucket = env.bucket(BUCKET).map_err(runtime)?;
-    let versioned = options.version.is_some();
+    let versioned = options.version.is_some() && admission.trusts_versions();
     // The source's ETag versions every derivative, `v=` URLs included: a `v=` names a
     // version for browsers (an immutable URL), but what is stored is always bound to the
     // bytes it was made from, so asking for `v=8` before version 8 is uploaded cannot

@@ -4,7 +4,7 @@
 //! callers answer — or, for cached classes, cover with a stale copy.
 
 use futures_util::future::{Either, select};
-use protocol::headers::{REQUEST_ID, SEGMENT};
+use protocol::headers::{CLIENT_IP, REQUEST_ID, SEGMENT};
 use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
 
 use super::now_ms;
@@ -42,11 +42,16 @@ pub(super) fn forward_headers(req: &Request, forward: Forward) -> Result<Headers
     for (name, value) in req.headers().entries() {
         let keep = match forward {
             Forward::Shared => SHARED_ALLOW.contains(&name.as_str()),
-            Forward::All => !HOP_BY_HOP.contains(&name.as_str()) && name != SEGMENT,
+            Forward::All => {
+                !HOP_BY_HOP.contains(&name.as_str()) && name != SEGMENT && name != CLIENT_IP
+            }
         };
         if keep {
             out.append(&name, &value).map_err(runtime)?;
         }
+    }
+    if let Some(ip) = req.headers().get("cf-connecting-ip").map_err(runtime)? {
+        out.set(CLIENT_IP, &ip).map_err(runtime)?;
     }
     Ok(out)
 }

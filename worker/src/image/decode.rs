@@ -37,8 +37,9 @@ pub enum DecodeError {
     #[error("corrupt image: {0}")]
     Corrupt(String),
     #[error(
-        "the JPEG has {scans} scans, over the limit of {limit} (each scan is a pass over the \
-         whole image; re-save it with a standard progressive or baseline encoder)"
+        "the JPEG's {scans} scans pass over its blocks more often than an image needs (at \
+         most {limit} scans and 16 passes over every block; re-save it with a standard \
+         progressive or baseline encoder)"
     )]
     TooManyScans { scans: u32, limit: u32 },
 }
@@ -120,6 +121,10 @@ pub struct DecodeCost {
 /// (libjpeg's progressive script) and libjpeg-turbo's tools refuse more than 500; jpeg-decoder
 /// has no such guard, so the header walk counts them first.
 pub const MAX_JPEG_SCANS: u32 = 256;
+/// Block visits a JPEG's scans may add up to, in whole passes over every block of the
+/// frame. libjpeg's progressive script visits each block about six times; a scan bomb
+/// declaring a large frame with hundreds of empty scans would visit it hundreds of times.
+const MAX_BLOCK_PASSES: u64 = 16;
 
 /// Reads dimensions, layout and decode cost from the header only.
 pub fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
@@ -127,12 +132,22 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
     let mut progressive_coefficient_bytes = None;
     let mut scales_on_decode = format.scales_on_decode();
     let mut frame = None;
-    let mut metadata_bytes = 0;
+    let metadata_bytes;
     let corrupt = |e: image::ImageError| DecodeError::Corrupt(e.to_string());
     let (width, height, cost) = match format {
         SourceFormat::Jpeg => {
             let layout = jpeg_layout(bytes);
             if layout.scans > MAX_JPEG_SCANS {
+                return Err(DecodeError::TooManyScans {
+                    scans: layout.scans,
+                    limit: MAX_JPEG_SCANS,
+                });
+            }
+            // Empty scans cost as much as full ones (jpeg-decoder decodes every block of
+            // each, filling missing data with zeros): what is bounded is the passes.
+            if let Some(frame) = &layout.frame
+                && layout.block_visits > MAX_BLOCK_PASSES * frame.blocks()
+            {
                 return Err(DecodeError::TooManyScans {
                     scans: layout.scans,
                     limit: MAX_JPEG_SCANS,
@@ -178,16 +193,22 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
         }
         other => {
             use image::ImageDecoder;
-            let decoder = image::ImageReader::with_format(Cursor::new(bytes), image_format(other))
-                .into_decoder()
-                .map_err(corrupt)?;
+            let mut decoder = reader(bytes, other).into_decoder().map_err(corrupt)?;
             let (w, h) = decoder.dimensions();
+            // The profile the decoder already holds, and our copy of it.
+            metadata_bytes = decoder
+                .icc_profile()
+                .ok()
+                .flatten()
+                .map_or(0, |icc| icc.len() as u64);
             let color = decoder.color_type();
             let native = color.bytes_per_pixel();
             let working = match other {
                 // The VP8 frame's YUV planes (1.5), or the lossless ARGB words (4), and
                 // an alpha plane decoded through ARGB words (lossy with alpha measured
-                // at 10.4 bytes a pixel in all).
+                // at 10.4 bytes a pixel in all); an animation also keeps its frame and
+                // canvas buffers (8 more).
+                SourceFormat::Webp if webp_is_animated(bytes) => 15,
                 SourceFormat::Webp => 7,
                 // Row buffers only (png decodes straight into the output, Adam7 passes
                 // included); GIF frames are counted apart.
@@ -217,6 +238,11 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
         frame,
         metadata_bytes,
     })
+}
+
+/// Whether a WebP's VP8X header sets the animation flag.
+fn webp_is_animated(bytes: &[u8]) -> bool {
+    bytes.get(12..16) == Some(b"VP8X") && bytes.get(20).is_some_and(|flags| flags & 0x02 != 0)
 }
 
 /// The first frame's extent (its offset plus its size) when it differs from the canvas.
@@ -284,6 +310,44 @@ struct Frame {
     height: u16,
     /// (horizontal, vertical) sampling factor per component, each 1–4.
     factors: Vec<(u8, u8)>,
+    /// Component identifiers, in frame order (scans name components by them).
+    ids: Vec<u8>,
+}
+
+impl Frame {
+    /// 8×8 blocks of one component (by identifier), padded to whole MCUs; 0 if unknown.
+    fn component_blocks(&self, id: u8) -> u64 {
+        let Some(i) = self.ids.iter().position(|&c| c == id) else {
+            return 0;
+        };
+        let hmax = self
+            .factors
+            .iter()
+            .map(|f| u64::from(f.0))
+            .max()
+            .unwrap_or(1);
+        let vmax = self
+            .factors
+            .iter()
+            .map(|f| u64::from(f.1))
+            .max()
+            .unwrap_or(1);
+        let (w, h) = (u64::from(self.width), u64::from(self.height));
+        let Some(&(hf, vf)) = self.factors.get(i) else {
+            return 0;
+        };
+        let (hf, vf) = (u64::from(hf), u64::from(vf));
+        w.div_ceil(8 * hmax) * hf * h.div_ceil(8 * vmax) * vf
+    }
+
+    /// 8×8 blocks of every component.
+    fn blocks(&self) -> u64 {
+        self.ids
+            .iter()
+            .map(|&id| self.component_blocks(id))
+            .sum::<u64>()
+            .max(1)
+    }
 }
 
 /// What a walk over a JPEG's markers finds, before any pixel is decoded.
@@ -295,6 +359,8 @@ struct JpegLayout {
     scans: u32,
     /// Bytes of APPn segments (ICC chunks, EXIF, XMP): the decoder keeps copies.
     app_bytes: u64,
+    /// Blocks the scans visit in all (each scan: the blocks of the components it names).
+    block_visits: u64,
 }
 
 /// Walks every marker to EOI, skipping bytes between segments exactly as jpeg-decoder's
@@ -339,6 +405,14 @@ fn jpeg_layout(bytes: &[u8]) -> JpegLayout {
             0xDA => {
                 layout.scans += 1;
                 frame_allowed = false;
+                if let (Some(frame), Some(segment)) = (&layout.frame, segment) {
+                    let count = usize::from(segment.first().copied().unwrap_or(0));
+                    let visits: u64 = (0..count)
+                        .filter_map(|i| segment.get(1 + 2 * i))
+                        .map(|id| frame.component_blocks(*id))
+                        .sum();
+                    layout.block_visits = layout.block_visits.saturating_add(visits);
+                }
             }
             0xE0..=0xEF => layout.app_bytes += len as u64,
             0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
@@ -365,10 +439,14 @@ fn parse_frame(segment: &[u8]) -> Option<Frame> {
             ((1..=4).contains(&h) && (1..=4).contains(&v)).then_some((h, v))
         })
         .collect::<Option<Vec<_>>>()?;
+    let ids = (0..count)
+        .map(|i| segment.get(6 + i * 3).copied())
+        .collect::<Option<Vec<_>>>()?;
     Some(Frame {
         width,
         height,
         factors,
+        ids,
     })
 }
 
@@ -376,6 +454,23 @@ fn parse_frame(segment: &[u8]) -> Option<Frame> {
 #[cfg(test)]
 fn jpeg_frame(bytes: &[u8]) -> Option<Frame> {
     jpeg_layout(bytes).frame
+}
+
+/// Most bytes a PNG's metadata (iCCP, text) may inflate to. png inflates an iCCP profile
+/// while reading the header, bounded only by the reader's `max_alloc` (512 MiB by
+/// default): a 500 KB zip bomb would pass 128 MiB before any limit of ours ran.
+const METADATA_ALLOC_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// A reader for the non-JPEG formats with the metadata bound (png applies `max_alloc` to
+/// what it inflates beside the pixels; the pixel buffer is ours and checked by the model).
+fn reader(bytes: &[u8], format: SourceFormat) -> image::ImageReader<Cursor<&[u8]>> {
+    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), image_format(format));
+    if format == SourceFormat::Png {
+        let mut limits = image::Limits::default();
+        limits.max_alloc = Some(METADATA_ALLOC_LIMIT);
+        reader.limits(limits);
+    }
+    reader
 }
 
 fn image_format(format: SourceFormat) -> image::ImageFormat {
@@ -404,10 +499,7 @@ pub fn decode(bytes: &[u8], header: &Header, at_least: (u32, u32)) -> Result<Dec
         other => {
             use image::ImageDecoder;
             let corrupt = |e: image::ImageError| DecodeError::Corrupt(e.to_string());
-            let mut decoder =
-                image::ImageReader::with_format(Cursor::new(bytes), image_format(other))
-                    .into_decoder()
-                    .map_err(corrupt)?;
+            let mut decoder = reader(bytes, other).into_decoder().map_err(corrupt)?;
             let icc = decoder.icc_profile().ok().flatten();
             let image = image::DynamicImage::from_decoder(decoder).map_err(corrupt)?;
             let has_alpha = image.color().has_alpha();
@@ -685,8 +777,17 @@ mod tests {
             out
         };
         assert_eq!(jpeg_layout(&jpeg).scans, 1);
-        assert_eq!(jpeg_layout(&with_scans(9)).scans, 10);
-        assert!(read_header(&with_scans(MAX_JPEG_SCANS as usize - 1)).is_ok());
+        let layout = jpeg_layout(&with_scans(9));
+        assert_eq!(layout.scans, 10);
+        let frame = layout.frame.unwrap();
+        // Each empty scan names component 1 (luma): its 64 blocks.
+        assert_eq!(layout.block_visits, frame.blocks() + 9 * 64);
+        assert!(read_header(&with_scans(9)).is_ok());
+        // Empty scans cost a pass each: 60 of them are past 16 passes over every block.
+        assert!(matches!(
+            read_header(&with_scans(60)),
+            Err(DecodeError::TooManyScans { scans: 61, .. })
+        ));
         assert_eq!(
             read_header(&with_scans(MAX_JPEG_SCANS as usize)),
             Err(DecodeError::TooManyScans {

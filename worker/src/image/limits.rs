@@ -138,8 +138,9 @@ pub enum LimitError {
     )]
     Memory { needed_mib: u64, budget_mib: u64 },
     #[error(
-        "the JPEG has {scans} scans, over the limit of {limit} (each scan is a pass over the \
-         whole image; re-save it with a standard progressive or baseline encoder)"
+        "the JPEG's {scans} scans pass over its blocks more often than an image needs (at \
+         most {limit} scans and 16 passes over every block; re-save it with a standard \
+         progressive or baseline encoder)"
     )]
     Scans { scans: u32, limit: u32 },
 }
@@ -167,16 +168,14 @@ impl Limits {
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
-        let readable = matches!(
+        // Refuse what is declared as something else; an image type we may not know the
+        // spelling of (`image/jpg`, `image/x-png`) or a generic one is left to sniffing.
+        let generic = matches!(
             essence.as_str(),
-            "image/jpeg"
-                | "image/png"
-                | "image/webp"
-                | "image/gif"
-                | "application/octet-stream"
-                | ""
+            "" | "application/octet-stream" | "binary/octet-stream"
         );
-        if !readable {
+        let other = (!essence.starts_with("image/") && !generic) || essence == "image/svg+xml";
+        if other {
             return Err(SourceError::NotAnImage(essence));
         }
         Ok(())
@@ -279,6 +278,16 @@ mod tests {
         assert_eq!(l.check_source(1000, "image/jpeg"), Ok(()));
         assert_eq!(l.check_source(1000, ""), Ok(()), "unknown: sniffed");
         assert_eq!(l.check_source(1000, "application/octet-stream"), Ok(()));
+        assert_eq!(
+            l.check_source(1000, "image/jpg"),
+            Ok(()),
+            "mislabels are sniffed"
+        );
+        assert_eq!(l.check_source(1000, "binary/octet-stream"), Ok(()));
+        assert!(matches!(
+            l.check_source(1000, "text/html"),
+            Err(SourceError::NotAnImage(_))
+        ));
         assert!(matches!(
             l.check_source(1000, "video/mp4"),
             Err(SourceError::NotAnImage(_))

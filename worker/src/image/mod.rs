@@ -388,12 +388,13 @@ mod canonical_tests {
                 ])
             ),
             format!("metadata={}", rng.pick(&["none", "copyright", "keep"])),
+            format!("f={}", rng.pick(&["auto", "webp", "jpeg", "png"])),
             String::from("onerror=redirect"),
             format!("v={}", rng.next() % 4),
         ];
         candidates
             .into_iter()
-            .filter(|_| rng.next() % 2 == 0)
+            .filter(|_| rng.next().is_multiple_of(2))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -409,8 +410,14 @@ mod canonical_tests {
         let mut compared = 0;
         for _ in 0..160 {
             let spelled = generated(&mut rng);
-            let format = formats[(rng.next() % 3) as usize];
             let original = ImageOptions::parse(&spelled).unwrap().options;
+            // The output format follows `f=` as negotiation would; `auto` may be any.
+            let format = match original.format {
+                options::FormatRequest::Png => OutputFormat::Png,
+                options::FormatRequest::Jpeg => OutputFormat::Jpeg,
+                options::FormatRequest::Webp => OutputFormat::Webp,
+                _ => formats[(rng.next() % 3) as usize],
+            };
             let normalized = ImageOptions::parse(&original.normalized()).unwrap().options;
             assert_eq!(normalized, original.canonical(), "{spelled}");
             for source in &sources {

@@ -45,8 +45,9 @@ impl Access {
 pub enum GravityRule {
     /// Any point (1001 × 1001 positions).
     Any,
-    /// Points on a grid with this step, in thousandths (100 = 0.1: 11 × 11 positions;
-    /// the named positions are on every grid whose step divides 500).
+    /// Points on a grid with this step, in thousandths, which divides 500 (100 = 0.1:
+    /// 11 × 11 positions; 500 = `named`: the centre, the four edge midpoints and the four
+    /// corners).
     Grid(u16),
 }
 
@@ -149,6 +150,13 @@ pub enum Admission {
 }
 
 impl Admission {
+    /// Whether a `v=` on this URL may make the response immutable for a year. Only the
+    /// operator's URLs: anyone can ask for `v=8` before version 8 exists, and browsers
+    /// and shared caches would keep the old picture under it for a year.
+    pub fn trusts_versions(self) -> bool {
+        !matches!(self, Self::Policy)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Preset => "preset",
@@ -192,19 +200,13 @@ impl DerivativePolicy {
                 }
                 return Err(PolicyError::BadSignature.into());
             }
-            (Some(_), None) => {
-                return Err(PolicyError::Unsigned(
-                    "this image URL needs a sig= (signed URLs are on)",
-                )
-                .into());
-            }
-            (None, _) if self.access == Access::SignedOrPreset => {
+            (_, None) if self.access == Access::SignedOrPreset => {
                 return Err(PolicyError::Unsigned(
                     "this deployment serves signed or preset image URLs only",
                 )
                 .into());
             }
-            (None, _) => {}
+            (_, None) | (None, Some(_)) => {}
         }
         self.check(&options)?;
         Ok((options, Admission::Policy))
@@ -343,7 +345,8 @@ pub fn parse_gravity(raw: &str) -> Option<GravityRule> {
         other => {
             let step: f64 = other.strip_prefix("grid:")?.parse().ok()?;
             let thousandths = (step * 1000.0).round();
-            ((1.0..=500.0).contains(&thousandths) && 1000.0 % thousandths == 0.0)
+            // The grid must hold the centre (the default), so the step divides 0.5.
+            ((1.0..=500.0).contains(&thousandths) && 500.0 % thousandths == 0.0)
                 .then_some(thousandths as u16)
                 .map(GravityRule::Grid)
         }
@@ -430,6 +433,16 @@ mod tests {
         let tampered = format!("w=777,q=33,bg=000000,sig={sig}");
         assert_eq!(refused_option(admit(&p, &tampered, Some(secret))), "sig");
         assert_eq!(refused_option(admit(&p, "w=800", Some(secret))), "sig");
+        // In open mode a signing key admits signed URLs beside unsigned ones in policy.
+        let open = DerivativePolicy::default();
+        assert_eq!(
+            admit(&open, "w=800", Some(secret)).unwrap().1,
+            Admission::Policy
+        );
+        assert_eq!(refused_option(admit(&open, "w=801", Some(secret))), "width");
+        // Only the operator's URLs (signed, presets) may make a `v=` immutable.
+        assert!(Admission::Signed.trusts_versions() && Admission::Preset.trusts_versions());
+        assert!(!Admission::Policy.trusts_versions());
     }
 
     #[test]
@@ -437,6 +450,8 @@ mod tests {
         assert_eq!(parse_gravity("named"), Some(GravityRule::Grid(500)));
         assert_eq!(parse_gravity("grid:0.1"), Some(GravityRule::Grid(100)));
         assert_eq!(parse_gravity("grid:0.3"), None, "must divide the unit");
+        assert_eq!(parse_gravity("grid:0.2"), None, "must hold the centre");
+        assert_eq!(parse_gravity("grid:0.05"), Some(GravityRule::Grid(50)));
         assert_eq!(parse_gravity("any"), Some(GravityRule::Any));
         assert_eq!(parse_list("any", |v| v.parse::<u32>().ok()), Ok(None));
         assert_eq!(
