@@ -196,6 +196,10 @@ async fn the_reviews_findings_stay_fixed_in_workerd() {
     // 6. `v=` cannot pre-poison: asking v=8 before version 8 exists stores nothing that
     //    version 8 will be served from.
     let early = get(&stack, "/img/w=100,v=8/ver/p.jpg", LEGACY).await;
+    assert!(
+        !header(&early, "cache-control").contains("immutable"),
+        "an unsigned v= is not the operator's promise"
+    );
     assert_eq!(
         read_header(&early.bytes().await.unwrap()).unwrap().height,
         50

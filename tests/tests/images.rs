@@ -246,7 +246,9 @@ async fn a_40_megapixel_jpeg_stays_inside_the_isolate_memory_cap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_original_never_serves_an_old_derivative_and_versioned_urls_are_immutable() {
-    let options = EdgeOptions::default().object("swap/p.jpg", photo(400, 200));
+    let options = EdgeOptions::default()
+        .var("IMAGE_PRESETS", "w100v7:w=100,v=7")
+        .object("swap/p.jpg", photo(400, 200));
     let stack = Stack::start_with(options).await;
     let path = "/img/w=100/swap/p.jpg";
     let first = get(&stack, path, LEGACY).await;
@@ -275,12 +277,16 @@ async fn a_replaced_original_never_serves_an_old_derivative_and_versioned_urls_a
         100
     );
 
-    let versioned = get(&stack, "/img/w=100,v=7/swap/p.jpg", LEGACY).await;
+    // The operator's versioned URL (a preset here; a signed URL alike) is immutable; an
+    // unsigned `v=` keeps the image class's lifetimes.
+    let versioned = get(&stack, "/img/w100v7/swap/p.jpg", LEGACY).await;
     assert_eq!(versioned.status(), 200);
     assert_eq!(
         header(&versioned, "cache-control"),
         "public, max-age=31536000, immutable"
     );
+    let unsigned = get(&stack, "/img/w=100,v=7/swap/p.jpg", LEGACY).await;
+    assert!(!header(&unsigned, "cache-control").contains("immutable"));
     assert!(
         header(&versioned, "server-timing").contains("r2-head"),
         "v= URLs are bound to the source ETag too"

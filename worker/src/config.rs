@@ -38,8 +38,8 @@ pub mod vars {
     pub const IMAGE_GRAVITY: &str = "IMAGE_GRAVITY";
     pub const IMAGE_PRESETS: &str = "IMAGE_PRESETS";
     pub const IMAGE_ACCESS: &str = "IMAGE_ACCESS";
-    /// How long a derivative's source ETag is trusted for the sweeper (`derived/`
-    /// objects whose source is gone or replaced are deleted by the cron trigger).
+    /// `derived/` objects the sweeper (the cron trigger) examines per run, 1–500 (it
+    /// deletes derivatives whose source is gone or replaced).
     pub const IMAGE_SWEEP_BATCH: &str = "IMAGE_SWEEP_BATCH";
     /// Secret: when set, image URLs need `sig=` (hex HMAC-SHA256, see `image::sign`).
     pub const IMAGE_SIGNING_KEY: &str = "IMAGE_SIGNING_KEY";
@@ -161,7 +161,7 @@ impl Config {
         let image_policy = image_policy(&lookup, image_signing_key.is_some())?;
         let image_sweep_batch = match lookup(vars::IMAGE_SWEEP_BATCH) {
             None => 500,
-            Some(raw) => parse_bounded(vars::IMAGE_SWEEP_BATCH, &raw, 1, 1000)? as u32,
+            Some(raw) => parse_bounded(vars::IMAGE_SWEEP_BATCH, &raw, 1, 500)? as u32,
         };
         Ok(Self {
             origin_url,

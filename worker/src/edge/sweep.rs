@@ -2,7 +2,9 @@
 //! `derived/` with each object's custom metadata, asks `image::sweep::verdict` about it,
 //! and deletes what the verdict says. At most `IMAGE_SWEEP_BATCH` objects per run; the
 //! place it stopped is kept in R2 (`image::sweep::CURSOR_KEY`) for the next run, and a
-//! finished pass starts over. Each source is looked up once per run.
+//! finished pass starts over. Each source is looked up once per run; a failed lookup
+//! skips that derivative (the next pass sees it again) rather than stalling the page.
+//! With the batch capped at 500, a run stays under 510 R2 operations.
 
 use std::collections::HashMap;
 
@@ -16,7 +18,7 @@ use crate::image::sweep::{CURSOR_KEY, DerivedFrom, Verdict, verdict};
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     match sweep(&env).await {
         Ok(report) => worker::console_log!(
-            "sweep ({}): examined {}, deleted {} ({}), {}",
+            "sweep ({}): examined {}, deleted {} ({}), skipped {}, {}",
             event.cron(),
             report.examined,
             report.deleted,
@@ -26,6 +28,7 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
                 .map(|(r, n)| format!("{r}: {n}"))
                 .collect::<Vec<_>>()
                 .join(", "),
+            report.skipped,
             if report.finished {
                 "pass finished"
             } else {
@@ -41,6 +44,7 @@ struct Report {
     examined: u32,
     deleted: u32,
     reasons: HashMap<&'static str, u32>,
+    skipped: u32,
     finished: bool,
 }
 
@@ -81,11 +85,19 @@ async fn sweep(env: &Env) -> worker::Result<Report> {
             None => None,
             Some(from) => match sources.get(&from.source_key) {
                 Some(etag) => etag.clone(),
-                None => {
-                    let etag = bucket.head(&from.source_key).await?.map(|o| o.http_etag());
-                    sources.insert(from.source_key.clone(), etag.clone());
-                    etag
-                }
+                None => match bucket.head(&from.source_key).await {
+                    Ok(head) => {
+                        let etag = head.map(|o| o.http_etag());
+                        sources.insert(from.source_key.clone(), etag.clone());
+                        etag
+                    }
+                    // Unknown is not gone: keep it, and let the next pass look again.
+                    Err(e) => {
+                        worker::console_warn!("sweep: head {} failed: {e}", from.source_key);
+                        report.skipped += 1;
+                        continue;
+                    }
+                },
             },
         };
         if let Verdict::Delete(reason) = verdict(from.as_ref(), current.as_deref()) {
