@@ -103,7 +103,7 @@ async fn the_reviews_findings_stay_fixed_in_workerd() {
         .object("ok/p.jpg", photo(400, 200))
         .object("sweep/gone.jpg", photo(300, 200))
         .object("sweep/kept.jpg", photo(300, 200))
-        .object("odd/a b.jpg", b"not an image".to_vec())
+        .object("odd/a(1)!.jpg", b"not an image".to_vec())
         .object(
             "up/x.svg",
             b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>".to_vec(),
@@ -126,9 +126,11 @@ async fn the_reviews_findings_stay_fixed_in_workerd() {
                 let peak: u64 = header(&response, "x-edge-memory-peak").parse().unwrap();
                 assert!(peak <= bound, "{path}: peak {peak} over the model {bound}");
                 let linear: u64 = header(&response, "x-edge-memory-linear").parse().unwrap();
+                eprintln!("{path}: allocator peak {peak}, model {bound}, linear memory {linear}");
                 assert!(linear <= 128 * 1024 * 1024, "{path}: {linear}");
             }
             Err(TransformError::TooLarge(_)) => {
+                eprintln!("{path}: refused by the model");
                 let (status, field, message) = error_of(response).await;
                 assert_eq!(
                     (status, field.as_deref()),
@@ -278,12 +280,19 @@ async fn the_reviews_findings_stay_fixed_in_workerd() {
     );
     assert!(stored(&kept_key), "a derivative of a live source stays");
 
-    // 9. onerror=redirect escapes the key: a valid Location to the same key (non-Latin-1,
-    //    `?`, `#` and `%` are covered natively: wrangler's local R2 CLI cannot store them).
-    let redirect = get(&stack, "/img/w=100,onerror=redirect/odd/a%20b.jpg", LEGACY).await;
+    // 9. onerror=redirect builds its Location from the key, segment by segment, and it
+    //    leads back to the same object (keys with spaces, non-Latin-1, `?`, `#` or `%`
+    //    are covered natively and by the route fuzz target: wrangler's local R2 CLI
+    //    mangles such keys on upload).
+    let redirect = get(
+        &stack,
+        "/img/w=100,onerror=redirect/odd/a%281%29%21.jpg",
+        LEGACY,
+    )
+    .await;
     assert_eq!(redirect.status(), 302, "{}", log());
     let location = header(&redirect, "location");
-    assert_eq!(location, "/media/odd/a%20b.jpg");
+    assert_eq!(location, "/media/odd/a(1)!.jpg");
     let original = get(&stack, &location, LEGACY).await;
     assert_eq!(original.bytes().await.unwrap().as_ref(), b"not an image");
 
