@@ -283,24 +283,7 @@ fn coefficient_bytes(frame: Option<&Frame>, info: &jpeg_decoder::ImageInfo) -> u
     {
         return worst;
     }
-    let hmax = frame
-        .factors
-        .iter()
-        .map(|f| u64::from(f.0))
-        .max()
-        .unwrap_or(1);
-    let vmax = frame
-        .factors
-        .iter()
-        .map(|f| u64::from(f.1))
-        .max()
-        .unwrap_or(1);
-    let (mcus_x, mcus_y) = (w.div_ceil(8 * hmax), h.div_ceil(8 * vmax));
-    frame
-        .factors
-        .iter()
-        .map(|&(hf, vf)| mcus_x * u64::from(hf) * mcus_y * u64::from(vf) * 64 * 2)
-        .sum()
+    frame.blocks() * 64 * 2
 }
 
 /// What the first SOF segment says.
@@ -315,29 +298,30 @@ struct Frame {
 }
 
 impl Frame {
-    /// 8×8 blocks of one component (by identifier), padded to whole MCUs; 0 if unknown.
-    fn component_blocks(&self, id: u8) -> u64 {
-        let Some(i) = self.ids.iter().position(|&c| c == id) else {
+    /// 8×8 blocks of the component at `index`, padded to whole MCUs at its sampling
+    /// factors (as jpeg-decoder allocates them); 0 if there is none.
+    fn blocks_at(&self, index: usize) -> u64 {
+        let Some(&(hf, vf)) = self.factors.get(index) else {
             return 0;
         };
-        let hmax = self
-            .factors
-            .iter()
-            .map(|f| u64::from(f.0))
-            .max()
-            .unwrap_or(1);
-        let vmax = self
-            .factors
-            .iter()
-            .map(|f| u64::from(f.1))
-            .max()
-            .unwrap_or(1);
+        let max = |pick: fn(&(u8, u8)) -> u8| {
+            self.factors
+                .iter()
+                .map(|f| u64::from(pick(f)))
+                .max()
+                .unwrap_or(1)
+        };
+        let (hmax, vmax) = (max(|f| f.0), max(|f| f.1));
         let (w, h) = (u64::from(self.width), u64::from(self.height));
-        let Some(&(hf, vf)) = self.factors.get(i) else {
-            return 0;
-        };
-        let (hf, vf) = (u64::from(hf), u64::from(vf));
-        w.div_ceil(8 * hmax) * hf * h.div_ceil(8 * vmax) * vf
+        w.div_ceil(8 * hmax) * u64::from(hf) * h.div_ceil(8 * vmax) * u64::from(vf)
+    }
+
+    /// 8×8 blocks of one component, named by its identifier (as scans name them).
+    fn component_blocks(&self, id: u8) -> u64 {
+        self.ids
+            .iter()
+            .position(|&c| c == id)
+            .map_or(0, |i| self.blocks_at(i))
     }
 
     /// 8×8 blocks of every component.
