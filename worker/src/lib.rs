@@ -10,7 +10,8 @@
 //! |---|---|
 //! | [`config`] | wrangler vars and secrets parsed once into [`config::Config`] |
 //! | [`route`] | method + path parsed into a [`route::Route`] (class, R2 key) |
-//! | [`policy`] | the cache policy table, storage decisions, headers, keys, freshness |
+//! | [`policy`] | the cache policy table, the sans-I/O cache flow, stored entries, headers, keys |
+//! | [`collapse`] | request collapsing: one upstream trip per key in flight |
 //! | [`assets`] | R2 object keys, content types, byte ranges |
 //! | [`image`] | image URL options, fit geometry, format negotiation |
 //! | [`segment`] | the viewer's segment from the verified session cookie |
@@ -19,6 +20,7 @@
 //! | `edge` (wasm32) | `#[event(fetch)]`, proxying, Workers API glue |
 
 pub mod assets;
+pub mod collapse;
 pub mod config;
 pub mod error;
 pub mod image;

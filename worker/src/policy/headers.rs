@@ -1,6 +1,7 @@
 //! What may be stored at the edge, and the headers browsers and downstream CDNs get,
 //! for one response of one class. Pure: status and origin headers in, decisions out.
 
+use super::flow::is_failure;
 use super::table::{Audience, ContentClass, Policy, default_policy};
 
 /// The lifetimes an edge entry is stored with.
@@ -80,6 +81,8 @@ pub enum NoStoreReason {
     NoLifetime,
     /// Not GET.
     Method,
+    /// A degraded answer (`x-origin-degraded`) without a lifetime of its own.
+    Degraded,
 }
 
 impl NoStoreReason {
@@ -97,6 +100,7 @@ impl NoStoreReason {
             Self::Authorization => "authorization",
             Self::NoLifetime => "no-lifetime",
             Self::Method => "method",
+            Self::Degraded => "degraded",
         }
     }
 }
@@ -162,6 +166,10 @@ impl OriginDirectives {
     }
 
     /// Shared-cache freshness lifetime (RFC 9111 §4.2.1): s-maxage, max-age, Expires.
+    pub fn max_age_or_expires(&self) -> Option<u32> {
+        self.lifetime()
+    }
+
     fn lifetime(&self) -> Option<u32> {
         self.s_maxage.or(self.max_age).or_else(|| {
             self.expires_in
@@ -178,6 +186,14 @@ fn storable_status(status: u16) -> bool {
     )
 }
 
+/// Statuses the pass-through class stores when the origin gives them explicit
+/// freshness (RFC 9111 §3: a status the cache understands): the heuristically
+/// cacheable ones plus redirects. Never partial content or a 304 (which only updates
+/// what is stored).
+fn storable_with_explicit_freshness(status: u16) -> bool {
+    storable_status(status) || matches!(status, 302 | 303 | 307)
+}
+
 fn is_not_found(status: u16) -> bool {
     matches!(status, 404 | 410)
 }
@@ -191,7 +207,12 @@ pub fn storage(
     origin: &OriginDirectives,
     request_cookie: bool,
 ) -> Storage {
-    if status >= 500 || status == 429 || !storable_status(status) {
+    let understood = if policy.audience == Audience::Origin {
+        storable_with_explicit_freshness(status)
+    } else {
+        storable_status(status)
+    };
+    if is_failure(status) || !understood {
         return Storage::NoStore(NoStoreReason::Status);
     }
     if origin.set_cookie {
@@ -282,7 +303,11 @@ pub fn browser_cache_control_aged(
         },
         ..policy
     };
-    if status >= 500 || status == 429 {
+    if policy.audience == Audience::Origin {
+        // A shared cache passes the origin's own header on, as it came (RFC 9111).
+        return origin.raw_cache_control.clone();
+    }
+    if is_failure(status) {
         return Some(String::from("no-store"));
     }
     if origin.set_cookie || origin.private || origin.no_store {
@@ -433,7 +458,9 @@ mod tests {
             ContentClass::PassThrough,
         ] {
             for status in [500, 502, 503, 504, 429] {
-                assert_eq!(cc(class, status).as_deref(), Some("no-store"));
+                // Pass-through passes the origin's own header on, whatever it is.
+                let want = (class != ContentClass::PassThrough).then_some("no-store");
+                assert_eq!(cc(class, status).as_deref(), want);
                 assert_eq!(
                     st(class, status, &OriginDirectives::default()),
                     Storage::NoStore(NoStoreReason::Status)

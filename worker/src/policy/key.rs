@@ -14,14 +14,41 @@ fn is_dropped(name: &str) -> bool {
     name.starts_with("utm_") || TRACKING.contains(&name) || name.starts_with(RESERVED)
 }
 
-/// The query with tracking parameters dropped and the rest sorted (stable, bytewise);
-/// `None` when nothing is left.
-pub fn normalize_query(query: Option<&str>) -> Option<String> {
+/// Which query parameters of a class reach the key — and the origin, which is asked for
+/// exactly what the key names. Anything else is dropped, so `?z=<random>` cannot mint
+/// a new entry (or reach the origin) for a class that does not read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryKeep {
+    /// The class reads no parameters (R2 objects, images, feeds, video metadata).
+    Nothing,
+    /// Only these names.
+    Only(&'static [&'static str]),
+    /// Every parameter but tracking ones (the pass-through class: the URL is the key,
+    /// RFC 9111 §4.1).
+    AllButTracking,
+}
+
+impl QueryKeep {
+    fn keeps(self, name: &str) -> bool {
+        if is_dropped(name) {
+            return false;
+        }
+        match self {
+            Self::Nothing => false,
+            Self::Only(names) => names.contains(&name),
+            Self::AllButTracking => true,
+        }
+    }
+}
+
+/// The query with what the class does not read dropped and the rest sorted (stable,
+/// bytewise); `None` when nothing is left.
+pub fn normalize_query(query: Option<&str>, keep: QueryKeep) -> Option<String> {
     let mut pairs: Vec<&str> = query
         .unwrap_or("")
         .split('&')
         .filter(|p| !p.is_empty())
-        .filter(|p| !is_dropped(p.split_once('=').map_or(*p, |(n, _)| n)))
+        .filter(|p| keep.keeps(p.split_once('=').map_or(*p, |(n, _)| n)))
         .collect();
     if pairs.is_empty() {
         return None;
@@ -36,11 +63,11 @@ pub struct CacheKey(String);
 impl CacheKey {
     /// `host` is the canonical host (lowercased here); `segment` is the variance part
     /// for per-segment classes.
+    /// `query` is the normalized query ([`normalize_query`]).
     pub fn new(host: &str, path: &str, query: Option<&str>, segment: Option<&str>) -> Self {
         let mut key = format!("https://{}{}", host.to_ascii_lowercase(), path);
-        let query = normalize_query(query);
         let mut sep = '?';
-        if let Some(query) = &query {
+        if let Some(query) = query {
             key.push(sep);
             key.push_str(query);
             sep = '&';
@@ -63,15 +90,21 @@ impl CacheKey {
 mod tests {
     use super::*;
 
+    const ALL: QueryKeep = QueryKeep::AllButTracking;
+
+    fn key(host: &str, path: &str, query: Option<&str>, segment: Option<&str>) -> CacheKey {
+        CacheKey::new(host, path, normalize_query(query, ALL).as_deref(), segment)
+    }
+
     #[test]
     fn reordered_and_tracked_urls_share_one_key() {
-        let a = CacheKey::new(
+        let a = key(
             "Edge.Example",
             "/api/catalog",
             Some("locale=en&page=2"),
             None,
         );
-        let b = CacheKey::new(
+        let b = key(
             "edge.example",
             "/api/catalog",
             Some("utm_source=x&page=2&fbclid=1&locale=en&gclid=2&utm_medium=y"),
@@ -86,11 +119,11 @@ mod tests {
 
     #[test]
     fn different_values_and_paths_differ() {
-        let a = CacheKey::new("h", "/api/catalog", Some("page=1"), None);
+        let a = key("h", "/api/catalog", Some("page=1"), None);
         for other in [
-            CacheKey::new("h", "/api/catalog", Some("page=2"), None),
-            CacheKey::new("h", "/api/search", Some("page=1"), None),
-            CacheKey::new("h", "/api/catalog", None, None),
+            key("h", "/api/catalog", Some("page=2"), None),
+            key("h", "/api/search", Some("page=1"), None),
+            key("h", "/api/catalog", None, None),
         ] {
             assert_ne!(a, other);
         }
@@ -98,11 +131,11 @@ mod tests {
 
     #[test]
     fn segments_vary_the_key_and_cannot_be_forged_through_the_query() {
-        let anon = CacheKey::new("h", "/api/feed", None, Some("anon-en"));
-        let pro = CacheKey::new("h", "/api/feed", None, Some("pro-en"));
+        let anon = key("h", "/api/feed", None, Some("anon-en"));
+        let pro = key("h", "/api/feed", None, Some("pro-en"));
         assert_ne!(anon, pro);
         assert_eq!(anon.as_str(), "https://h/api/feed?__ce_segment=anon-en");
-        let forged = CacheKey::new(
+        let forged = key(
             "h",
             "/api/feed",
             Some("__ce_segment=pro-en"),
@@ -113,7 +146,29 @@ mod tests {
 
     #[test]
     fn an_empty_query_is_no_query() {
-        assert_eq!(normalize_query(Some("&&utm_x=1")), None);
-        assert_eq!(normalize_query(Some("b=2&a=1")).as_deref(), Some("a=1&b=2"));
+        assert_eq!(normalize_query(Some("&&utm_x=1"), ALL), None);
+        assert_eq!(
+            normalize_query(Some("b=2&a=1"), ALL).as_deref(),
+            Some("a=1&b=2")
+        );
+    }
+
+    #[test]
+    fn a_class_keys_only_the_parameters_it_reads() {
+        let catalog = QueryKeep::Only(&["page", "locale"]);
+        assert_eq!(
+            normalize_query(Some("z=8123&page=2&locale=en&utm_x=1"), catalog).as_deref(),
+            Some("locale=en&page=2")
+        );
+        assert_eq!(
+            normalize_query(Some("z=1&page"), catalog).as_deref(),
+            Some("page")
+        );
+        assert_eq!(normalize_query(Some("v=1&w=2"), QueryKeep::Nothing), None);
+        assert_eq!(
+            normalize_query(Some("__ce_segment=pro-en"), ALL),
+            None,
+            "the edge's own names never come from a client"
+        );
     }
 }

@@ -3,9 +3,11 @@
 //! cache key ([`key`]); HTTP dates come from `protocol::http_date`. All pure; the glue in
 //! `edge::cache` applies them.
 
+pub mod flow;
 pub mod freshness;
 pub mod headers;
 pub mod key;
+pub mod stored;
 pub mod table;
 
 pub use freshness::Freshness;

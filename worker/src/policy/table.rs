@@ -21,6 +21,8 @@
 
 use std::fmt;
 
+use super::key::QueryKeep;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ContentClass {
     /// `/static/name.<hash>.ext`: content-addressed, never changes.
@@ -69,6 +71,27 @@ impl ContentClass {
         Self::PassThrough,
     ];
 
+    /// Position in [`Self::ALL`] and in the table's rows. An exhaustive match: a new
+    /// class does not compile until it has a row (no silent fallback to another row).
+    pub const fn index(self) -> usize {
+        match self {
+            Self::HashedStatic => 0,
+            Self::Static => 1,
+            Self::Image => 2,
+            Self::PlaylistVod => 3,
+            Self::PlaylistLive => 4,
+            Self::MediaSegment => 5,
+            Self::Catalog => 6,
+            Self::Search => 7,
+            Self::VideoMeta => 8,
+            Self::Feed => 9,
+            Self::Html => 10,
+            Self::Session => 11,
+            Self::NotFound => 12,
+            Self::PassThrough => 13,
+        }
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::HashedStatic => "hashed-static",
@@ -85,6 +108,26 @@ impl ContentClass {
             Self::Session => "session",
             Self::NotFound => "not-found",
             Self::PassThrough => "pass-through",
+        }
+    }
+
+    /// The query parameters that reach this class's key and its origin request (the
+    /// names the origin's handlers read; see `origin/src/domain/input.rs`).
+    pub const fn query(self) -> QueryKeep {
+        match self {
+            Self::Catalog => QueryKeep::Only(&["page", "per_page", "locale", "level", "tag"]),
+            Self::Search => QueryKeep::Only(&["q", "limit"]),
+            Self::Html => QueryKeep::Only(&["q", "page"]),
+            Self::PassThrough | Self::Session => QueryKeep::AllButTracking,
+            Self::HashedStatic
+            | Self::Static
+            | Self::Image
+            | Self::PlaylistVod
+            | Self::PlaylistLive
+            | Self::MediaSegment
+            | Self::VideoMeta
+            | Self::Feed
+            | Self::NotFound => QueryKeep::Nothing,
         }
     }
 
@@ -217,11 +260,7 @@ const MAX_SECS: u32 = YEAR;
 
 impl PolicyTable {
     pub fn get(&self, class: ContentClass) -> Policy {
-        let index = ContentClass::ALL
-            .iter()
-            .position(|c| *c == class)
-            .unwrap_or(0);
-        self.rows[index]
+        self.rows[class.index()]
     }
 
     /// Defaults overridden by `POLICY_<CLASS>` vars found through `lookup`.
@@ -324,6 +363,14 @@ mod tests {
             .unwrap_err();
             assert_eq!(err.var, "POLICY_VIDEO_META", "{bad}");
             assert!(err.to_string().contains("browser=60"), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_class_has_its_own_row() {
+        for (i, class) in ContentClass::ALL.iter().enumerate() {
+            assert_eq!(class.index(), i, "{class}");
+            assert_eq!(PolicyTable::default().get(*class), default_policy(*class));
         }
     }
 

@@ -1,0 +1,545 @@
+//! The sans-I/O cache core: facts in, an action out. Every class the edge serves —
+//! API, HTML, static files, video, `/media` originals, image derivatives and the
+//! pass-through class — asks the same three questions, and the glue (`edge::cache`)
+//! only performs what the answers say:
+//!
+//! 1. [`start`]: may the cache be used at all for this request (or bypass, and why)?
+//! 2. [`on_lookup`]: with what the Cache API holds for the key (or nothing): serve it
+//!    (fresh, or stale with a background refresh), or go upstream (conditionally when
+//!    the entry has validators)?
+//! 3. [`on_upstream`]: with what upstream (the origin, R2, or the image producer) did:
+//!    revalidated, store and serve, pass through unstored, stand in with a stale copy,
+//!    or fail.
+//!
+//! [`answer`] then says how the representation meets the client's own request (304 on
+//! its conditionals, 206/416 on its range, no body for HEAD), and [`emitted`] which
+//! caching headers go out. The clock is an argument everywhere; nothing here does I/O.
+
+use protocol::EdgeCacheStatus;
+
+use super::freshness::{self, Freshness};
+use super::headers::{Lifetimes, NoStoreReason, OriginDirectives, Storage, storage};
+use super::stored::Entry;
+use super::table::{Audience, ContentClass, Policy, default_policy};
+use super::{http_date, not_modified};
+use crate::assets::{ByteRange, Resolved};
+use crate::route::Method;
+
+/// The one rule for upstream failures, used by storage, stale-if-error and the browser
+/// headers alike: 5xx and 429 are failures — never stored, and a stored copy may stand
+/// in for them.
+pub const fn is_failure(status: u16) -> bool {
+    status >= 500 || status == 429
+}
+
+/// What the client asked, parsed once from its request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    pub method: Method,
+    pub if_none_match: Option<String>,
+    pub if_modified_since: Option<String>,
+    pub range: Option<ByteRange>,
+    pub if_range: Option<String>,
+    /// The request carries `Authorization`.
+    pub authorization: bool,
+}
+
+impl Ask {
+    pub fn get() -> Self {
+        Self {
+            method: Method::Get,
+            if_none_match: None,
+            if_modified_since: None,
+            range: None,
+            if_range: None,
+            authorization: false,
+        }
+    }
+
+    fn head(&self) -> bool {
+        self.method == Method::Head
+    }
+}
+
+/// How a representation meets the client's request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// The whole representation (headers only for HEAD).
+    Full { head: bool },
+    /// 304: the client's copy is current.
+    NotModified,
+    /// 206 with bytes `start..=end` of `size`.
+    Partial {
+        start: u64,
+        end: u64,
+        size: u64,
+        head: bool,
+    },
+    /// 416 with `Content-Range: bytes */size`.
+    Unsatisfiable { size: u64 },
+}
+
+impl Answer {
+    pub const fn status(self, stored_status: u16) -> u16 {
+        match self {
+            Self::Full { .. } => stored_status,
+            Self::NotModified => 304,
+            Self::Partial { .. } => 206,
+            Self::Unsatisfiable { .. } => 416,
+        }
+    }
+
+    /// Whether a body is sent.
+    pub const fn has_body(self) -> bool {
+        matches!(
+            self,
+            Self::Full { head: false } | Self::Partial { head: false, .. }
+        )
+    }
+}
+
+/// The client's conditionals and range against a representation (RFC 9110 §13.2.2:
+/// conditionals first, then the range; both only for a 200).
+pub fn answer(
+    ask: &Ask,
+    status: u16,
+    etag: Option<&str>,
+    last_modified: Option<&str>,
+    length: Option<u64>,
+) -> Answer {
+    let head = ask.head();
+    if status != 200 {
+        return Answer::Full { head };
+    }
+    if not_modified(
+        ask.if_none_match.as_deref(),
+        ask.if_modified_since.as_deref(),
+        etag,
+        last_modified,
+    ) {
+        return Answer::NotModified;
+    }
+    let (Some(range), Some(size)) = (ask.range, length) else {
+        return Answer::Full { head };
+    };
+    if !if_range_holds(ask.if_range.as_deref(), etag, last_modified) {
+        return Answer::Full { head };
+    }
+    match range.resolve(size) {
+        Resolved::Partial { start, end } => Answer::Partial {
+            start,
+            end,
+            size,
+            head,
+        },
+        Resolved::Unsatisfiable => Answer::Unsatisfiable { size },
+    }
+}
+
+/// `If-Range` (RFC 9110 §13.1.5): a strong ETag match, or an exact date match.
+fn if_range_holds(if_range: Option<&str>, etag: Option<&str>, last_modified: Option<&str>) -> bool {
+    let Some(condition) = if_range.map(str::trim) else {
+        return true;
+    };
+    if condition.starts_with('"') {
+        return etag.is_some_and(|e| !e.starts_with("W/") && e == condition);
+    }
+    match (
+        http_date::parse(condition),
+        last_modified.and_then(http_date::parse),
+    ) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Step 1: whether the cache takes part at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Lookup,
+    Bypass(NoStoreReason),
+}
+
+/// Writes never touch the cache; never-shared classes bypass it; `Authorization` only
+/// matters where a class forwards it (the pass-through class). Shared classes neither
+/// forward it nor vary on it, so it cannot make their answer personal.
+pub fn start(policy: Policy, ask: &Ask) -> Start {
+    if !ask.method.is_read() {
+        Start::Bypass(NoStoreReason::Method)
+    } else if matches!(policy.audience, Audience::Nobody | Audience::Private) {
+        Start::Bypass(NoStoreReason::ClassPolicy)
+    } else if ask.authorization && policy.audience == Audience::Origin {
+        Start::Bypass(NoStoreReason::Authorization)
+    } else {
+        Start::Lookup
+    }
+}
+
+/// Step 2's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnLookup {
+    /// Serve the stored entry; `refresh`: and refresh it in the background.
+    Serve {
+        cache: EdgeCacheStatus,
+        answer: Answer,
+        refresh: bool,
+    },
+    /// Go upstream, with the entry's validators when `conditional`.
+    Fetch { conditional: bool },
+}
+
+/// Step 2: the stored entry (if any) against the clock.
+pub fn on_lookup(ask: &Ask, entry: Option<&Entry>, now_ms: f64) -> OnLookup {
+    let Some(entry) = entry else {
+        return OnLookup::Fetch { conditional: false };
+    };
+    let age = entry.meta.age_secs(now_ms);
+    let serve = |cache, refresh| OnLookup::Serve {
+        cache,
+        answer: answer_from(ask, entry),
+        refresh,
+    };
+    match freshness::evaluate(f64::from(age), entry.meta.lifetimes) {
+        Freshness::Fresh => serve(EdgeCacheStatus::Hit, false),
+        Freshness::StaleRevalidate => serve(EdgeCacheStatus::Stale, true),
+        Freshness::StaleIfError | Freshness::Expired => OnLookup::Fetch {
+            conditional: has_validators(entry),
+        },
+    }
+}
+
+/// Whether upstream can answer "unchanged" for this entry (a 304, or the same source
+/// version for an entry the edge made).
+pub fn has_validators(entry: &Entry) -> bool {
+    entry.etag.is_some() || entry.last_modified.is_some() || entry.meta.source.is_some()
+}
+
+fn answer_from(ask: &Ask, entry: &Entry) -> Answer {
+    answer(
+        ask,
+        entry.meta.status,
+        entry.etag.as_deref(),
+        entry.last_modified.as_deref(),
+        entry.meta.length,
+    )
+}
+
+/// What upstream said, parsed once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub status: u16,
+    pub directives: OriginDirectives,
+    /// Age on arrival (see [`initial_age`]).
+    pub age: u32,
+    pub length: Option<u64>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// The origin answered from a shed path (`x-origin-degraded`).
+    pub degraded: bool,
+    /// The origin saw the client's cookies (pass-through).
+    pub request_cookie: bool,
+}
+
+/// Step 3's input: an answer, or none (refused, timed out, broken).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    Answered(&'a Upstream),
+    Failed,
+}
+
+/// Step 3's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUpstream {
+    /// Upstream confirmed the stored entry: refresh its metadata (and, for a 304, its
+    /// headers — RFC 9111 §4.3.4) with these lifetimes, then serve it.
+    Revalidated {
+        lifetimes: Lifetimes,
+        answer: Answer,
+    },
+    /// Store upstream's answer with these lifetimes, and serve it.
+    Store {
+        lifetimes: Lifetimes,
+        answer: Answer,
+    },
+    /// Serve upstream's answer as it came, unstored.
+    Pass { reason: NoStoreReason },
+    /// Upstream failed; the stored copy stands in.
+    ServeStale { answer: Answer },
+    /// Upstream failed and nothing stands in.
+    Fail,
+}
+
+/// Largest body kept in the Cache API (Cloudflare's per-object limit is 512 MB). A body
+/// without a declared length is streamed through unstored: the entry must know its size
+/// to answer HEAD and ranges.
+pub const MAX_STORED_BYTES: u64 = 512 * 1024 * 1024;
+
+/// How long an image that failed to transform (415/422) is remembered, per source
+/// version and options, so a broken upload is not decoded again on every request.
+pub const FAILED_TRANSFORM_SECS: u32 = 60;
+
+/// Step 3: what to do with upstream's outcome.
+pub fn on_upstream(
+    class: ContentClass,
+    policy: Policy,
+    ask: &Ask,
+    entry: Option<&Entry>,
+    outcome: Outcome<'_>,
+    now_ms: f64,
+) -> OnUpstream {
+    let stale = || {
+        entry
+            .filter(|e| {
+                freshness::usable_on_error(f64::from(e.meta.age_secs(now_ms)), e.meta.lifetimes)
+            })
+            .map(|e| OnUpstream::ServeStale {
+                answer: answer_from(ask, e),
+            })
+    };
+    let up = match outcome {
+        Outcome::Failed => return stale().unwrap_or(OnUpstream::Fail),
+        Outcome::Answered(up) => up,
+    };
+    if is_failure(up.status) {
+        return stale().unwrap_or(OnUpstream::Pass {
+            reason: NoStoreReason::Status,
+        });
+    }
+    if up.status == 304 {
+        return match entry {
+            Some(entry) => {
+                let lifetimes = match (policy.audience, stored_lifetimes(class, policy, up)) {
+                    // A pass-through 304 may carry new freshness (§4.3.4).
+                    (Audience::Origin, Some(lifetimes)) => lifetimes,
+                    _ if policy.audience == Audience::Origin => entry.meta.lifetimes,
+                    _ => class_lifetimes(class, policy, entry.meta.status),
+                };
+                OnUpstream::Revalidated {
+                    lifetimes,
+                    answer: answer_from(ask, entry),
+                }
+            }
+            // Nothing of ours was conditional: not a response we can use or store.
+            None => OnUpstream::Pass {
+                reason: NoStoreReason::Status,
+            },
+        };
+    }
+    let stored = match storage_of(class, policy, up) {
+        Storage::Store(lifetimes) => lifetimes,
+        Storage::NoStore(reason) => return OnUpstream::Pass { reason },
+    };
+    OnUpstream::Store {
+        lifetimes: stored,
+        answer: answer(
+            ask,
+            up.status,
+            up.etag.as_deref(),
+            up.last_modified.as_deref(),
+            up.length,
+        ),
+    }
+}
+
+/// The lifetimes a 304 gives a pass-through entry, if it names any.
+fn stored_lifetimes(class: ContentClass, policy: Policy, up: &Upstream) -> Option<Lifetimes> {
+    let as_200 = Upstream {
+        status: 200,
+        ..up.clone()
+    };
+    match storage(class, policy, 200, &as_200.directives, up.request_cookie) {
+        Storage::Store(l) => Some(l),
+        Storage::NoStore(_) => None,
+    }
+}
+
+/// The class's own lifetimes for an entry of this status (404s are shorter).
+fn class_lifetimes(class: ContentClass, policy: Policy, status: u16) -> Lifetimes {
+    match storage(class, policy, status, &OriginDirectives::default(), false) {
+        Storage::Store(l) => l,
+        Storage::NoStore(_) => policy.lifetimes(),
+    }
+}
+
+/// Whether and how long to keep an upstream answer: the policy table's `storage`, plus
+/// the two rules that only the flow knows — a degraded answer is never kept longer than
+/// the origin itself allows, and an image that cannot be transformed is remembered
+/// briefly.
+fn storage_of(class: ContentClass, policy: Policy, up: &Upstream) -> Storage {
+    let sized = match up.length {
+        Some(n) => n <= MAX_STORED_BYTES,
+        None => up.status == 204,
+    };
+    if !sized && !is_failure(up.status) {
+        return Storage::NoStore(NoStoreReason::Size);
+    }
+    if class == ContentClass::Image && matches!(up.status, 415 | 422) {
+        return Storage::Store(Lifetimes {
+            edge: FAILED_TRANSFORM_SECS.min(policy.edge.max(1)),
+            swr: 0,
+            sie: 0,
+        });
+    }
+    if up.degraded {
+        let origin = up.directives.max_age_or_expires().unwrap_or(0);
+        return match storage(class, policy, up.status, &up.directives, up.request_cookie) {
+            Storage::Store(l) if origin > 0 => Storage::Store(Lifetimes {
+                edge: l.edge.min(origin),
+                swr: 0,
+                sie: 0,
+            }),
+            Storage::Store(_) => Storage::NoStore(NoStoreReason::Degraded),
+            other => other,
+        };
+    }
+    storage(class, policy, up.status, &up.directives, up.request_cookie)
+}
+
+/// The age a response already has on arrival (RFC 9111 §4.2.3): the larger of its
+/// `Age` and how far its `Date` lies in the past. `response_delay` is not added: the
+/// origin sits next to the edge.
+pub fn initial_age(age: Option<&str>, date: Option<&str>, now_ms: f64) -> u32 {
+    let age_value = age
+        .and_then(|a| a.trim().parse::<u64>().ok())
+        .map_or(0, |a| u32::try_from(a).unwrap_or(u32::MAX));
+    let apparent = date
+        .and_then(http_date::parse)
+        .map_or(0, |d| ((now_ms / 1000.0).floor() as i64 - d).max(0));
+    age_value.max(u32::try_from(apparent).unwrap_or(u32::MAX))
+}
+
+/// `Expires` as a lifetime (RFC 9111 §4.2.1, §5.3): `Expires − Date`, with the time of
+/// receipt standing in for a missing `Date`; an unparsable `Expires` is already expired.
+pub fn expires_in(expires: Option<&str>, date: Option<&str>, now_ms: f64) -> Option<i64> {
+    let expires = expires?;
+    let Some(at) = http_date::parse(expires) else {
+        return Some(0);
+    };
+    let date = date
+        .and_then(http_date::parse)
+        .unwrap_or_else(|| (now_ms / 1000.0).floor() as i64);
+    Some(at - date)
+}
+
+/// The caching headers a response carries to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emitted {
+    /// `Cache-Control`; `None` removes it.
+    pub cache_control: Option<String>,
+    /// `CDN-Cache-Control`: what this edge does with the entry; `None` removes it.
+    pub cdn_cache_control: Option<String>,
+    /// `Age`; `None` removes it.
+    pub age: Option<u32>,
+}
+
+/// Headers for a response of `status` with the origin's `directives`, stored with
+/// `lifetimes` (None: not stored) and `age` seconds old. A policy class's browser
+/// `max-age` is raised by the age, so browsers keep it the class's time whatever the
+/// entry's age; the pass-through class keeps the origin's `Cache-Control` verbatim.
+pub fn emitted(
+    policy: Policy,
+    status: u16,
+    directives: &OriginDirectives,
+    lifetimes: Option<Lifetimes>,
+    age: u32,
+) -> Emitted {
+    let age_header = (lifetimes.is_some() || age > 0).then_some(age);
+    if policy.audience == Audience::Origin {
+        return Emitted {
+            cache_control: directives.raw_cache_control.clone(),
+            cdn_cache_control: None,
+            age: age_header,
+        };
+    }
+    Emitted {
+        cache_control: super::headers::browser_cache_control_aged(policy, status, directives, age),
+        cdn_cache_control: lifetimes.map(|l| l.cdn_cache_control()),
+        age: age_header,
+    }
+}
+
+/// The image class as the edge stores derivatives: the table's row, with freshness
+/// capped at how long a source's version is trusted without asking R2 again
+/// (`IMAGE_SOURCE_TTL`): past it, the entry is revalidated against the source's ETag
+/// (in the background inside stale-while-revalidate).
+pub fn image_policy(row: Policy, source_ttl_secs: u32) -> Policy {
+    Policy {
+        edge: row.edge.min(source_ttl_secs.max(1)),
+        ..row
+    }
+}
+
+/// The policy a versioned (`v=`) image URL is served under: the URL names one version
+/// forever, so browsers get the hashed-static row; the edge still revalidates its copy.
+pub fn versioned_image_policy(row: Policy) -> Policy {
+    let hashed = default_policy(ContentClass::HashedStatic);
+    Policy {
+        browser: hashed.browser,
+        immutable: true,
+        ..row
+    }
+}
+
+/// Response headers an edge never replays from upstream or from a stored entry: hop by
+/// hop ones (RFC 9110 §7.6.1), framing, and what the edge sets itself.
+pub fn replayable(name: &str) -> bool {
+    !matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "transfer-encoding"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "content-length"
+            | "age"
+            | "server-timing"
+            | "x-edge-cache"
+            | "x-edge-no-store"
+            | super::stored::META
+    )
+}
+
+/// Header names a `Connection` header lists (RFC 9110 §7.6.1): hop-by-hop for this
+/// message only, never forwarded or stored.
+pub fn connection_listed(connection: Option<&str>) -> Vec<String> {
+    connection
+        .unwrap_or("")
+        .split(',')
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// RFC 9111 §3.2 / §4.3.4: the stored headers updated from a 304 (or a HEAD): every
+/// header the 304 carries replaces the stored one, except framing and hop-by-hop ones.
+pub fn merge_not_modified(stored: &mut Vec<(String, String)>, update: &[(String, String)]) {
+    let listed = connection_listed(
+        update
+            .iter()
+            .find(|(n, _)| n == "connection")
+            .map(|(_, v)| v.as_str()),
+    );
+    let takes = |name: &str| {
+        replayable(name)
+            && !listed.iter().any(|l| l == name)
+            && !matches!(
+                name,
+                "content-encoding" | "content-type" | "content-range" | "vary"
+            )
+    };
+    let names: Vec<&str> = update
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| takes(n))
+        .collect();
+    stored.retain(|(n, _)| !names.contains(&n.as_str()));
+    for (name, value) in update.iter().filter(|(n, _)| takes(n)) {
+        stored.push((name.clone(), value.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests;
