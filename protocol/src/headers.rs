@@ -15,3 +15,6 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// to the Worker), set by the edge on every origin request and never taken from the
 /// client: the origin's per-IP login limit reads it.
 pub const CLIENT_IP: &str = "x-edge-client-ip";
+/// Set by the origin on an answer from a shed path (its last copy); the edge never keeps
+/// such an answer longer than the origin's own lifetime for it.
+pub const ORIGIN_DEGRADED: &str = "x-origin-degraded";

@@ -214,14 +214,24 @@ async fn sessions_and_credentials_bypass_the_cache() {
     assert_eq!(header(&login, "cache-control"), "private, no-store");
     assert!(header(&login, "set-cookie").starts_with("ce_session="));
 
-    let authorized = client()
-        .get(stack.edge.url("/api/catalog"))
-        .header("authorization", "Bearer x")
-        .send()
+    // Credentials bypass only the class that forwards them (pass-through); a shared
+    // class never sends them to the origin, so they cannot make its answer personal.
+    let authorized = |path: &'static str| {
+        client()
+            .get(stack.edge.url(path))
+            .header("authorization", "Bearer x")
+            .send()
+    };
+    let catalog = authorized("/api/catalog").await.unwrap();
+    assert_eq!(status_of(&catalog), "MISS");
+    assert!(header(&catalog, "cache-control").starts_with("public"));
+    let echo = authorized("/test/echo?id=auth&cc=public%2C+max-age%3D60")
         .await
         .unwrap();
-    assert_eq!(status_of(&authorized), "BYPASS");
-    assert_eq!(header(&authorized, "cache-control"), "private, no-store");
+    assert_eq!(status_of(&echo), "BYPASS");
+    assert_eq!(header(&echo, "x-edge-no-store"), "authorization");
+    let body: serde_json::Value = echo.json().await.unwrap();
+    assert_eq!(body["seen_auth"], true, "forwarded where the class uses it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,7 +402,8 @@ async fn static_and_video_objects_come_from_r2_with_ranges() {
 
     let missing = get(&stack.edge.url("/static/app.deadbeef.js")).await;
     assert_eq!(missing.status(), 404);
-    assert_eq!(header(&missing, "cache-control"), "no-store");
+    assert_eq!(header(&missing, "cache-control"), "private, no-store");
+    assert_eq!(header(&missing, "x-edge-no-store"), "origin-no-store");
     assert_eq!(header(&missing, "content-type"), "application/json");
 
     // Dot segments are resolved by URL parsing before routing; what survives encoded

@@ -59,6 +59,11 @@ impl<W> Flights<W> {
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
     }
+
+    /// Whether a flight for `key` is in the air.
+    pub fn flying(&self, key: &str) -> bool {
+        self.in_flight.contains_key(key)
+    }
 }
 
 #[cfg(test)]
@@ -73,7 +78,9 @@ mod tests {
         assert_eq!(flights.join("b", || 3), Joined::Leader);
         assert_eq!(flights.join("a", || 4), Joined::Follower);
         assert_eq!(flights.in_flight(), 2);
+        assert!(flights.flying("a") && !flights.flying("c"));
         assert_eq!(flights.land("a"), vec![2, 4]);
+        assert!(!flights.flying("a"));
         assert_eq!(
             flights.land("a"),
             Vec::<i32>::new(),

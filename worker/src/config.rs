@@ -41,6 +41,9 @@ pub mod vars {
     /// `derived/` objects the sweeper (the cron trigger) examines per run, 1–500 (it
     /// deletes derivatives whose source is gone or replaced).
     pub const IMAGE_SWEEP_BATCH: &str = "IMAGE_SWEEP_BATCH";
+    /// Seconds a source's ETag is trusted without asking R2 again, 1–86400 (default 60).
+    /// It bounds how long a replaced original can still be served as its derivatives.
+    pub const IMAGE_SOURCE_TTL: &str = "IMAGE_SOURCE_TTL";
     /// Secret: when set, image URLs need `sig=` (hex HMAC-SHA256, see `image::sign`).
     pub const IMAGE_SIGNING_KEY: &str = "IMAGE_SIGNING_KEY";
     // Per-class cache policy overrides: `POLICY_<CLASS>`, see `policy::table`.
@@ -66,6 +69,8 @@ pub struct Config {
     pub image_policy: crate::image::policy::DerivativePolicy,
     /// `derived/` objects the sweeper examines per cron run.
     pub image_sweep_batch: u32,
+    /// Seconds a source's ETag is trusted before R2 is asked again.
+    pub image_source_ttl: u32,
     /// When set, image URLs must be signed with it.
     pub image_signing_key: Option<Vec<u8>>,
 }
@@ -73,6 +78,7 @@ pub struct Config {
 impl Config {
     pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_secs(10);
     pub const DEFAULT_RETRY_AFTER_SECS: u32 = 5;
+    pub const DEFAULT_IMAGE_SOURCE_TTL: u32 = 60;
     pub const DEFAULT_INTERNAL_PATHS: &'static str = "/metrics,/healthz,/readyz,/test/";
 
     /// Whether `path` is an origin-internal path the edge refuses to pass through.
@@ -159,6 +165,10 @@ impl Config {
             })
             .transpose()?;
         let image_policy = image_policy(&lookup, image_signing_key.is_some())?;
+        let image_source_ttl = match lookup(vars::IMAGE_SOURCE_TTL) {
+            None => Self::DEFAULT_IMAGE_SOURCE_TTL,
+            Some(raw) => parse_bounded(vars::IMAGE_SOURCE_TTL, &raw, 1, 86_400)? as u32,
+        };
         let image_sweep_batch = match lookup(vars::IMAGE_SWEEP_BATCH) {
             None => 500,
             Some(raw) => parse_bounded(vars::IMAGE_SWEEP_BATCH, &raw, 1, 500)? as u32,
@@ -174,6 +184,7 @@ impl Config {
             image_limits,
             image_policy,
             image_sweep_batch,
+            image_source_ttl,
             image_signing_key,
         })
     }

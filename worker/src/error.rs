@@ -72,6 +72,12 @@ pub enum EdgeError {
     },
     #[error("image source: {0}")]
     Image(crate::image::TransformError),
+    /// Every transform slot of this isolate stayed busy past the wait.
+    #[error("transform slot busy for {waited_ms} ms")]
+    TransformBusy {
+        waited_ms: u64,
+        retry_after_secs: u32,
+    },
     #[error("runtime: {0}")]
     Runtime(String),
     #[error("configuration: {0}")]
@@ -91,9 +97,10 @@ impl EdgeError {
             | Self::BadSignature => Fault::Client,
             Self::Image(crate::image::TransformError::Internal(_)) => Fault::Internal,
             Self::Image(_) => Fault::Client,
-            Self::OriginUnreachable { .. } | Self::OriginTimeout { .. } | Self::NotReady { .. } => {
-                Fault::Upstream
-            }
+            Self::OriginUnreachable { .. }
+            | Self::OriginTimeout { .. }
+            | Self::NotReady { .. }
+            | Self::TransformBusy { .. } => Fault::Upstream,
             Self::Config(_) | Self::Runtime(_) => Fault::Internal,
         }
     }
@@ -114,9 +121,10 @@ impl EdgeError {
                 | crate::image::TransformError::TooLarge(_) => 422,
                 crate::image::TransformError::Internal(_) => 500,
             },
-            Self::OriginUnreachable { .. } | Self::OriginTimeout { .. } | Self::NotReady { .. } => {
-                503
-            }
+            Self::OriginUnreachable { .. }
+            | Self::OriginTimeout { .. }
+            | Self::NotReady { .. }
+            | Self::TransformBusy { .. } => 503,
             Self::Config(_) | Self::Runtime(_) => 500,
         }
     }
@@ -131,6 +139,9 @@ impl EdgeError {
                 retry_after_secs, ..
             }
             | Self::NotReady {
+                retry_after_secs, ..
+            }
+            | Self::TransformBusy {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
             _ => None,
@@ -217,6 +228,15 @@ impl EdgeError {
                 "not_ready",
                 format!("{what}; retry in {retry_after_secs} s"),
             ),
+            Self::TransformBusy {
+                retry_after_secs, ..
+            } => ErrorBody::new(
+                status,
+                "transform_busy",
+                format!(
+                    "the edge is busy transforming other images; retry in {retry_after_secs} s"
+                ),
+            ),
             Self::BadSignature => ErrorBody::new(
                 status,
                 "bad_signature",
@@ -286,6 +306,10 @@ mod tests {
                 key: "static/a".into(),
             },
             EdgeError::PayloadTooLarge { limit: 1 },
+            EdgeError::TransformBusy {
+                waited_ms: 20_000,
+                retry_after_secs: 3,
+            },
             EdgeError::Runtime("js exception at 10.0.0.1".into()),
             EdgeError::Config(ConfigError::Missing("ORIGIN_URL")),
         ]
@@ -322,6 +346,17 @@ mod tests {
         assert_eq!(err.retry_after_secs(), Some(9));
         assert_eq!(err.to_body().error.code, "origin_unavailable");
         assert_eq!(EdgeError::UriTooLong { limit: 1 }.retry_after_secs(), None);
+    }
+
+    #[test]
+    fn a_full_transform_slot_is_its_own_error() {
+        let busy = EdgeError::TransformBusy {
+            waited_ms: 20_000,
+            retry_after_secs: 3,
+        };
+        assert_eq!(busy.status(), 503);
+        assert_eq!(busy.retry_after_secs(), Some(3));
+        assert_eq!(busy.to_body().error.code, "transform_busy");
     }
 
     #[test]

@@ -58,6 +58,19 @@ impl Route {
     /// `route` fuzz target: a 2048 limit refused our own redirects).
     pub const MAX_PATH_BYTES: usize = 4096;
 
+    /// Longest query string accepted (the origin's own limit is smaller).
+    pub const MAX_QUERY_BYTES: usize = 4096;
+
+    /// Refuses an oversized query before anything reads it.
+    pub fn check_query(query: Option<&str>) -> Result<(), EdgeError> {
+        if query.map_or(0, str::len) > Self::MAX_QUERY_BYTES {
+            return Err(EdgeError::UriTooLong {
+                limit: Self::MAX_QUERY_BYTES,
+            });
+        }
+        Ok(())
+    }
+
     pub fn parse(method: Method, path: &str) -> Result<Self, EdgeError> {
         if path.len() > Self::MAX_PATH_BYTES {
             return Err(EdgeError::UriTooLong {
@@ -286,5 +299,17 @@ mod tests {
             let err = Route::parse(Method::Get, &path).unwrap_err();
             assert!((400..500).contains(&err.status()), "{path}: {err:?}");
         }
+    }
+
+    #[test]
+    fn an_oversized_query_is_refused() {
+        assert!(Route::check_query(None).is_ok());
+        assert!(Route::check_query(Some(&"a".repeat(Route::MAX_QUERY_BYTES))).is_ok());
+        assert_eq!(
+            Route::check_query(Some(&"a".repeat(Route::MAX_QUERY_BYTES + 1))),
+            Err(EdgeError::UriTooLong {
+                limit: Route::MAX_QUERY_BYTES
+            })
+        );
     }
 }

@@ -21,7 +21,7 @@ use crate::service;
 /// Which cache the origin answered from.
 pub const ORIGIN_CACHE: &str = "x-origin-cache";
 /// Set when a shed feed was answered from its last copy.
-pub const DEGRADED: &str = "x-origin-degraded";
+pub const DEGRADED: &str = protocol::headers::ORIGIN_DEGRADED;
 
 /// `If-None-Match` (weak comparison, as RFC 9110 prescribes for GET) against our ETag.
 fn not_modified(headers: &HeaderMap, etag: &str) -> bool {

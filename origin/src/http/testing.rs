@@ -5,7 +5,11 @@
 //!
 //! Query: `id` (counter name), `status`, `cc` (Cache-Control), `cookie=1` (Set-Cookie),
 //! `etag` (answers If-None-Match with 304), `vary`, `expires_in` (seconds, with Date),
-//! `delay_ms` (≤ 10000). Body: `{"id":…,"n":<requests seen for id>}`.
+//! `delay_ms` (≤ 10000), `location`, `age` (an upstream Age), `cdn` (CDN-Cache-Control),
+//! `hop` (a header named in `Connection`, which a proxy must drop), `tag` (Cache-Tag,
+//! also on the 304). Body: `{"id":…,"n":<requests seen for id>}` (none for 204/304).
+//! Every request's `If-None-Match`, `Accept` and `Authorization` presence is echoed
+//! (`seen_inm`, `seen_accept`, `seen_auth`) so tests can see what the edge forwards.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -61,10 +65,24 @@ pub(super) async fn echo(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
     });
+    let seen = |name: header::HeaderName| request.get(name).is_some();
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
+    } else if status == StatusCode::NO_CONTENT {
+        StatusCode::NO_CONTENT.into_response()
     } else {
-        (status, Json(json!({ "id": id, "n": n }))).into_response()
+        (
+            status,
+            Json(json!({
+                "id": id,
+                "n": n,
+                "seen_inm": seen(header::IF_NONE_MATCH),
+                "seen_accept": seen(header::ACCEPT),
+                "seen_auth": seen(header::AUTHORIZATION),
+                "seen_query": raw.clone().unwrap_or_default(),
+            })),
+        )
+            .into_response()
     };
     let headers = response.headers_mut();
     let mut put = |name: header::HeaderName, value: &str| {
@@ -83,6 +101,25 @@ pub(super) async fn echo(
     }
     if let Some(vary) = q.get("vary") {
         put(header::VARY, vary);
+    }
+    if let Some(location) = q.get("location") {
+        put(header::LOCATION, location);
+    }
+    if let Some(age) = q.get("age") {
+        put(header::AGE, age);
+    }
+    if let Some(cdn) = q.get("cdn") {
+        put(header::HeaderName::from_static("cdn-cache-control"), cdn);
+    }
+    if let Some(tag) = q.get("tag") {
+        put(header::HeaderName::from_static("cache-tag"), tag);
+    }
+    if let Some(hop) = q
+        .get("hop")
+        .and_then(|h| header::HeaderName::from_bytes(h.as_bytes()).ok())
+    {
+        put(header::CONNECTION, hop.as_str());
+        put(hop, "hop-by-hop");
     }
     if let Some(secs) = q.get("expires_in").and_then(|s| s.parse::<u64>().ok()) {
         let now = std::time::SystemTime::now()

@@ -1,10 +1,14 @@
-//! The AVIF queue consumer: encodes the AVIF derivatives `edge::images` asks for, one
-//! message at a time, and stores them in R2 `derived/`. It runs as its own invocation
-//! (a Workers Queue batch), never inside a serving request or its `wait_until`.
+//! The AVIF queue: [`enqueue`] (called by `edge::images` when a derivative's format is
+//! encoded off the request path) and the consumer, which encodes one message at a time
+//! and stores the result in R2 `derived/`. The consumer runs as its own invocation (a
+//! Workers Queue batch), never inside a serving request or its `wait_until`. Depends on
+//! `edge::slot` and `edge::derived` only.
 
 use serde::{Deserialize, Serialize};
 use worker::{Context, Env, MessageBatch, MessageExt, Result, event};
 
+use super::{derived, slot};
+use crate::assets::ObjectKey;
 use crate::config::Config;
 use crate::image::format::OutputFormat;
 use crate::image::options::ImageOptions;
@@ -55,7 +59,7 @@ async fn encode(env: &Env, job: &AvifJob) -> std::result::Result<(), Outcome> {
         .map_err(|e| Outcome::GiveUp(format!("{e:?}")))?
         .options;
     let bucket = env.bucket(super::assets::BUCKET).map_err(retry)?;
-    if bucket.head(&job.r2_key).await.map_err(retry)?.is_some() {
+    if derived::exists(&bucket, &job.r2_key).await.map_err(retry)? {
         return Ok(());
     }
     let Some(object) = bucket.get(&job.source_key).execute().await.map_err(retry)? else {
@@ -77,7 +81,7 @@ async fn encode(env: &Env, job: &AvifJob) -> std::result::Result<(), Outcome> {
     };
     // The same one-transform-per-isolate slot as requests: the consumer may share the
     // isolate (and its one WASM memory) with serving requests.
-    let _slot = super::images::acquire_slot(5)
+    let _slot = slot::acquire(slot::SLOT_WAIT, 5)
         .await
         .map_err(|e| Outcome::Retry(e.to_string()))?;
     let bytes = body.bytes().await.map_err(retry)?;
@@ -93,7 +97,47 @@ async fn encode(env: &Env, job: &AvifJob) -> std::result::Result<(), Outcome> {
         other => Outcome::GiveUp(other.to_string()),
     })?;
     let origin = DerivedFrom::new(&job.source_key, &job.source_version);
-    super::images::put_derivative(env, &job.r2_key, OutputFormat::Avif, output.bytes, &origin)
+    derived::put(env, &job.r2_key, OutputFormat::Avif, output.bytes, &origin)
         .await
         .map_err(retry)
+}
+
+thread_local! {
+    /// AVIF jobs this isolate has already queued (the consumer skips done ones too).
+    static QUEUED: std::cell::RefCell<std::collections::HashSet<String>> =
+        std::cell::RefCell::new(std::collections::HashSet::new());
+}
+
+/// Queues the encoding of `r2_key` from `source` at `source_version` (once per isolate).
+pub(super) async fn enqueue(
+    env: &Env,
+    source: &ObjectKey,
+    source_version: &str,
+    options: &ImageOptions,
+    r2_key: String,
+) {
+    let fresh = QUEUED.with(|q| {
+        let mut q = q.borrow_mut();
+        if q.len() > 10_000 {
+            q.clear();
+        }
+        q.insert(r2_key.clone())
+    });
+    if !fresh {
+        return;
+    }
+    let job = AvifJob {
+        source_key: source.as_str().to_owned(),
+        source_version: source_version.to_owned(),
+        options: options.normalized(),
+        r2_key,
+    };
+    let sent = match env.queue(QUEUE) {
+        Ok(queue) => queue.send(&job).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = sent {
+        QUEUED.with(|q| q.borrow_mut().remove(&job.r2_key));
+        worker::console_warn!("queueing AVIF for {} failed: {e}", job.source_key);
+    }
 }

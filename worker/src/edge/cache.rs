@@ -1,691 +1,820 @@
-//! Edge caching of origin responses with the Cache API, under the policy table.
+//! The edge cache: performs what `policy::flow` decides, for every class. A class
+//! brings a [`Source`] (the origin, an R2 object, the image producer) and a [`Plan`]
+//! (its key, policy and the client's ask); this module asks the core "what now?",
+//! does the I/O the answer names — Cache API reads and writes, one upstream trip per
+//! key in flight, background refreshes — and asks again with the outcome. No HTTP
+//! caching rule is decided here.
 //!
-//! Entries are stored for edge lifetime + the longer stale window (the Cache API drops
-//! an entry when its own `max-age` ends), with our stored-at time and lifetimes in
-//! `x-ce-*` headers, so freshness is decided here:
+//! Bodies are never buffered in WASM memory: a stored entry is served from the Cache
+//! API's stream, and a new one is teed (`Response::clone`) into the Cache API while the
+//! other branch streams to the client.
 //!
-//! * fresh → `HIT`;
-//! * inside stale-while-revalidate → `STALE` at once, one background refresh per key
-//!   per isolate (`wait_until`);
-//! * otherwise the origin is asked (conditionally when we hold validators): 304 →
-//!   `REVALIDATED`; a storable answer → `MISS` and stored; 5xx, 429, a refusal or a
-//!   timeout → the stored copy as `STALE` inside stale-if-error, else the error.
-//!
-//! Writes, `Authorization` and never-shared classes skip all of it → `BYPASS`.
+//! Where an entry lives is [`Store`]: this location's Cache API. The Cache API is
+//! per location (per colo) — an entry stored in one city is not seen in another; in
+//! production, Cloudflare's tiered cache or a Workers cache binding would go here.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::time::Duration;
 
 use protocol::EdgeCacheStatus;
-use protocol::headers::SEGMENT;
-use worker::{Cache, Context, Date, Headers, Method as HttpMethod, Request, Response};
+use worker::{Cache, Context, Delay, Headers, Request, RequestInit, Response, ResponseBody};
 
-use super::Served;
-use super::origin::{self, Forward, runtime};
-use crate::config::Config;
+use super::origin::runtime;
+use super::{Served, now_ms};
+use crate::collapse::{Flights, Joined};
 use crate::error::EdgeError;
-use crate::policy::freshness::{self, Freshness};
-use crate::policy::headers::{browser_cache_control, storage};
-use crate::policy::key::normalize_query;
-use crate::policy::{
-    Audience, CacheKey, ContentClass, Lifetimes, NoStoreReason, OriginDirectives, Policy, Storage,
-    http_date, not_modified,
+use crate::policy::flow::{
+    self, Answer, Ask, Edit, OnLookup, OnUpstream, Outcome, Start, Upstream,
 };
-use crate::route::Method;
+use crate::policy::stored::{self, Entry, Meta};
+use crate::policy::{ContentClass, Lifetimes, NoStoreReason, OriginDirectives, Policy};
 use crate::timing::ServerTiming;
 
-const STORED_AT: &str = "x-ce-stored-at";
-const LIFETIMES: &str = "x-ce-lifetimes";
-const ORIGIN_CC: &str = "x-ce-origin-cache-control";
 /// Why the edge did not store a response (a `NoStoreReason`).
-const NO_STORE: &str = "x-edge-no-store";
-/// Bodies larger than this are passed through, not stored.
-const MAX_STORED_BYTES: usize = 8 * 1024 * 1024;
+pub(super) const NO_STORE: &str = "x-edge-no-store";
 
-/// Headers never replayed from a stored or origin response.
-const DROPPED: [&str; 9] = [
-    "set-cookie",
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "content-length",
-    "age",
-    "server-timing",
-    "x-edge-cache",
-    "cache-control",
-];
+/// How to reach what a class serves when the cache cannot answer.
+pub(super) trait Source: Clone + 'static {
+    /// Goes upstream. With `stored`, asks conditionally: a 304 means the stored entry
+    /// is still current. Errors are refusals and timeouts (stale-if-error covers them).
+    async fn fetch(
+        &self,
+        stored: Option<&Entry>,
+        timing: &mut ServerTiming,
+    ) -> Result<Response, EdgeError>;
+
+    /// Whether the origin saw the client's cookies (pass-through only).
+    fn request_cookie(&self) -> bool {
+        false
+    }
+
+    /// Work the last [`Source::fetch`] left for after the response (R2 writes).
+    fn deferred(&self) -> Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> {
+        Vec::new()
+    }
+}
+
+/// A stored response as a plain representation (its metadata and stored names
+/// undone), for a source that finds what it was about to make already stored.
+pub(super) fn representation(response: Response) -> Result<Response, EdgeError> {
+    let headers = replayed(&response);
+    rebuild_from(response, &headers)
+}
+
+/// One request as the cache sees it.
+#[derive(Clone)]
+pub(super) struct Plan {
+    pub class: ContentClass,
+    pub policy: Policy,
+    /// The Cache API key (a URL).
+    pub key: String,
+    pub ask: Ask,
+    /// Headers every answer carries (safety headers, the image access mode).
+    pub extra: Vec<(String, String)>,
+    /// How long followers wait for a flight before going upstream themselves.
+    pub follow_timeout: Duration,
+}
 
 thread_local! {
-    /// Keys being refreshed in the background by this isolate, with when each claim
-    /// was made (a claim older than the refresh could take is treated as abandoned).
-    static REFRESHING: RefCell<HashMap<String, f64>> = RefCell::new(HashMap::new());
+    /// Upstream trips in flight in this isolate, by key.
+    static FLIGHTS: RefCell<Flights<()>> = RefCell::new(Flights::default());
 }
 
-/// A stored entry, read back from the Cache API.
-struct Stored {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    stored_at_ms: f64,
-    lifetimes: Lifetimes,
+/// How often a follower looks whether its flight has landed. Followers poll on a timer
+/// rather than being woken from the leader's code: waking a task from inside a
+/// `wait_until` future made workerd re-enter the wasm-bindgen task queue ("closure
+/// invoked recursively") under a 200-request stampede.
+const FOLLOW_POLL: Duration = Duration::from_millis(10);
+
+/// A flight this request leads; landing it (drop) lets the followers look again.
+pub(super) struct Leading(String);
+
+impl Drop for Leading {
+    fn drop(&mut self) {
+        FLIGHTS.with(|f| f.borrow_mut().land(&self.0));
+    }
 }
 
-impl Stored {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+enum Role {
+    Leader(Leading),
+    Follower,
+    Alone,
+}
+
+fn join(key: &str) -> Role {
+    match FLIGHTS.with(|f| f.borrow_mut().join(key, || ())) {
+        Joined::Leader => Role::Leader(Leading(key.to_owned())),
+        Joined::Follower => Role::Follower,
+        Joined::Alone => Role::Alone,
+    }
+}
+
+/// Waits until the flight for `key` lands, at most `timeout`.
+async fn follow(key: &str, timeout: Duration) {
+    let started = now_ms();
+    while FLIGHTS.with(|f| f.borrow().flying(key))
+        && now_ms() - started < timeout.as_millis() as f64
+    {
+        Delay::from(FOLLOW_POLL).await;
+    }
+}
+
+/// Where entries live (this location's Cache API).
+pub(super) struct Store(Cache);
+
+impl Store {
+    pub fn new() -> Self {
+        Self(Cache::default())
     }
 
-    fn age_secs(&self, now_ms: f64) -> f64 {
-        ((now_ms - self.stored_at_ms) / 1000.0).max(0.0)
-    }
-
-    async fn read(mut response: Response) -> Option<Self> {
+    /// The entry under `key` with its response (body unread), if it is one of ours.
+    pub async fn lookup(&self, key: &str, timing: &mut ServerTiming) -> Option<(Entry, Response)> {
+        let started = now_ms();
+        let found = match self.0.get(key, false).await {
+            Ok(found) => found,
+            Err(e) => {
+                worker::console_warn!("cache read failed for {key}: {e}");
+                None
+            }
+        };
+        timing.add("cache", now_ms() - started);
+        let response = found?;
         let headers = response.headers();
-        let stored_at_ms = headers.get(STORED_AT).ok()??.parse::<f64>().ok()?;
-        let lifetimes = headers.get(LIFETIMES).ok()??;
-        let mut parts = lifetimes.split(',').map(|p| p.parse::<u32>().ok());
-        let lifetimes = Lifetimes {
-            edge: parts.next()??,
-            swr: parts.next()??,
-            sie: parts.next()??,
-        };
-        let kept: Vec<(String, String)> = headers
-            .entries()
-            .filter(|(n, _)| n != STORED_AT && n != LIFETIMES)
-            .filter(|(n, _)| !DROPPED.contains(&n.as_str()))
-            .collect();
-        let status = response.status_code();
-        let body = response.bytes().await.ok()?;
-        Some(Self {
-            status,
-            headers: kept,
-            body,
-            stored_at_ms,
-            lifetimes,
-        })
+        let entry = Entry::read(|name| headers.get(name).ok().flatten())?;
+        Some((entry, response))
     }
 
-    /// Applies a 304 (RFC 9111 §4.3.4): the stored headers are updated from it, and a
-    /// pass-through entry takes the lifetimes the origin now gives.
-    fn revalidated(&mut self, plan: &Plan, not_modified: &Response, now: f64) {
-        const UPDATED: [&str; 5] = ["etag", "last-modified", "expires", "date", "cache-tag"];
-        for name in UPDATED {
-            if let Ok(Some(value)) = not_modified.headers().get(name) {
-                self.headers.retain(|(n, _)| n != name);
-                self.headers.push((name.to_owned(), value));
-            }
-        }
-        let directives = directives_of(not_modified);
-        if let Some(cc) = &directives.raw_cache_control {
-            self.headers.retain(|(n, _)| n != ORIGIN_CC);
-            self.headers.push((ORIGIN_CC.to_owned(), cc.clone()));
-            if let Storage::Store(lifetimes) = storage(
-                plan.class,
-                plan.policy,
-                200,
-                &directives,
-                plan.request_cookie,
-            ) {
-                self.lifetimes = lifetimes;
-            }
-        }
-        self.stored_at_ms = now;
-    }
-
-    /// The Cache API form: our metadata, and a `max-age` covering the stale windows.
-    fn to_cache_response(&self) -> Result<Response, EdgeError> {
+    /// Bytes `start..=end` of the entry under `key` (the Cache API answers ranges).
+    async fn range(&self, key: &str, start: u64, end: u64) -> Option<Response> {
         let headers = Headers::new();
-        for (name, value) in &self.headers {
-            headers.append(name, value).map_err(runtime)?;
+        headers.set("range", &format!("bytes={start}-{end}")).ok()?;
+        let mut init = RequestInit::new();
+        init.with_headers(headers);
+        let request = Request::new_with_init(key, &init).ok()?;
+        let response = self.0.get(&request, false).await.ok()??;
+        (response.status_code() == 206).then_some(response)
+    }
+
+    async fn put(&self, key: &str, response: Response) -> bool {
+        match self.0.put(key, response).await {
+            Ok(()) => true,
+            Err(e) => {
+                worker::console_warn!("cache write failed for {key}: {e}");
+                false
+            }
         }
-        headers
-            .set(STORED_AT, &format!("{:.0}", self.stored_at_ms))
-            .map_err(runtime)?;
-        let l = self.lifetimes;
-        headers
-            .set(LIFETIMES, &format!("{},{},{}", l.edge, l.swr, l.sie))
-            .map_err(runtime)?;
-        let validators = self.header("etag").is_some() || self.header("last-modified").is_some();
-        headers
-            .set(
-                "cache-control",
-                &format!("public, max-age={}", l.retention(validators).max(1)),
-            )
-            .map_err(runtime)?;
-        Ok(Response::from_bytes(self.body.clone())
-            .map_err(runtime)?
-            .with_status(self.status)
-            .with_headers(headers))
     }
 }
 
-/// What the request looks like to the cache.
-struct Plan {
-    class: ContentClass,
-    policy: Policy,
-    key: CacheKey,
-    path_and_query: String,
-    segment: Option<String>,
-    head: bool,
-    /// The origin sees the client's cookies (pass-through classes).
-    request_cookie: bool,
-}
-
-/// The viewer's segment from the verified session cookie; the client's own
-/// `x-course-segment` is never trusted (and never forwarded).
-fn segment_of(req: &Request, config: &Config) -> String {
-    let header = |name: &str| req.headers().get(name).ok().flatten();
-    let now_secs = (Date::now().as_millis() / 1000) as i64;
-    crate::segment::segment_for(
-        header("cookie").as_deref(),
-        header("accept-language").as_deref(),
-        config.session_keys.as_deref(),
-        now_secs,
+/// The Cache API form of an entry: the representation's headers under their stored
+/// names, the metadata, and a `max-age` that keeps it through its stale windows.
+fn storable(
+    meta: &Meta,
+    headers: &[(String, String)],
+    has_validators: bool,
+    body: ResponseBody,
+) -> Result<Response, EdgeError> {
+    let out = Headers::new();
+    for (name, value) in headers {
+        out.append(stored::stored_name(name), value)
+            .map_err(runtime)?;
+    }
+    out.set(stored::META, &meta.encode()).map_err(runtime)?;
+    out.set(
+        "cache-control",
+        &format!(
+            "public, max-age={}",
+            meta.lifetimes.retention(has_validators).max(1)
+        ),
     )
-    .to_string()
+    .map_err(runtime)?;
+    // Kept as a 200 whatever the status (the Cache API refuses some, and 204/304 take
+    // no body): the entry's own status is in its metadata.
+    Ok(Response::from_body(body)
+        .map_err(runtime)?
+        .with_status(200)
+        .with_headers(out))
 }
 
-fn origin_headers(req: &Request, plan: &Plan) -> Result<Headers, EdgeError> {
-    let forward = match plan.policy.audience {
-        Audience::Shared | Audience::PerSegment => Forward::Shared,
-        _ => Forward::All,
-    };
-    let headers = origin::forward_headers(req, forward)?;
-    // The client's own validators and ranges must not shape what the edge stores: a
-    // 304 or 206 answered to them would be taken for the edge's own revalidation.
-    for name in CLIENT_ONLY {
-        headers.delete(name).map_err(runtime)?;
-    }
-    if let Some(segment) = &plan.segment {
-        headers.set(SEGMENT, segment).map_err(runtime)?;
-    }
-    Ok(headers)
-}
-
-/// Request headers that concern the client's copy, not the representation.
-const CLIENT_ONLY: [&str; 6] = [
-    "if-none-match",
-    "if-modified-since",
-    "if-match",
-    "if-unmodified-since",
-    "range",
-    "if-range",
-];
-
-fn directives_of(response: &Response) -> OriginDirectives {
-    let h = response.headers();
-    let get = |name: &str| h.get(name).ok().flatten();
-    let mut d = OriginDirectives::parse(
-        get("cache-control").as_deref(),
-        get("vary").as_deref(),
-        h.has("set-cookie").unwrap_or(false),
-    );
-    if let (Some(expires), Some(date)) = (get("expires"), get("date")) {
-        d.expires_in = match (http_date::parse(&expires), http_date::parse(&date)) {
-            (Some(e), Some(d)) => Some(e - d),
-            // An unparsable Expires means "already expired" (RFC 9111 §5.3).
-            _ => Some(0),
-        };
-    }
-    d
-}
-
-/// Serves a request of a cached origin class.
-pub(super) async fn serve(
-    req: &Request,
-    ctx: &Context,
-    config: &Config,
-    class: ContentClass,
-    timing: &mut ServerTiming,
-) -> Result<Served, EdgeError> {
-    let policy = config.policy.get(class);
-    let url = req.url().map_err(runtime)?;
-    let method = Method::parse(req.method().as_ref());
-    let path = url.path().to_owned();
-    let query = normalize_query(url.query());
-    let path_and_query = query
-        .as_ref()
-        .map_or_else(|| path.clone(), |q| format!("{path}?{q}"));
-    let segment = (policy.audience == Audience::PerSegment).then(|| segment_of(req, config));
-    let host = config.canonical_host.clone().unwrap_or_else(|| {
-        let host = url.host_str().unwrap_or("edge");
-        url.port()
-            .map_or_else(|| host.to_owned(), |p| format!("{host}:{p}"))
-    });
-    let plan = Plan {
-        class,
-        policy,
-        key: CacheKey::new(&host, &path, url.query(), segment.as_deref()),
-        path_and_query,
-        segment,
-        head: method == Method::Head,
-        request_cookie: matches!(policy.audience, Audience::Origin)
-            && req.headers().has("cookie").unwrap_or(false),
-    };
-
-    let bypass = if !method.is_read() {
-        Some(NoStoreReason::Method)
-    } else if req.headers().has("authorization").unwrap_or(false) {
-        Some(NoStoreReason::Authorization)
-    } else if matches!(policy.audience, Audience::Nobody | Audience::Private) {
-        Some(NoStoreReason::ClassPolicy)
-    } else {
-        None
-    };
-    if let Some(reason) = bypass {
-        return bypass_to_origin(req, config, &plan, reason, timing).await;
-    }
-
-    let cache = Cache::default();
-    let now = Date::now().as_millis() as f64;
-    let stored = match cache.get(plan.key.as_str(), true).await {
-        Ok(Some(response)) => Stored::read(response).await,
-        Ok(None) => None,
-        Err(e) => {
-            worker::console_warn!("cache read failed for {}: {e}", plan.key.as_str());
-            None
-        }
-    };
-    if let Some(stored) = &stored {
-        let age = stored.age_secs(now);
-        match freshness::evaluate(age, stored.lifetimes) {
-            Freshness::Fresh => {
-                return respond_stored(req, &plan, stored, age, EdgeCacheStatus::Hit);
-            }
-            Freshness::StaleRevalidate => {
-                spawn_refresh(req, ctx, config, &plan, stored)?;
-                return respond_stored(req, &plan, stored, age, EdgeCacheStatus::Stale);
-            }
-            Freshness::StaleIfError | Freshness::Expired => {}
-        }
-    }
-
-    let headers = origin_headers(req, &plan)?;
-    if let Some(stored) = &stored {
-        add_validators(&headers, stored)?;
-    }
-    let fetched = origin::fetch(
-        config,
-        HttpMethod::Get,
-        &plan.path_and_query,
-        headers,
-        None,
-        timing,
-    )
-    .await;
-    match fetched {
-        Ok(response) if response.status_code() == 304 && stored.is_some() => {
-            let Some(mut stored) = stored else {
-                unreachable!("checked above")
-            };
-            stored.revalidated(&plan, &response, now);
-            put(&cache, &plan.key, &stored).await;
-            respond_stored(req, &plan, &stored, 0.0, EdgeCacheStatus::Revalidated)
-        }
-        Ok(response) if response.status_code() >= 500 || response.status_code() == 429 => {
-            match usable_stale(stored.as_ref(), now) {
-                Some(stale) => {
-                    let age = stale.age_secs(now);
-                    respond_stored(req, &plan, stale, age, EdgeCacheStatus::Stale)
-                }
-                None => respond_fresh(&cache, &plan, response, now).await,
-            }
-        }
-        Ok(response) => respond_fresh(&cache, &plan, response, now).await,
-        Err(err) => match usable_stale(stored.as_ref(), now) {
-            Some(stale) => {
-                worker::console_warn!("serving stale for {}: {err}", plan.key.as_str());
-                let age = stale.age_secs(now);
-                respond_stored(req, &plan, stale, age, EdgeCacheStatus::Stale)
-            }
-            None => Err(err),
-        },
-    }
-}
-
-/// The stored copy, if it may stand in for a failed origin.
-fn usable_stale(stored: Option<&Stored>, now: f64) -> Option<&Stored> {
-    stored.filter(|s| freshness::usable_on_error(s.age_secs(now), s.lifetimes))
-}
-
-fn add_validators(headers: &Headers, stored: &Stored) -> Result<(), EdgeError> {
-    if let Some(etag) = stored.header("etag") {
-        headers.set("if-none-match", etag).map_err(runtime)?;
-    } else if let Some(modified) = stored.header("last-modified") {
-        headers
-            .set("if-modified-since", modified)
-            .map_err(runtime)?;
-    }
-    Ok(())
-}
-
-async fn put(cache: &Cache, key: &CacheKey, stored: &Stored) {
-    let result = match stored.to_cache_response() {
-        Ok(response) => cache.put(key.as_str(), response).await.map_err(runtime),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = result {
-        worker::console_warn!("cache write failed for {}: {e}", key.as_str());
-    }
-}
-
-/// A fresh origin answer: stored when the policy allows, and returned as a MISS.
-async fn respond_fresh(
-    cache: &Cache,
-    plan: &Plan,
-    mut response: Response,
-    now: f64,
-) -> Result<Served, EdgeError> {
-    let status = response.status_code();
-    let directives = directives_of(&response);
-    let mut decision = storage(
-        plan.class,
-        plan.policy,
-        status,
-        &directives,
-        plan.request_cookie,
-    );
-    let too_big = response
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|l| l.parse::<usize>().ok())
-        .is_none_or(|l| l > MAX_STORED_BYTES);
-    let headers: Vec<(String, String)> = response
+/// The representation's headers of a stored response.
+fn replayed(response: &Response) -> Vec<(String, String)> {
+    response
         .headers()
         .entries()
-        .filter(|(n, _)| !DROPPED.contains(&n.as_str()))
-        .collect();
-    if let Storage::Store(lifetimes) = decision
-        && !too_big
-    {
-        let body = response.bytes().await.map_err(runtime)?;
-        let mut stored_headers = headers;
-        if let Some(cc) = &directives.raw_cache_control {
-            stored_headers.push((ORIGIN_CC.to_owned(), cc.clone()));
-        }
-        let stored = Stored {
-            status,
-            headers: stored_headers,
-            body,
-            stored_at_ms: now,
-            lifetimes,
-        };
-        put(cache, &plan.key, &stored).await;
-        let mut served = respond_stored_inner(plan, &stored, 0.0, EdgeCacheStatus::Miss, None)?;
-        served
-            .response
-            .headers_mut()
-            .delete("age")
-            .map_err(runtime)?;
-        return Ok(served);
-    }
-    if too_big && matches!(decision, Storage::Store(_)) {
-        // No Content-Length, or too large to buffer: streamed through, not stored.
-        decision = Storage::NoStore(NoStoreReason::Size);
-    }
-    let out = Headers::new();
-    for (name, value) in &headers {
-        out.append(name, value).map_err(runtime)?;
-    }
-    // Not stored, so the origin's cookies reach their one viewer.
-    for cookie in response.headers().get_all("set-cookie").unwrap_or_default() {
-        out.append("set-cookie", &cookie).map_err(runtime)?;
-    }
-    apply_browser_headers(&out, plan, status, &directives, None)?;
-    if let Storage::NoStore(reason) = decision {
-        out.set(NO_STORE, reason.as_str()).map_err(runtime)?;
-    }
-    rebuilt(response, status, out, EdgeCacheStatus::Miss)
+        .filter_map(|(n, v)| stored::replayed_name(&n).map(|n| (n.to_owned(), v)))
+        .collect()
 }
 
-fn apply_browser_headers(
-    headers: &Headers,
-    plan: &Plan,
-    status: u16,
-    directives: &OriginDirectives,
-    lifetimes: Option<Lifetimes>,
-) -> Result<(), EdgeError> {
-    match browser_cache_control(plan.policy, status, directives) {
-        Some(cc) => headers.set("cache-control", &cc).map_err(runtime)?,
-        None => headers.delete("cache-control").map_err(runtime)?,
-    }
-    if let Some(l) = lifetimes {
-        headers
-            .set("cdn-cache-control", &l.cdn_cache_control())
-            .map_err(runtime)?;
-    }
-    Ok(())
-}
-
-fn respond_stored(
-    req: &Request,
-    plan: &Plan,
-    stored: &Stored,
-    age: f64,
-    status: EdgeCacheStatus,
-) -> Result<Served, EdgeError> {
-    let conditional = (
-        req.headers().get("if-none-match").ok().flatten(),
-        req.headers().get("if-modified-since").ok().flatten(),
+/// The headers of an upstream response worth keeping or passing on: not hop-by-hop,
+/// not named in its `Connection`, not the edge's own.
+fn upstream_headers(response: &Response) -> Vec<(String, String)> {
+    let listed = flow::connection_listed(
+        response
+            .headers()
+            .get("connection")
+            .ok()
+            .flatten()
+            .as_deref(),
     );
-    respond_stored_inner(plan, stored, age, status, Some(conditional))
+    response
+        .headers()
+        .entries()
+        .filter(|(n, _)| flow::replayable(n) && !listed.contains(n))
+        .collect()
 }
 
-fn respond_stored_inner(
-    plan: &Plan,
-    stored: &Stored,
-    age: f64,
-    cache_status: EdgeCacheStatus,
-    conditional: Option<(Option<String>, Option<String>)>,
-) -> Result<Served, EdgeError> {
-    let headers = Headers::new();
-    for (name, value) in &stored.headers {
-        if name != ORIGIN_CC {
-            headers.append(name, value).map_err(runtime)?;
-        }
-    }
-    let directives = OriginDirectives::parse(stored.header(ORIGIN_CC), None, false);
-    apply_browser_headers(
-        &headers,
-        plan,
-        stored.status,
-        &directives,
-        Some(stored.lifetimes),
-    )?;
-    headers
-        .set("age", &format!("{:.0}", age.floor()))
-        .map_err(runtime)?;
-    let not_modified_now = conditional.is_some_and(|(inm, ims)| {
-        stored.status == 200
-            && not_modified(
-                inm.as_deref(),
-                ims.as_deref(),
-                stored.header("etag"),
-                stored.header("last-modified"),
-            )
-    });
-    let response = if not_modified_now {
-        headers.delete("content-type").map_err(runtime)?;
-        Response::empty()
-            .map_err(runtime)?
-            .with_status(304)
-            .with_headers(headers)
-    } else if plan.head {
-        Response::empty()
-            .map_err(runtime)?
-            .with_status(stored.status)
-            .with_headers(headers)
-    } else {
-        Response::from_bytes(stored.body.clone())
-            .map_err(runtime)?
-            .with_status(stored.status)
-            .with_headers(headers)
-    };
-    Ok(Served {
-        response,
-        cache: cache_status,
-    })
+fn upstream_of(response: &Response, now: f64, request_cookie: bool) -> Upstream {
+    let headers = response.headers();
+    Upstream::read(
+        response.status_code(),
+        |name| headers.get(name).ok().flatten(),
+        now,
+        request_cookie,
+    )
 }
 
-/// Writes, credentials and never-shared classes go to the origin untouched by the cache.
-async fn bypass_to_origin(
-    req: &Request,
-    config: &Config,
+/// Serves one request of a cached class.
+pub(super) async fn serve<S: Source>(
+    ctx: &Context,
     plan: &Plan,
-    reason: NoStoreReason,
+    source: &S,
     timing: &mut ServerTiming,
 ) -> Result<Served, EdgeError> {
-    let headers = origin::forward_headers(req, Forward::All)?;
-    if reason == NoStoreReason::Authorization
-        && matches!(
-            plan.policy.audience,
-            Audience::Shared | Audience::PerSegment
-        )
-    {
-        // Credentials go through, cookies still do not (shared classes).
-        headers.delete("cookie").map_err(runtime)?;
+    if let Start::Bypass(reason) = flow::start(plan.policy, &plan.ask) {
+        return pass(ctx, plan, source, reason, timing).await;
     }
-    if let Some(segment) = &plan.segment {
-        headers.set(SEGMENT, segment).map_err(runtime)?;
-    }
-    let body = if Method::parse(req.method().as_ref()).is_read() {
-        None
-    } else {
-        origin::body_of(req)?
-    };
-    let response = origin::fetch(
-        config,
-        req.method(),
-        &plan.path_and_query,
-        headers,
-        body,
-        timing,
-    )
-    .await?;
-    let status = response.status_code();
-    let directives = directives_of(&response);
-    let out = Headers::new();
-    for (name, value) in response.headers().entries() {
-        if !DROPPED.contains(&name.as_str()) || name == "set-cookie" {
-            out.append(&name, &value).map_err(runtime)?;
-        }
-    }
-    // Never a looser browser policy than the class allows; sessions stay private.
-    let policy_cc = browser_cache_control(plan.policy, status, &directives);
-    let cc = match (reason, policy_cc) {
-        (NoStoreReason::Authorization, _) => Some(String::from("private, no-store")),
-        (_, cc) => cc,
-    };
-    match cc {
-        Some(cc) => out.set("cache-control", &cc).map_err(runtime)?,
-        None => {
-            if let Some(raw) = &directives.raw_cache_control {
-                out.set("cache-control", raw).map_err(runtime)?;
+    let store = Store::new();
+    let mut found = store.lookup(&plan.key, timing).await;
+    let mut followed = false;
+    loop {
+        let now = now_ms();
+        let entry = found.as_ref().map(|(e, _)| e);
+        match flow::on_lookup(&plan.ask, entry, now) {
+            OnLookup::Serve {
+                cache,
+                answer,
+                refresh,
+            } => {
+                let Some((entry, response)) = found else {
+                    return Err(EdgeError::Runtime(String::from("served a missing entry")));
+                };
+                if refresh {
+                    spawn_refresh(ctx, plan, source, &entry);
+                }
+                return respond_stored(&store, plan, &entry, response, answer, cache, now).await;
+            }
+            OnLookup::Fetch { conditional } => {
+                let leading = if followed {
+                    None
+                } else {
+                    match join(&plan.key) {
+                        Role::Leader(leading) => Some(leading),
+                        Role::Follower => {
+                            let started = now_ms();
+                            follow(&plan.key, plan.follow_timeout).await;
+                            timing.add("collapsed", now_ms() - started);
+                            followed = true;
+                            found = store.lookup(&plan.key, timing).await;
+                            continue;
+                        }
+                        Role::Alone => None,
+                    }
+                };
+                return fetch(
+                    ctx,
+                    &store,
+                    plan,
+                    source,
+                    found,
+                    conditional,
+                    leading,
+                    timing,
+                )
+                .await;
             }
         }
     }
-    out.set(NO_STORE, reason.as_str()).map_err(runtime)?;
-    rebuilt(response, status, out, EdgeCacheStatus::Bypass)
 }
 
-/// The origin's body streamed through under our own headers.
-fn rebuilt(
-    response: Response,
-    status: u16,
-    headers: Headers,
-    cache: EdgeCacheStatus,
+/// Goes upstream and performs what the core makes of the outcome.
+#[allow(clippy::too_many_arguments)]
+async fn fetch<S: Source>(
+    ctx: &Context,
+    store: &Store,
+    plan: &Plan,
+    source: &S,
+    found: Option<(Entry, Response)>,
+    conditional: bool,
+    leading: Option<Leading>,
+    timing: &mut ServerTiming,
 ) -> Result<Served, EdgeError> {
-    let (_, body) = response.into_parts();
+    let validators = found.as_ref().map(|(e, _)| e).filter(|_| conditional);
+    let fetched = source.fetch(validators, timing).await;
+    for work in source.deferred() {
+        ctx.wait_until(work);
+    }
+    let now = now_ms();
+    let entry = found.as_ref().map(|(e, _)| e);
+    let (decision, upstream) = match &fetched {
+        Ok(response) => {
+            let up = upstream_of(response, now, source.request_cookie());
+            let decision = flow::on_upstream(
+                plan.class,
+                plan.policy,
+                &plan.ask,
+                entry,
+                Outcome::Answered(&up),
+                now,
+            );
+            (decision, Some(up))
+        }
+        Err(_) => (
+            flow::on_upstream(
+                plan.class,
+                plan.policy,
+                &plan.ask,
+                entry,
+                Outcome::Failed,
+                now,
+            ),
+            None,
+        ),
+    };
+    match decision {
+        OnUpstream::Revalidated { lifetimes, answer } => {
+            let (Some((entry, stored)), Ok(not_modified), Some(up)) = (found, fetched, upstream)
+            else {
+                return Err(EdgeError::Runtime(String::from(
+                    "revalidated without an entry",
+                )));
+            };
+            let mut headers = replayed(&stored);
+            flow::merge_not_modified(&mut headers, &upstream_headers(&not_modified));
+            let meta = Meta {
+                stored_at_ms: now,
+                initial_age: up.age,
+                lifetimes,
+                ..entry.meta.clone()
+            };
+            let entry = Entry {
+                meta,
+                etag: header_in(&headers, "etag").or(entry.etag),
+                last_modified: header_in(&headers, "last-modified").or(entry.last_modified),
+                origin_cache_control: header_in(&headers, "cache-control"),
+            };
+            let mut stored = stored;
+            let copy = stored.cloned().map_err(runtime)?;
+            keep(ctx, plan, &entry, &headers, copy, leading)?;
+            let response = rebuild_from(stored, &headers)?;
+            respond_stored(
+                store,
+                plan,
+                &entry,
+                response,
+                answer,
+                EdgeCacheStatus::Revalidated,
+                now,
+            )
+            .await
+        }
+        OnUpstream::Store { lifetimes, answer } => {
+            let (Ok(mut response), Some(up)) = (fetched, upstream) else {
+                return Err(EdgeError::Runtime(String::from(
+                    "stored without a response",
+                )));
+            };
+            let headers = upstream_headers(&response);
+            let entry = Entry {
+                meta: Meta {
+                    status: up.status,
+                    stored_at_ms: now,
+                    initial_age: up.age,
+                    lifetimes,
+                    length: up.length,
+                    source: header_in(&headers, SOURCE_VERSION),
+                },
+                etag: up.etag.clone(),
+                last_modified: up.last_modified.clone(),
+                origin_cache_control: up.directives.raw_cache_control.clone(),
+            };
+            let copy = response.cloned().map_err(runtime)?;
+            if let Answer::Partial { start, end, .. } = answer {
+                // The range is cut by the Cache API from the whole body, once stored.
+                let stored = storable(
+                    &entry.meta,
+                    &headers,
+                    flow::has_validators(&entry),
+                    copy.into_parts().1,
+                )?;
+                if store.put(&plan.key, stored).await
+                    && let Some(part) = store.range(&plan.key, start, end).await
+                {
+                    drop(leading);
+                    return respond_with(
+                        plan,
+                        &entry,
+                        &headers,
+                        part.into_parts().1,
+                        answer,
+                        EdgeCacheStatus::Miss,
+                        Some(lifetimes),
+                        entry.meta.initial_age,
+                    );
+                }
+                drop(leading);
+                return respond_with(
+                    plan,
+                    &entry,
+                    &headers,
+                    response.into_parts().1,
+                    Answer::Full { head: false },
+                    EdgeCacheStatus::Miss,
+                    Some(lifetimes),
+                    entry.meta.initial_age,
+                );
+            }
+            keep(ctx, plan, &entry, &headers, copy, leading)?;
+            respond_with(
+                plan,
+                &entry,
+                &headers,
+                response.into_parts().1,
+                answer,
+                EdgeCacheStatus::Miss,
+                Some(lifetimes),
+                entry.meta.initial_age,
+            )
+        }
+        OnUpstream::ServeStale { answer } => {
+            drop(leading);
+            if let Err(e) = &fetched {
+                worker::console_warn!("serving stale for {}: {e}", plan.key);
+            }
+            let Some((entry, response)) = found else {
+                return Err(EdgeError::Runtime(String::from("stale without an entry")));
+            };
+            respond_stored(
+                store,
+                plan,
+                &entry,
+                response,
+                answer,
+                EdgeCacheStatus::Stale,
+                now,
+            )
+            .await
+        }
+        OnUpstream::Pass { reason } => {
+            drop(leading);
+            let response = fetched?;
+            passed_on(
+                plan,
+                response,
+                reason,
+                EdgeCacheStatus::Miss,
+                now,
+                source.request_cookie(),
+            )
+        }
+        OnUpstream::Fail => {
+            drop(leading);
+            Err(fetched.err().unwrap_or_else(|| {
+                EdgeError::Runtime(String::from("upstream failed without an error"))
+            }))
+        }
+    }
+}
+
+/// The header upstream sets on an edge-made response to name the version of what it
+/// was made from (an image's source ETag); it becomes the entry's `source`.
+pub(super) const SOURCE_VERSION: &str = "x-edge-source-version";
+
+fn header_in(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+}
+
+/// Stores `body` as the entry after the response (`wait_until`); the flight lands once
+/// the entry is in, so followers find it.
+fn keep(
+    ctx: &Context,
+    plan: &Plan,
+    entry: &Entry,
+    headers: &[(String, String)],
+    body: Response,
+    leading: Option<Leading>,
+) -> Result<(), EdgeError> {
+    let response = storable(
+        &entry.meta,
+        headers,
+        flow::has_validators(entry),
+        body.into_parts().1,
+    )?;
+    let key = plan.key.clone();
+    ctx.wait_until(async move {
+        Store::new().put(&key, response).await;
+        drop(leading);
+    });
+    Ok(())
+}
+
+/// A stored response with its headers replaced (they are immutable once fetched).
+fn rebuild_from(response: Response, headers: &[(String, String)]) -> Result<Response, EdgeError> {
+    let status = response.status_code();
+    let out = Headers::new();
+    for (name, value) in headers {
+        out.append(name, value).map_err(runtime)?;
+    }
+    Ok(Response::from_body(response.into_parts().1)
+        .map_err(runtime)?
+        .with_status(status)
+        .with_headers(out))
+}
+
+/// Serves a stored entry under `answer`.
+async fn respond_stored(
+    store: &Store,
+    plan: &Plan,
+    entry: &Entry,
+    response: Response,
+    answer: Answer,
+    cache: EdgeCacheStatus,
+    now: f64,
+) -> Result<Served, EdgeError> {
+    let headers = replayed(&response);
+    let age = entry.meta.age_secs(now);
+    let body = match answer {
+        Answer::Partial {
+            start,
+            end,
+            head: false,
+            ..
+        } => match store.range(&plan.key, start, end).await {
+            Some(part) => part.into_parts().1,
+            // Gone between the two reads: the whole entry, as a 200.
+            None => {
+                return respond_with(
+                    plan,
+                    entry,
+                    &headers,
+                    response.into_parts().1,
+                    Answer::Full { head: false },
+                    cache,
+                    Some(entry.meta.lifetimes),
+                    age,
+                );
+            }
+        },
+        _ => response.into_parts().1,
+    };
+    respond_with(
+        plan,
+        entry,
+        &headers,
+        body,
+        answer,
+        cache,
+        Some(entry.meta.lifetimes),
+        age,
+    )
+}
+
+/// Builds the client's response for a representation (stored, or just stored).
+#[allow(clippy::too_many_arguments)]
+fn respond_with(
+    plan: &Plan,
+    entry: &Entry,
+    headers: &[(String, String)],
+    body: ResponseBody,
+    answer: Answer,
+    cache: EdgeCacheStatus,
+    lifetimes: Option<Lifetimes>,
+    age: u32,
+) -> Result<Served, EdgeError> {
+    let status = answer.status(entry.meta.status);
+    let out = Headers::new();
+    for (name, value) in headers {
+        let dropped = matches!(answer, Answer::NotModified)
+            && matches!(name.as_str(), "content-type" | "content-encoding");
+        if !dropped && name != stored::ORIGIN_CACHE_CONTROL && name != SOURCE_VERSION {
+            out.append(name, value).map_err(runtime)?;
+        }
+    }
+    let directives = OriginDirectives::parse(entry.origin_cache_control.as_deref(), None, false);
+    let served_age = (cache != EdgeCacheStatus::Miss || age > 0).then_some(age);
+    apply(
+        &out,
+        flow::emitted(
+            plan.policy,
+            entry.meta.status,
+            &directives,
+            lifetimes,
+            served_age,
+        ),
+    )?;
+    match answer {
+        Answer::Full { .. } => {
+            if let Some(length) = entry.meta.length {
+                out.set("content-length", &length.to_string())
+                    .map_err(runtime)?;
+            }
+        }
+        Answer::Partial {
+            start, end, size, ..
+        } => {
+            out.set("content-range", &format!("bytes {start}-{end}/{size}"))
+                .map_err(runtime)?;
+            out.set("content-length", &(end - start + 1).to_string())
+                .map_err(runtime)?;
+        }
+        Answer::Unsatisfiable { size } => {
+            out.set("content-range", &format!("bytes */{size}"))
+                .map_err(runtime)?;
+            out.set("cache-control", "no-store").map_err(runtime)?;
+        }
+        Answer::NotModified => {}
+    }
+    for (name, value) in &plan.extra {
+        out.set(name, value).map_err(runtime)?;
+    }
+    let body = if answer.has_body() && !null_body_status(status) {
+        body
+    } else {
+        ResponseBody::Empty
+    };
     Ok(Served {
         response: Response::from_body(body)
             .map_err(runtime)?
             .with_status(status)
-            .with_headers(headers),
+            .with_headers(out),
         cache,
     })
 }
 
-/// One background refresh per key per isolate; the lock is released however it ends.
-fn spawn_refresh(
-    req: &Request,
-    ctx: &Context,
-    config: &Config,
-    plan: &Plan,
-    stored: &Stored,
-) -> Result<(), EdgeError> {
-    let key = plan.key.as_str().to_owned();
-    let headers = origin_headers(req, plan)?;
-    add_validators(&headers, stored)?;
-    let now = Date::now().as_millis() as f64;
-    let abandoned_after = config.origin_timeout.as_millis() as f64 * 2.0 + 5_000.0;
-    let claimed = REFRESHING.with(|claims| {
-        let mut claims = claims.borrow_mut();
-        match claims.get(&key) {
-            Some(at) if now - at < abandoned_after => false,
-            _ => {
-                claims.insert(key.clone(), now);
-                true
-            }
-        }
-    });
-    if !claimed {
-        return Ok(());
+/// Statuses whose responses cannot carry a body (a body there is a runtime error).
+fn null_body_status(status: u16) -> bool {
+    matches!(status, 101 | 103 | 204 | 205 | 304)
+}
+
+fn apply(headers: &Headers, emitted: flow::Emitted) -> Result<(), EdgeError> {
+    let edit = |name: &str, edit: Edit| match edit {
+        Edit::Keep => Ok(()),
+        Edit::Set(value) => headers.set(name, &value).map_err(runtime),
+        Edit::Remove => headers.delete(name).map_err(runtime),
+    };
+    edit("cache-control", emitted.cache_control)?;
+    edit("cdn-cache-control", emitted.cdn_cache_control)?;
+    match emitted.age {
+        Some(age) => headers.set("age", &age.to_string()).map_err(runtime),
+        None => headers.delete("age").map_err(runtime),
     }
-    let config = config.clone();
-    let plan = Plan {
-        class: plan.class,
-        policy: plan.policy,
-        key: plan.key.clone(),
-        path_and_query: plan.path_and_query.clone(),
-        segment: plan.segment.clone(),
-        head: false,
-        request_cookie: plan.request_cookie,
+}
+
+/// Passes upstream's answer on, unstored, under the class's headers.
+fn passed_on(
+    plan: &Plan,
+    response: Response,
+    reason: NoStoreReason,
+    cache: EdgeCacheStatus,
+    now: f64,
+    request_cookie: bool,
+) -> Result<Served, EdgeError> {
+    let up = upstream_of(&response, now, request_cookie);
+    let out = Headers::new();
+    for (name, value) in upstream_headers(&response) {
+        if name != SOURCE_VERSION {
+            out.append(&name, &value).map_err(runtime)?;
+        }
+    }
+    let age = (up.age > 0).then_some(up.age);
+    apply(
+        &out,
+        flow::emitted(plan.policy, up.status, &up.directives, None, age),
+    )?;
+    if let Some(length) = up.length.filter(|_| !plan.ask_is_head()) {
+        out.set("content-length", &length.to_string())
+            .map_err(runtime)?;
+    }
+    out.set(NO_STORE, reason.as_str()).map_err(runtime)?;
+    for (name, value) in &plan.extra {
+        out.set(name, value).map_err(runtime)?;
+    }
+    let status = up.status;
+    let body = if plan.ask_is_head() || null_body_status(status) {
+        ResponseBody::Empty
+    } else {
+        response.into_parts().1
     };
-    let stored = Stored {
-        status: stored.status,
-        headers: stored.headers.clone(),
-        body: stored.body.clone(),
-        stored_at_ms: stored.stored_at_ms,
-        lifetimes: stored.lifetimes,
+    Ok(Served {
+        response: Response::from_body(body)
+            .map_err(runtime)?
+            .with_status(status)
+            .with_headers(out),
+        cache,
+    })
+}
+
+impl Plan {
+    fn ask_is_head(&self) -> bool {
+        self.ask.method == crate::route::Method::Head
+    }
+}
+
+/// A request that bypasses the cache: upstream as is, never stored.
+async fn pass<S: Source>(
+    ctx: &Context,
+    plan: &Plan,
+    source: &S,
+    reason: NoStoreReason,
+    timing: &mut ServerTiming,
+) -> Result<Served, EdgeError> {
+    let response = source.fetch(None, timing).await;
+    for work in source.deferred() {
+        ctx.wait_until(work);
+    }
+    let response = response?;
+    passed_on(
+        plan,
+        response,
+        reason,
+        EdgeCacheStatus::Bypass,
+        now_ms(),
+        source.request_cookie(),
+    )
+}
+
+/// Refreshes an entry in the background (inside stale-while-revalidate); one refresh
+/// per key in flight, shared with foreground misses through the same flights.
+fn spawn_refresh<S: Source>(ctx: &Context, plan: &Plan, source: &S, entry: &Entry) {
+    let Role::Leader(leading) = join(&plan.key) else {
+        return;
     };
+    let plan = plan.clone();
+    let source = source.clone();
+    let entry = entry.clone();
     ctx.wait_until(async move {
         let mut timing = ServerTiming::new();
-        let cache = Cache::default();
-        let fetched = origin::fetch(
-            &config,
-            HttpMethod::Get,
-            &plan.path_and_query,
-            headers,
-            None,
-            &mut timing,
-        )
-        .await;
-        let now = Date::now().as_millis() as f64;
-        match fetched {
-            Ok(response) if response.status_code() == 304 => {
-                let mut stored = stored;
-                stored.revalidated(&plan, &response, now);
-                put(&cache, &plan.key, &stored).await;
-            }
-            Ok(response) if response.status_code() < 500 && response.status_code() != 429 => {
-                if let Err(e) = respond_fresh(&cache, &plan, response, now).await {
-                    worker::console_warn!("background refresh of {key} failed: {e}");
+        let store = Store::new();
+        let fetched = source.fetch(Some(&entry), &mut timing).await;
+        for work in source.deferred() {
+            work.await;
+        }
+        let now = now_ms();
+        let Ok(mut response) = fetched else {
+            worker::console_warn!("background refresh of {} failed", plan.key);
+            return;
+        };
+        let up = upstream_of(&response, now, source.request_cookie());
+        let get = Ask::get();
+        match flow::on_upstream(
+            plan.class,
+            plan.policy,
+            &get,
+            Some(&entry),
+            Outcome::Answered(&up),
+            now,
+        ) {
+            OnUpstream::Revalidated { lifetimes, .. } => {
+                let Some((_, stored)) = store.lookup(&plan.key, &mut timing).await else {
+                    return;
+                };
+                let mut headers = replayed(&stored);
+                flow::merge_not_modified(&mut headers, &upstream_headers(&response));
+                let meta = Meta {
+                    stored_at_ms: now,
+                    initial_age: up.age,
+                    lifetimes,
+                    ..entry.meta.clone()
+                };
+                if let Ok(fresh) = storable(&meta, &headers, true, stored.into_parts().1) {
+                    store.put(&plan.key, fresh).await;
                 }
             }
-            Ok(response) => {
-                worker::console_warn!(
-                    "background refresh of {key}: origin answered {}",
-                    response.status_code()
-                );
+            OnUpstream::Store { lifetimes, .. } => {
+                let headers = upstream_headers(&response);
+                let meta = Meta {
+                    status: up.status,
+                    stored_at_ms: now,
+                    initial_age: up.age,
+                    lifetimes,
+                    length: up.length,
+                    source: header_in(&headers, SOURCE_VERSION),
+                };
+                let validators = up.etag.is_some() || up.last_modified.is_some();
+                let body = match response.cloned() {
+                    Ok(copy) => copy.into_parts().1,
+                    Err(_) => return,
+                };
+                if let Ok(fresh) = storable(&meta, &headers, validators, body) {
+                    store.put(&plan.key, fresh).await;
+                }
             }
-            Err(e) => worker::console_warn!("background refresh of {key} failed: {e}"),
+            other => {
+                worker::console_warn!("background refresh of {}: {other:?}", plan.key);
+            }
         }
-        REFRESHING.with(|claims| claims.borrow_mut().remove(&key));
+        drop(leading);
     });
-    Ok(())
 }

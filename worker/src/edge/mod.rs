@@ -6,11 +6,13 @@
 mod assets;
 mod avif;
 mod cache;
+mod derived;
 mod images;
 mod libc;
 mod memory;
 mod origin;
 mod respond;
+mod slot;
 mod sweep;
 
 use protocol::EdgeCacheStatus;
@@ -67,6 +69,7 @@ async fn handle(
             path: url.path().to_owned(),
         });
     }
+    Route::check_query(url.query())?;
     let route = Route::parse(Method::parse(req.method().as_ref()), url.path())?;
     match &route {
         Route::Health => {
@@ -79,12 +82,12 @@ async fn handle(
                 cache: EdgeCacheStatus::Bypass,
             })
         }
-        Route::Origin { class } => cache::serve(req, ctx, &config, *class, timing).await,
+        Route::Origin { class } => origin::serve(req, ctx, &config, *class, timing).await,
         Route::Object {
             class,
             key,
             uploaded,
-        } => assets::serve(req, env, &config, *class, key, *uploaded, timing).await,
+        } => assets::serve(req, env, ctx, &config, *class, key, *uploaded, timing).await,
         Route::Image { options, key } => {
             images::serve(req, env, ctx, &config, options, key, timing).await
         }
@@ -99,6 +102,19 @@ fn log_error(req: &Request, err: &EdgeError) {
         Fault::Upstream | Fault::Internal => {
             worker::console_error!("{:?} error {} on {path}: {err}", err.fault(), err.status())
         }
+    }
+}
+
+/// The client's request as the cache core reads it.
+pub(crate) fn ask_of(req: &Request) -> crate::policy::flow::Ask {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    crate::policy::flow::Ask {
+        method: Method::parse(req.method().as_ref()),
+        if_none_match: header("if-none-match"),
+        if_modified_since: header("if-modified-since"),
+        range: header("range").and_then(|r| crate::assets::ByteRange::parse(&r)),
+        if_range: header("if-range"),
+        authorization: req.headers().has("authorization").unwrap_or(false),
     }
 }
 

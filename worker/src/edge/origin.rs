@@ -1,15 +1,26 @@
 //! Requests to the origin: which client headers are forwarded (cookies are stripped
 //! for shared classes so signed-in visitors share entries), and the fetch itself under
 //! a deadline. A refused connection and a timeout both become [`EdgeError`]s, which
-//! callers answer — or, for cached classes, cover with a stale copy.
+//! callers answer — or, for cached classes, cover with a stale copy. [`serve`] is the
+//! entry for origin classes: it parses the request into a cache `Plan` and an
+//! [`OriginSource`], and hands both to `edge::cache`.
+
+use std::time::Duration;
 
 use futures_util::future::{Either, select};
 use protocol::headers::{CLIENT_IP, REQUEST_ID, SEGMENT};
-use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::{
+    AbortController, Context, Date, Delay, Fetch, Headers, Method, Request, RequestInit,
+    RequestRedirect, Response,
+};
 
-use super::now_ms;
+use super::cache::{self, Plan, Source};
+use super::{Served, now_ms};
 use crate::config::Config;
 use crate::error::EdgeError;
+use crate::policy::key::normalize_query;
+use crate::policy::stored::Entry;
+use crate::policy::{Audience, CacheKey, ContentClass};
 use crate::timing::ServerTiming;
 
 /// Largest request body forwarded to the origin (logins, forms).
@@ -18,13 +29,15 @@ pub(super) const MAX_BODY_BYTES: u64 = 64 * 1024;
 /// How much of the client's request the origin sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Forward {
-    /// Shared classes: an allow-list; never cookies or credentials.
+    /// Shared and per-segment classes: only what the key covers (their query, and the
+    /// segment the edge derives) reaches the origin — no cookies, credentials,
+    /// `Accept`, `Accept-Language` or `User-Agent`, which the key does not carry.
     Shared,
     /// Bypassed and pass-through requests: everything but hop-by-hop headers.
     All,
 }
 
-const SHARED_ALLOW: [&str; 4] = ["accept", "accept-language", "user-agent", REQUEST_ID];
+const SHARED_ALLOW: [&str; 1] = [REQUEST_ID];
 const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
@@ -36,14 +49,30 @@ const HOP_BY_HOP: [&str; 9] = [
     "host",
     "content-length",
 ];
+/// Request headers that concern the client's copy, not the representation: the edge
+/// answers them from its entry, so they never shape what it stores.
+const CLIENT_ONLY: [&str; 6] = [
+    "if-none-match",
+    "if-modified-since",
+    "if-match",
+    "if-unmodified-since",
+    "range",
+    "if-range",
+];
 
 pub(super) fn forward_headers(req: &Request, forward: Forward) -> Result<Headers, EdgeError> {
     let out = Headers::new();
+    let listed = crate::policy::flow::connection_listed(
+        req.headers().get("connection").ok().flatten().as_deref(),
+    );
     for (name, value) in req.headers().entries() {
         let keep = match forward {
             Forward::Shared => SHARED_ALLOW.contains(&name.as_str()),
             Forward::All => {
-                !HOP_BY_HOP.contains(&name.as_str()) && name != SEGMENT && name != CLIENT_IP
+                !HOP_BY_HOP.contains(&name.as_str())
+                    && !listed.contains(&name)
+                    && name != SEGMENT
+                    && name != CLIENT_IP
             }
         };
         if keep {
@@ -54,6 +83,136 @@ pub(super) fn forward_headers(req: &Request, forward: Forward) -> Result<Headers
         out.set(CLIENT_IP, &ip).map_err(runtime)?;
     }
     Ok(out)
+}
+
+/// The origin as a cache [`Source`]: a GET of the key's path and query with the
+/// forwarded headers (a bypassed request keeps its method and body).
+#[derive(Clone)]
+pub(super) struct OriginSource {
+    config: Config,
+    method: Method,
+    path_and_query: String,
+    headers: Vec<(String, String)>,
+    body: Option<worker::wasm_bindgen::JsValue>,
+    request_cookie: bool,
+}
+
+impl Source for OriginSource {
+    async fn fetch(
+        &self,
+        stored: Option<&Entry>,
+        timing: &mut ServerTiming,
+    ) -> Result<Response, EdgeError> {
+        let headers = Headers::new();
+        for (name, value) in &self.headers {
+            headers.append(name, value).map_err(runtime)?;
+        }
+        if let Some(entry) = stored {
+            if let Some(etag) = &entry.etag {
+                headers.set("if-none-match", etag).map_err(runtime)?;
+            } else if let Some(modified) = &entry.last_modified {
+                headers
+                    .set("if-modified-since", modified)
+                    .map_err(runtime)?;
+            }
+        }
+        fetch(
+            &self.config,
+            self.method.clone(),
+            &self.path_and_query,
+            headers,
+            self.body.clone(),
+            timing,
+        )
+        .await
+    }
+
+    fn request_cookie(&self) -> bool {
+        self.request_cookie
+    }
+}
+
+/// The viewer's segment from the verified session cookie; the client's own
+/// `x-course-segment` is never trusted (and never forwarded).
+fn segment_of(req: &Request, config: &Config) -> String {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let now_secs = (Date::now().as_millis() / 1000) as i64;
+    crate::segment::segment_for(
+        header("cookie").as_deref(),
+        header("accept-language").as_deref(),
+        config.session_keys.as_deref(),
+        now_secs,
+    )
+    .to_string()
+}
+
+/// Serves a request of an origin class (API, pages, pass-through) through the cache.
+pub(super) async fn serve(
+    req: &Request,
+    ctx: &Context,
+    config: &Config,
+    class: ContentClass,
+    timing: &mut ServerTiming,
+) -> Result<Served, EdgeError> {
+    let policy = config.policy.get(class);
+    let url = req.url().map_err(runtime)?;
+    let ask = super::ask_of(req);
+    let path = url.path().to_owned();
+    let query = normalize_query(url.query(), class.query());
+    let path_and_query = query
+        .as_ref()
+        .map_or_else(|| path.clone(), |q| format!("{path}?{q}"));
+    let segment = (policy.audience == Audience::PerSegment).then(|| segment_of(req, config));
+    let host = config.canonical_host.clone().unwrap_or_else(|| {
+        let host = url.host_str().unwrap_or("edge");
+        url.port()
+            .map_or_else(|| host.to_owned(), |p| format!("{host}:{p}"))
+    });
+    let key = CacheKey::new(&host, &path, query.as_deref(), segment.as_deref());
+    let bypassed = matches!(
+        crate::policy::flow::start(policy, &ask),
+        crate::policy::flow::Start::Bypass(_)
+    );
+    let forward = match policy.audience {
+        Audience::Shared | Audience::PerSegment if !bypassed => Forward::Shared,
+        _ => Forward::All,
+    };
+    let forwarded = forward_headers(req, forward)?;
+    let mut headers: Vec<(String, String)> = forwarded
+        .entries()
+        .filter(|(n, _)| bypassed || !CLIENT_ONLY.contains(&n.as_str()))
+        .collect();
+    if matches!(policy.audience, Audience::Shared | Audience::PerSegment) {
+        // Credentials and cookies never reach a shared class's origin, bypassed or not.
+        headers.retain(|(n, _)| n != "cookie" && n != "authorization");
+    }
+    if let Some(segment) = &segment {
+        headers.push((SEGMENT.to_owned(), segment.clone()));
+    }
+    let method = req.method();
+    let body = if Method::Get == method || Method::Head == method {
+        None
+    } else {
+        body_of(req)?
+    };
+    let source = OriginSource {
+        config: config.clone(),
+        method: if bypassed { method } else { Method::Get },
+        path_and_query,
+        request_cookie: policy.audience == Audience::Origin
+            && headers.iter().any(|(n, _)| n == "cookie"),
+        headers,
+        body,
+    };
+    let plan = Plan {
+        class,
+        policy,
+        key: key.as_str().to_owned(),
+        ask,
+        extra: Vec::new(),
+        follow_timeout: config.origin_timeout + Duration::from_secs(1),
+    };
+    cache::serve(ctx, &plan, &source, timing).await
 }
 
 pub(super) fn runtime(e: worker::Error) -> EdgeError {
@@ -75,9 +234,12 @@ pub(super) async fn fetch(
         retry_after_secs: config.retry_after_secs,
     };
     let mut init = RequestInit::new();
+    // Redirects are the client's to follow: a shared cache passes a 3xx on (and stores
+    // it by its own freshness), never the page it points at under this URL.
     init.with_method(method)
         .with_headers(headers)
-        .with_body(body);
+        .with_body(body)
+        .with_redirect(RequestRedirect::Manual);
     let outbound = Request::new_with_init(&config.origin(path_and_query), &init)
         .map_err(|e| unreachable(format!("building the origin request: {e}")))?;
 

@@ -5,10 +5,7 @@ use protocol::headers::{EDGE_CACHE, SERVER_TIMING};
 use worker::{Response, Result};
 
 use super::Served;
-use super::origin::runtime;
 use crate::error::EdgeError;
-use crate::policy::headers::browser_cache_control;
-use crate::policy::{OriginDirectives, Policy};
 use crate::timing::ServerTiming;
 
 pub(super) fn error(err: &EdgeError) -> Result<Response> {
@@ -24,21 +21,6 @@ pub(super) fn error(err: &EdgeError) -> Result<Response> {
         response = response.with_header("allow", allow)?;
     }
     Ok(response.fixed(body.into_bytes()))
-}
-
-/// `Cache-Control` and `CDN-Cache-Control` for content the edge itself produces (R2
-/// objects, image derivatives), straight from the class's policy.
-pub(super) fn set_policy_headers(
-    headers: &worker::Headers,
-    policy: Policy,
-    status: u16,
-) -> std::result::Result<(), EdgeError> {
-    if let Some(cc) = browser_cache_control(policy, status, &OriginDirectives::default()) {
-        headers.set("cache-control", &cc).map_err(runtime)?;
-    }
-    headers
-        .set("cdn-cache-control", &policy.lifetimes().cdn_cache_control())
-        .map_err(runtime)
 }
 
 /// Adds the observability headers. Responses fetched from elsewhere have immutable

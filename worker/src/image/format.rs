@@ -22,6 +22,13 @@ impl OutputFormat {
         }
     }
 
+    /// Encoded by the queue consumer, never on a request path: an AVIF encode costs
+    /// hundreds of milliseconds of CPU and would stall every other request in the
+    /// isolate. A property of the format, so a future slow codec says so here.
+    pub const fn encoded_off_request_path(self) -> bool {
+        matches!(self, Self::Avif)
+    }
+
     pub const fn content_type(self) -> &'static str {
         match self {
             Self::Avif => "image/avif",
@@ -58,6 +65,30 @@ pub fn negotiate(request: FormatRequest, accept: &str, source_has_alpha: bool) -
         FormatRequest::Auto if source_has_alpha => OutputFormat::Png,
         FormatRequest::Auto => OutputFormat::Jpeg,
     }
+}
+
+/// How long browsers and the edge keep a stand-in answered while the wanted format is
+/// being encoded off the request path.
+pub const STAND_IN_SECS: u32 = 60;
+
+/// What a request for a derivative is answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Choice {
+    /// The negotiated format.
+    pub wanted: OutputFormat,
+    /// What is served (briefly) while `wanted` is encoded off the request path; `None`:
+    /// `wanted` is made on the request path, or was asked for by name and nothing else
+    /// may stand in for it (the request is then told to retry).
+    pub stand_in: Option<OutputFormat>,
+}
+
+/// The format decision for one request: negotiation, then deferral. Alpha is only known
+/// after decoding, so the source's family (`source_is_jpeg`) decides the fallback.
+pub fn choose(request: FormatRequest, accept: &str, source_is_jpeg: bool) -> Choice {
+    let wanted = negotiate(request, accept, !source_is_jpeg);
+    let stand_in = (wanted.encoded_off_request_path() && request == FormatRequest::Auto)
+        .then_some(OutputFormat::Webp);
+    Choice { wanted, stand_in }
 }
 
 #[cfg(test)]
@@ -100,5 +131,34 @@ mod tests {
             negotiate(FormatRequest::Avif, LEGACY, false),
             OutputFormat::Avif
         );
+    }
+
+    #[test]
+    fn a_format_made_off_the_request_path_gets_a_stand_in_unless_named() {
+        assert_eq!(
+            choose(FormatRequest::Auto, CHROME, true),
+            Choice {
+                wanted: OutputFormat::Avif,
+                stand_in: Some(OutputFormat::Webp)
+            }
+        );
+        assert_eq!(
+            choose(FormatRequest::Avif, LEGACY, true),
+            Choice {
+                wanted: OutputFormat::Avif,
+                stand_in: None
+            },
+            "asked for by name: retry later, never another format"
+        );
+        assert_eq!(
+            choose(FormatRequest::Auto, LEGACY, false),
+            Choice {
+                wanted: OutputFormat::Png,
+                stand_in: None
+            }
+        );
+        for f in [OutputFormat::Webp, OutputFormat::Jpeg, OutputFormat::Png] {
+            assert!(!f.encoded_off_request_path(), "{f:?}");
+        }
     }
 }

@@ -50,9 +50,21 @@ impl DerivativeKey {
         )
     }
 
-    /// The Cache API key (a URL on a reserved host, so it never collides with a page).
-    pub fn cache_url(&self) -> String {
-        format!("https://derived.course-edge.internal/{}", self.digest)
+    /// The edge cache key of a derivative: source key + options + format, *without* the
+    /// source ETag — the entry records the version it was made from and is revalidated
+    /// against the source's current ETag (`IMAGE_SOURCE_TTL`), so a hit needs no R2
+    /// `head`. A URL on a reserved host, so it never collides with a page.
+    pub fn edge_url(source_key: &str, options: &ImageOptions, format: OutputFormat) -> String {
+        let identity = format!(
+            "{source_key}|{}|{}",
+            options.pixels_identity(),
+            format.as_str()
+        );
+        let digest: String = Sha256::digest(identity.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("https://derived.course-edge.internal/{digest}")
     }
 
     /// A strong ETag for the derivative.
@@ -101,5 +113,20 @@ mod tests {
         assert!(base.r2_key(OutputFormat::Webp).starts_with("derived/"));
         assert!(base.r2_key(OutputFormat::Webp).ends_with(".webp"));
         assert_eq!(base.etag().len(), 34);
+    }
+
+    #[test]
+    fn the_edge_key_names_everything_but_the_source_version() {
+        let url = |k: &str, o: &str, f| DerivativeKey::edge_url(k, &opts(o), f);
+        let base = url("k", "w=800", OutputFormat::Webp);
+        assert_eq!(base, url("k", "width=800,sig=ab", OutputFormat::Webp));
+        for other in [
+            url("k", "w=801", OutputFormat::Webp),
+            url("k", "w=800", OutputFormat::Avif),
+            url("k2", "w=800", OutputFormat::Webp),
+        ] {
+            assert_ne!(base, other);
+        }
+        assert!(base.starts_with("https://derived.course-edge.internal/"));
     }
 }

@@ -240,6 +240,35 @@ pub struct Upstream {
     pub request_cookie: bool,
 }
 
+impl Upstream {
+    /// Reads upstream's answer from its status and headers (`get` looks a header up by
+    /// its lowercase name). `request_cookie`: the origin saw the client's cookies.
+    pub fn read(
+        status: u16,
+        get: impl Fn(&str) -> Option<String>,
+        now_ms: f64,
+        request_cookie: bool,
+    ) -> Self {
+        let mut directives = OriginDirectives::parse(
+            get("cache-control").as_deref(),
+            get("vary").as_deref(),
+            get("set-cookie").is_some(),
+        );
+        directives.expires_in =
+            expires_in(get("expires").as_deref(), get("date").as_deref(), now_ms);
+        Self {
+            status,
+            age: initial_age(get("age").as_deref(), get("date").as_deref(), now_ms),
+            length: get("content-length").and_then(|l| l.trim().parse::<u64>().ok()),
+            etag: get("etag"),
+            last_modified: get("last-modified"),
+            degraded: get(protocol::headers::ORIGIN_DEGRADED).is_some(),
+            request_cookie,
+            directives,
+        }
+    }
+}
+
 /// Step 3's input: an answer, or none (refused, timed out, broken).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome<'a> {
@@ -421,40 +450,51 @@ pub fn expires_in(expires: Option<&str>, date: Option<&str>, now_ms: f64) -> Opt
     Some(at - date)
 }
 
+/// What to do with one response header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    /// Leave what upstream sent.
+    Keep,
+    Set(String),
+    Remove,
+}
+
 /// The caching headers a response carries to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Emitted {
-    /// `Cache-Control`; `None` removes it.
-    pub cache_control: Option<String>,
-    /// `CDN-Cache-Control`: what this edge does with the entry; `None` removes it.
-    pub cdn_cache_control: Option<String>,
+    pub cache_control: Edit,
+    /// `CDN-Cache-Control`: what this edge does with the entry.
+    pub cdn_cache_control: Edit,
     /// `Age`; `None` removes it.
     pub age: Option<u32>,
 }
 
 /// Headers for a response of `status` with the origin's `directives`, stored with
-/// `lifetimes` (None: not stored) and `age` seconds old. A policy class's browser
-/// `max-age` is raised by the age, so browsers keep it the class's time whatever the
-/// entry's age; the pass-through class keeps the origin's `Cache-Control` verbatim.
+/// `lifetimes` (None: not stored). `age`: the response's age when it is served from a
+/// stored entry or arrived with one (None: a fresh answer, no `Age`). A policy class's
+/// browser `max-age` is raised by the age, so browsers keep it the class's time
+/// whatever the entry's age; the pass-through class keeps the origin's `Cache-Control`
+/// and `CDN-Cache-Control` verbatim (RFC 9111: a shared cache does not rewrite them).
 pub fn emitted(
     policy: Policy,
     status: u16,
     directives: &OriginDirectives,
     lifetimes: Option<Lifetimes>,
-    age: u32,
+    age: Option<u32>,
 ) -> Emitted {
-    let age_header = (lifetimes.is_some() || age > 0).then_some(age);
     if policy.audience == Audience::Origin {
         return Emitted {
-            cache_control: directives.raw_cache_control.clone(),
-            cdn_cache_control: None,
-            age: age_header,
+            cache_control: Edit::Keep,
+            cdn_cache_control: Edit::Keep,
+            age,
         };
     }
+    let browser =
+        super::headers::browser_cache_control_aged(policy, status, directives, age.unwrap_or(0));
     Emitted {
-        cache_control: super::headers::browser_cache_control_aged(policy, status, directives, age),
-        cdn_cache_control: lifetimes.map(|l| l.cdn_cache_control()),
-        age: age_header,
+        cache_control: browser.map_or(Edit::Remove, Edit::Set),
+        cdn_cache_control: lifetimes.map_or(Edit::Remove, |l| Edit::Set(l.cdn_cache_control())),
+        age,
     }
 }
 

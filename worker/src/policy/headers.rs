@@ -68,8 +68,8 @@ pub enum NoStoreReason {
     ClassPolicy,
     /// `Vary: *`.
     VaryStar,
-    /// `Vary` on request headers other than `Accept-Encoding`: the key does not carry
-    /// them, so one visitor's variant could be served to another.
+    /// `Vary` on request headers the class's key does not carry (see
+    /// `ContentClass::keyed_headers`): one visitor's variant could reach another.
     Vary,
     /// A pass-through request carried cookies and the origin did not say `public`.
     RequestCookie,
@@ -124,8 +124,9 @@ pub struct OriginDirectives {
     /// `Expires` minus `Date`, seconds, when both parse.
     pub expires_in: Option<i64>,
     pub vary_star: bool,
-    /// `Vary` names a request header other than `Accept-Encoding`.
-    pub vary_other: bool,
+    /// The request headers `Vary` names (lowercase), `Accept-Encoding` left out: the
+    /// runtime negotiates encoding itself.
+    pub vary: Vec<String>,
     pub public: bool,
     pub set_cookie: bool,
     /// The raw `Cache-Control`, for pass-through.
@@ -139,11 +140,12 @@ impl OriginDirectives {
             set_cookie,
             raw_cache_control: cache_control.map(str::to_owned),
             vary_star: vary.is_some_and(|v| v.split(',').any(|f| f.trim() == "*")),
-            vary_other: vary.is_some_and(|v| {
-                v.split(',').map(str::trim).any(|f| {
-                    !f.is_empty() && f != "*" && !f.eq_ignore_ascii_case("accept-encoding")
-                })
-            }),
+            vary: vary
+                .unwrap_or("")
+                .split(',')
+                .map(|f| f.trim().to_ascii_lowercase())
+                .filter(|f| !f.is_empty() && f != "*" && f != "accept-encoding")
+                .collect(),
             ..Self::default()
         };
         for directive in cache_control.unwrap_or("").split(',') {
@@ -227,7 +229,11 @@ pub fn storage(
     if origin.vary_star {
         return Storage::NoStore(NoStoreReason::VaryStar);
     }
-    if origin.vary_other {
+    if origin
+        .vary
+        .iter()
+        .any(|name| !class.keyed_headers().contains(&name.as_str()))
+    {
         return Storage::NoStore(NoStoreReason::Vary);
     }
     match policy.audience {
@@ -307,7 +313,8 @@ pub fn browser_cache_control_aged(
         // A shared cache passes the origin's own header on, as it came (RFC 9111).
         return origin.raw_cache_control.clone();
     }
-    if is_failure(status) {
+    if is_failure(status) || (status >= 400 && !is_not_found(status)) {
+        // Errors are never kept by browsers (the edge may remember some briefly).
         return Some(String::from("no-store"));
     }
     if origin.set_cookie || origin.private || origin.no_store {

@@ -81,6 +81,13 @@ impl CacheKey {
         Self(key)
     }
 
+    /// The key of an R2 object served as stored (`url_path`: its escaped path): a
+    /// reserved host, so one entry serves the object whatever host or query the
+    /// request came with.
+    pub fn object(url_path: &str) -> Self {
+        Self(format!("https://objects.course-edge.internal/{url_path}"))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -42,6 +42,49 @@ pub struct Entry {
     pub origin_cache_control: Option<String>,
 }
 
+/// Upstream headers the Cache API itself would act on are kept under another name, so
+/// that only the edge's own `Cache-Control` (the retention) steers the Cache API: the
+/// origin's `Cache-Control`, `CDN-Cache-Control` and `Vary` are replayed as they came.
+const RENAMED: [(&str, &str); 3] = [
+    ("cache-control", ORIGIN_CACHE_CONTROL),
+    ("cdn-cache-control", "x-ce-origin-cdn-cache-control"),
+    ("vary", "x-ce-origin-vary"),
+];
+
+/// Headers the Cache API adds on the way out, never part of the representation.
+const ADDED_BY_THE_CACHE: [&str; 3] = ["cf-cache-status", "content-length", "age"];
+
+/// The name an upstream header is stored under.
+pub fn stored_name(name: &str) -> &str {
+    RENAMED
+        .iter()
+        .find(|(from, _)| *from == name)
+        .map_or(name, |(_, to)| to)
+}
+
+/// The representation's headers from a stored entry's headers: ours dropped, renamed
+/// ones back under their own names. `None` for a header that is not replayed.
+pub fn replayed_name(name: &str) -> Option<&str> {
+    if let Some((from, _)) = RENAMED.iter().find(|(_, to)| *to == name) {
+        return Some(from);
+    }
+    let ours = name == META || name == "cache-control" || ADDED_BY_THE_CACHE.contains(&name);
+    (!ours).then_some(name)
+}
+
+impl Entry {
+    /// Reads an entry from a stored response's status and headers; `None` when it is
+    /// not one of ours (a foreign or older-format entry is a miss, never an error).
+    pub fn read(get: impl Fn(&str) -> Option<String>) -> Option<Self> {
+        Some(Self {
+            meta: Meta::decode(&get(META)?)?,
+            etag: get("etag"),
+            last_modified: get("last-modified"),
+            origin_cache_control: get(ORIGIN_CACHE_CONTROL),
+        })
+    }
+}
+
 impl Meta {
     /// Current age (RFC 9111 §4.2.3): the age on arrival plus the time resident here.
     pub fn age_secs(&self, now_ms: f64) -> u32 {
@@ -158,6 +201,38 @@ mod tests {
         ] {
             assert_eq!(Meta::decode(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn stored_names_round_trip_and_ours_are_never_replayed() {
+        for name in [
+            "cache-control",
+            "cdn-cache-control",
+            "vary",
+            "etag",
+            "x-custom",
+        ] {
+            assert_eq!(replayed_name(stored_name(name)), Some(name), "{name}");
+        }
+        for ours in [META, "cache-control", "cf-cache-status", "content-length"] {
+            assert_eq!(replayed_name(ours), None, "{ours}");
+        }
+        let headers = [
+            (META, "1 200 5 0 60 0 0 3 -"),
+            ("etag", "\"e\""),
+            (ORIGIN_CACHE_CONTROL, "max-age=60"),
+        ];
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.to_string())
+        };
+        let entry = Entry::read(get).unwrap();
+        assert_eq!(entry.meta.length, Some(3));
+        assert_eq!(entry.etag.as_deref(), Some("\"e\""));
+        assert_eq!(entry.origin_cache_control.as_deref(), Some("max-age=60"));
+        assert_eq!(Entry::read(|_| None), None);
     }
 
     #[test]

@@ -131,6 +131,16 @@ impl ContentClass {
         }
     }
 
+    /// Request headers whose variance the class's key already carries, so an answer
+    /// that says `Vary` on them may be stored: an image's key holds the format
+    /// negotiated from `Accept`.
+    pub const fn keyed_headers(self) -> &'static [&'static str] {
+        match self {
+            Self::Image => &["accept"],
+            _ => &[],
+        }
+    }
+
     /// The wrangler var that overrides this class's row.
     pub fn var_name(self) -> String {
         format!(

@@ -593,35 +593,39 @@ fn emitted_headers_per_class() {
     for class in cached_classes().filter(|c| *c != ContentClass::PassThrough) {
         let p = policy(class);
         let l = lifetimes(class);
-        let fresh = emitted(p, 200, &d, Some(l), 0);
+        let fresh = emitted(p, 200, &d, Some(l), None);
         assert_eq!(
-            fresh.cdn_cache_control.as_deref(),
-            Some(l.cdn_cache_control().as_str()),
+            fresh.cdn_cache_control,
+            Edit::Set(l.cdn_cache_control()),
             "{class}: CDN-Cache-Control says what the edge does"
         );
-        assert_eq!(fresh.age, Some(0));
-        let aged = emitted(p, 200, &d, Some(l), 100);
+        assert_eq!(fresh.age, None);
+        let aged = emitted(p, 200, &d, Some(l), Some(100));
         assert_eq!(aged.age, Some(100));
         let want_browser = if p.browser > 0 && !p.immutable {
             p.browser + 100
         } else {
             p.browser
         };
-        let cc = aged.cache_control.unwrap_or_default();
+        let Edit::Set(cc) = aged.cache_control else {
+            panic!("{class}: a policy class always says")
+        };
         assert!(
             cc.contains(&format!("max-age={want_browser}")) || cc.contains("no-cache"),
             "{class}: {cc}"
         );
+        let unstored = emitted(p, 200, &d, None, None);
+        assert_eq!(unstored.cdn_cache_control, Edit::Remove, "{class}");
     }
     let p = policy(ContentClass::PassThrough);
     for cc in ["no-store", "max-age=60, must-revalidate", "private"] {
         let d = OriginDirectives::parse(Some(cc), None, false);
-        let e = emitted(p, 200, &d, None, 0);
-        assert_eq!(e.cache_control.as_deref(), Some(cc), "verbatim");
-        assert_eq!(e.cdn_cache_control, None);
+        let e = emitted(p, 200, &d, None, None);
+        assert_eq!(e.cache_control, Edit::Keep, "verbatim");
+        assert_eq!(e.cdn_cache_control, Edit::Keep);
         assert_eq!(e.age, None);
     }
-    let e = emitted(p, 200, &OriginDirectives::default(), None, 7);
+    let e = emitted(p, 200, &OriginDirectives::default(), None, Some(7));
     assert_eq!(e.age, Some(7), "an upstream Age is passed on");
 }
 
@@ -708,4 +712,59 @@ fn only_bodies_of_known_bounded_length_are_stored() {
         matches!(run(204, None), OnUpstream::Store { .. }),
         "no body"
     );
+}
+
+#[test]
+fn browsers_never_keep_an_error() {
+    for status in [400, 403, 415, 422] {
+        let e = emitted(
+            policy(ContentClass::Image),
+            status,
+            &OriginDirectives::default(),
+            Some(Lifetimes {
+                edge: FAILED_TRANSFORM_SECS,
+                swr: 0,
+                sie: 0,
+            }),
+            None,
+        );
+        assert_eq!(
+            e.cache_control,
+            Edit::Set(String::from("no-store")),
+            "{status}"
+        );
+        assert_eq!(e.cdn_cache_control, Edit::Set(String::from("max-age=60")));
+    }
+}
+
+#[test]
+fn a_vary_the_key_already_carries_does_not_stop_storage() {
+    let run = |class: ContentClass, vary: &str| {
+        let up = Upstream {
+            directives: OriginDirectives::parse(Some("max-age=60"), Some(vary), false),
+            ..upstream(200, Some("max-age=60"))
+        };
+        on_upstream(
+            class,
+            policy(class),
+            &Ask::get(),
+            None,
+            Outcome::Answered(&up),
+            T0,
+        )
+    };
+    assert!(matches!(
+        run(ContentClass::Image, "Accept"),
+        OnUpstream::Store { .. }
+    ));
+    assert!(matches!(
+        run(ContentClass::Image, "Accept, Accept-Encoding"),
+        OnUpstream::Store { .. }
+    ));
+    let vary = OnUpstream::Pass {
+        reason: NoStoreReason::Vary,
+    };
+    assert_eq!(run(ContentClass::Image, "Accept, Cookie"), vary);
+    assert_eq!(run(ContentClass::Catalog, "Accept"), vary);
+    assert_eq!(run(ContentClass::PassThrough, "User-Agent"), vary);
 }
