@@ -399,9 +399,13 @@ fn storage_of(class: ContentClass, policy: Policy, up: &Upstream) -> Storage {
         Some(n) => n <= MAX_STORED_BYTES,
         None => up.status == 204,
     };
-    if !sized && !is_failure(up.status) {
-        return Storage::NoStore(NoStoreReason::Size);
+    match unsized_storage(class, policy, up) {
+        Storage::Store(_) if !sized => Storage::NoStore(NoStoreReason::Size),
+        other => other,
     }
+}
+
+fn unsized_storage(class: ContentClass, policy: Policy, up: &Upstream) -> Storage {
     if class == ContentClass::Image && matches!(up.status, 415 | 422) {
         return Storage::Store(Lifetimes {
             edge: FAILED_TRANSFORM_SECS.min(policy.edge.max(1)),

@@ -339,7 +339,8 @@ pub fn browser_cache_control_aged(
         }),
         Audience::Shared => {
             let mut out = format!("public, max-age={}", policy.browser);
-            if policy.swr > 0 {
+            // An immutable URL never goes stale for a browser: no revalidation window.
+            if policy.swr > 0 && !policy.immutable {
                 out.push_str(&format!(", stale-while-revalidate={}", policy.swr));
             }
             if policy.sie > 0 {

@@ -461,6 +461,12 @@ fn an_image_that_fails_to_transform_is_remembered_briefly() {
     let versioned = versioned_image_policy(p);
     assert!(versioned.immutable && versioned.browser == 31_536_000);
     assert_eq!(versioned.edge, 60, "the edge still rechecks the source");
+    assert_eq!(
+        emitted(versioned, 200, &OriginDirectives::default(), None, None).cache_control,
+        Edit::Set(String::from(
+            "public, max-age=31536000, stale-if-error=604800, immutable"
+        ))
+    );
 }
 
 #[test]
