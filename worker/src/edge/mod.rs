@@ -59,7 +59,7 @@ async fn handle(
     ctx: &Context,
     timing: &mut ServerTiming,
 ) -> std::result::Result<Served, EdgeError> {
-    let config = Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))?;
+    let config = config_of(env)?;
     let url = req.url().map_err(|_| EdgeError::NoRoute {
         path: String::from("(unparsable url)"),
     })?;
@@ -103,6 +103,22 @@ fn log_error(req: &Request, err: &EdgeError) {
             worker::console_error!("{:?} error {} on {path}: {err}", err.fault(), err.status())
         }
     }
+}
+
+thread_local! {
+    /// The config, parsed once per isolate: vars and secrets are fixed for its life.
+    static CONFIG: std::cell::RefCell<Option<Config>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The isolate's config (an invalid one is parsed, and refused, on every request, so
+/// the error keeps reaching the log).
+fn config_of(env: &Env) -> std::result::Result<Config, EdgeError> {
+    if let Some(config) = CONFIG.with(|c| c.borrow().clone()) {
+        return Ok(config);
+    }
+    let config = Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))?;
+    CONFIG.with(|c| *c.borrow_mut() = Some(config.clone()));
+    Ok(config)
 }
 
 /// The client's request as the cache core reads it.

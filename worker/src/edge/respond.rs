@@ -23,14 +23,24 @@ pub(super) fn error(err: &EdgeError) -> Result<Response> {
     Ok(response.fixed(body.into_bytes()))
 }
 
-/// Adds the observability headers. Responses fetched from elsewhere have immutable
-/// headers, so they are copied into a fresh set.
+/// Adds the observability headers. Responses the edge built have headers of their
+/// own and are finished in place; fetched ones (immutable headers) are copied once.
 pub(super) fn finish(served: Served, timing: &ServerTiming) -> Result<Response> {
-    let Served { response, cache } = served;
+    let Served {
+        mut response,
+        cache,
+    } = served;
+    let timing = timing.header_value();
+    let headers = response.headers_mut();
+    if headers.set(EDGE_CACHE, cache.as_str()).is_ok()
+        && headers.set(SERVER_TIMING, &timing).is_ok()
+    {
+        return Ok(response);
+    }
     let status = response.status_code();
     let headers = response.headers().clone();
     headers.set(EDGE_CACHE, cache.as_str())?;
-    headers.set(SERVER_TIMING, &timing.header_value())?;
+    headers.set(SERVER_TIMING, &timing)?;
     let (_, body) = response.into_parts();
     Ok(Response::from_body(body)?
         .with_status(status)
