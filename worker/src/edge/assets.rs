@@ -129,6 +129,7 @@ pub(super) async fn serve(
         ask: super::ask_of(req),
         extra: Vec::new(),
         follow_timeout: Duration::from_secs(30),
+        vary_headers: Vec::new(),
     };
     let source = ObjectSource {
         env: env.clone(),

@@ -26,6 +26,7 @@ use crate::error::EdgeError;
 use crate::policy::flow::{
     self, Answer, Ask, Edit, OnLookup, OnUpstream, Outcome, Start, Upstream,
 };
+use crate::policy::key::variant_key;
 use crate::policy::stored::{self, Entry, Meta};
 use crate::policy::{ContentClass, Lifetimes, NoStoreReason, OriginDirectives, Policy};
 use crate::timing::ServerTiming;
@@ -73,6 +74,23 @@ pub(super) struct Plan {
     pub extra: Vec<(String, String)>,
     /// How long followers wait for a flight before going upstream themselves.
     pub follow_timeout: Duration,
+    /// The client's request headers (lowercase names) a stored `Vary` may name
+    /// (pass-through only; empty elsewhere).
+    pub vary_headers: Vec<(String, String)>,
+}
+
+impl Plan {
+    /// Where the entry of a response that varies on `vary` lives: the primary key, or
+    /// the variant of it this request's values of those headers name.
+    fn entry_key(&self, vary: &[String]) -> String {
+        let names = flow::variant_names(self.class, vary);
+        variant_key(&self.key, &names, |name| {
+            self.vary_headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
 }
 
 thread_local! {
@@ -127,8 +145,27 @@ impl Store {
         Self(Cache::default())
     }
 
-    /// The entry under `key` with its response (body unread), if it is one of ours.
-    pub async fn lookup(&self, key: &str, timing: &mut ServerTiming) -> Option<(Entry, Response)> {
+    /// The entry for `plan` with its response (body unread), if it is one of ours;
+    /// through the variants pointer when the primary key holds one.
+    pub async fn lookup(
+        &self,
+        plan: &Plan,
+        timing: &mut ServerTiming,
+    ) -> Option<(Entry, Response)> {
+        let (entry, response) = self.lookup_key(&plan.key, timing).await?;
+        let Some(names) = response.headers().get(stored::VARIANTS).ok().flatten() else {
+            return Some((entry, response));
+        };
+        let names: Vec<String> = names.split(',').map(str::to_owned).collect();
+        self.lookup_key(&plan.entry_key(&names), timing).await
+    }
+
+    /// The entry stored under exactly `key`.
+    pub async fn lookup_key(
+        &self,
+        key: &str,
+        timing: &mut ServerTiming,
+    ) -> Option<(Entry, Response)> {
         let started = now_ms();
         let found = match self.0.get(key, false).await {
             Ok(found) => found,
@@ -142,6 +179,28 @@ impl Store {
         let headers = response.headers();
         let entry = Entry::read(|name| headers.get(name).ok().flatten())?;
         Some((entry, response))
+    }
+
+    /// Stores `entry` for `plan`: under its variant key, with a pointer at the primary
+    /// key, when the response varies on request headers.
+    async fn keep(&self, plan: &Plan, entry: &Entry, response: Response) -> bool {
+        let names = flow::variant_names(plan.class, &entry.vary);
+        if !names.is_empty() {
+            let pointer = Meta {
+                status: 200,
+                length: Some(0),
+                source: None,
+                ..entry.meta.clone()
+            };
+            let headers = [(String::from(stored::VARIANTS), names.join(","))];
+            let Ok(pointer) = storable(&pointer, &headers, true, ResponseBody::Empty) else {
+                return false;
+            };
+            if !self.put(&plan.key, pointer).await {
+                return false;
+            }
+        }
+        self.put(&plan.entry_key(&entry.vary), response).await
     }
 
     /// Bytes `start..=end` of the entry under `key` (the Cache API answers ranges).
@@ -244,7 +303,7 @@ pub(super) async fn serve<S: Source>(
         return pass(ctx, plan, source, reason, timing).await;
     }
     let store = Store::new();
-    let mut found = store.lookup(&plan.key, timing).await;
+    let mut found = store.lookup(plan, timing).await;
     let mut followed = false;
     loop {
         let now = now_ms();
@@ -274,7 +333,7 @@ pub(super) async fn serve<S: Source>(
                             follow(&plan.key, plan.follow_timeout).await;
                             timing.add("collapsed", now_ms() - started);
                             followed = true;
-                            found = store.lookup(&plan.key, timing).await;
+                            found = store.lookup(plan, timing).await;
                             continue;
                         }
                         Role::Alone => None,
@@ -361,6 +420,7 @@ async fn fetch<S: Source>(
                 etag: header_in(&headers, "etag").or(entry.etag),
                 last_modified: header_in(&headers, "last-modified").or(entry.last_modified),
                 origin_cache_control: header_in(&headers, "cache-control"),
+                vary: entry.vary,
             };
             let mut stored = stored;
             let copy = stored.cloned().map_err(runtime)?;
@@ -396,6 +456,7 @@ async fn fetch<S: Source>(
                 etag: up.etag.clone(),
                 last_modified: up.last_modified.clone(),
                 origin_cache_control: up.directives.raw_cache_control.clone(),
+                vary: up.directives.vary.clone(),
             };
             let copy = response.cloned().map_err(runtime)?;
             if let Answer::Partial { start, end, .. } = answer {
@@ -406,8 +467,8 @@ async fn fetch<S: Source>(
                     flow::has_validators(&entry),
                     copy.into_parts().1,
                 )?;
-                if store.put(&plan.key, stored).await
-                    && let Some(part) = store.range(&plan.key, start, end).await
+                if store.keep(plan, &entry, stored).await
+                    && let Some(part) = store.range(&plan.entry_key(&entry.vary), start, end).await
                 {
                     drop(leading);
                     return respond_with(
@@ -512,9 +573,10 @@ fn keep(
         flow::has_validators(entry),
         body.into_parts().1,
     )?;
-    let key = plan.key.clone();
+    let plan = plan.clone();
+    let entry = entry.clone();
     ctx.wait_until(async move {
-        Store::new().put(&key, response).await;
+        Store::new().keep(&plan, &entry, response).await;
         drop(leading);
     });
     Ok(())
@@ -551,7 +613,7 @@ async fn respond_stored(
             end,
             head: false,
             ..
-        } => match store.range(&plan.key, start, end).await {
+        } => match store.range(&plan.entry_key(&entry.vary), start, end).await {
             Some(part) => part.into_parts().1,
             // Gone between the two reads: the whole entry, as a 200.
             None => {
@@ -777,7 +839,7 @@ fn spawn_refresh<S: Source>(ctx: &Context, plan: &Plan, source: &S, entry: &Entr
             now,
         ) {
             OnUpstream::Revalidated { lifetimes, .. } => {
-                let Some((_, stored)) = store.lookup(&plan.key, &mut timing).await else {
+                let Some((_, stored)) = store.lookup(&plan, &mut timing).await else {
                     return;
                 };
                 let mut headers = replayed(&stored);
@@ -788,8 +850,12 @@ fn spawn_refresh<S: Source>(ctx: &Context, plan: &Plan, source: &S, entry: &Entr
                     lifetimes,
                     ..entry.meta.clone()
                 };
-                if let Ok(fresh) = storable(&meta, &headers, true, stored.into_parts().1) {
-                    store.put(&plan.key, fresh).await;
+                let entry = Entry {
+                    meta,
+                    ..entry.clone()
+                };
+                if let Ok(fresh) = storable(&entry.meta, &headers, true, stored.into_parts().1) {
+                    store.keep(&plan, &entry, fresh).await;
                 }
             }
             OnUpstream::Store { lifetimes, .. } => {
@@ -807,8 +873,15 @@ fn spawn_refresh<S: Source>(ctx: &Context, plan: &Plan, source: &S, entry: &Entr
                     Ok(copy) => copy.into_parts().1,
                     Err(_) => return,
                 };
-                if let Ok(fresh) = storable(&meta, &headers, validators, body) {
-                    store.put(&plan.key, fresh).await;
+                let entry = Entry {
+                    meta,
+                    etag: up.etag.clone(),
+                    last_modified: up.last_modified.clone(),
+                    origin_cache_control: up.directives.raw_cache_control.clone(),
+                    vary: up.directives.vary.clone(),
+                };
+                if let Ok(fresh) = storable(&entry.meta, &headers, validators, body) {
+                    store.keep(&plan, &entry, fresh).await;
                 }
             }
             other => {

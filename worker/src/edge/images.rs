@@ -167,7 +167,7 @@ impl ImageSource {
         timing.add("slot", now_ms() - started);
         // Another request may have stored this derivative while this one waited.
         let mut look = ServerTiming::new();
-        if let Some((entry, response)) = Store::new().lookup(&self.edge_key, &mut look).await
+        if let Some((entry, response)) = Store::new().lookup_key(&self.edge_key, &mut look).await
             && entry.meta.status == 200
             && entry.meta.source.as_deref() == Some(version)
         {
@@ -322,6 +322,7 @@ pub(super) async fn serve(
             admission.as_str().to_owned(),
         )],
         follow_timeout: slot::SLOT_WAIT + Duration::from_secs(10),
+        vary_headers: Vec::new(),
     };
     let source_for = |format: OutputFormat, plan: &Plan| ImageSource {
         env: env.clone(),

@@ -211,6 +211,11 @@ pub(super) async fn serve(
         ask,
         extra: Vec::new(),
         follow_timeout: config.origin_timeout + Duration::from_secs(1),
+        vary_headers: if policy.audience == Audience::Origin {
+            req.headers().entries().collect()
+        } else {
+            Vec::new()
+        },
     };
     cache::serve(ctx, &plan, &source, timing).await
 }

@@ -428,6 +428,16 @@ fn unsized_storage(class: ContentClass, policy: Policy, up: &Upstream) -> Storag
     storage(class, policy, up.status, &up.directives, up.request_cookie)
 }
 
+/// The request headers whose values must key a variant of a response whose `Vary`
+/// names `vary`: those beyond what the class's key already carries. Non-empty only for
+/// the pass-through class (other classes do not store such answers).
+pub fn variant_names(class: ContentClass, vary: &[String]) -> Vec<String> {
+    vary.iter()
+        .filter(|name| !class.keyed_headers().contains(&name.as_str()))
+        .cloned()
+        .collect()
+}
+
 /// The age a response already has on arrival (RFC 9111 §4.2.3): the larger of its
 /// `Age` and how far its `Date` lies in the past. `response_delay` is not added: the
 /// origin sits next to the edge.

@@ -229,11 +229,13 @@ pub fn storage(
     if origin.vary_star {
         return Storage::NoStore(NoStoreReason::VaryStar);
     }
-    if origin
+    let unkeyed = origin
         .vary
         .iter()
-        .any(|name| !class.keyed_headers().contains(&name.as_str()))
-    {
+        .any(|name| !class.keyed_headers().contains(&name.as_str()));
+    // The pass-through class keys variants by what Vary names (edge::cache); the
+    // policy classes neither forward nor key those headers.
+    if unkeyed && policy.audience != Audience::Origin {
         return Storage::NoStore(NoStoreReason::Vary);
     }
     match policy.audience {
@@ -601,8 +603,12 @@ mod tests {
     fn vary_on_request_headers_and_cookie_requests_are_not_shared() {
         let vary = OriginDirectives::parse(Some("public, max-age=60"), Some("Cookie"), false);
         assert_eq!(
-            st(ContentClass::PassThrough, 200, &vary),
+            st(ContentClass::Catalog, 200, &vary),
             Storage::NoStore(NoStoreReason::Vary)
+        );
+        assert!(
+            matches!(st(ContentClass::PassThrough, 200, &vary), Storage::Store(_)),
+            "pass-through keys a variant per cookie value"
         );
         let enc = OriginDirectives::parse(Some("max-age=60"), Some("Accept-Encoding"), false);
         assert!(matches!(

@@ -57,6 +57,42 @@ pub fn normalize_query(query: Option<&str>, keep: QueryKeep) -> Option<String> {
     Some(pairs.join("&"))
 }
 
+/// The key of one variant of a response that says `Vary: <names>` (RFC 9111 §4.1): the
+/// primary key plus a digest of the request's values of those headers (absent and
+/// empty differ). `header` looks a request header up by its lowercase name. Without
+/// names, the primary key itself.
+pub fn variant_key(
+    primary: &str,
+    names: &[String],
+    header: impl Fn(&str) -> Option<String>,
+) -> String {
+    use sha2::{Digest, Sha256};
+    if names.is_empty() {
+        return primary.to_owned();
+    }
+    let mut sorted: Vec<&String> = names.iter().collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut hasher = Sha256::new();
+    for name in sorted {
+        hasher.update(name.as_bytes());
+        match header(name) {
+            Some(value) => {
+                hasher.update(b"=");
+                hasher.update(value.trim().as_bytes());
+            }
+            None => hasher.update(b"!"),
+        }
+        hasher.update(b"\n");
+    }
+    let digest: String = hasher.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let sep = if primary.contains('?') { '&' } else { '?' };
+    format!("{primary}{sep}{RESERVED}variant={digest}")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheKey(String);
 
@@ -177,5 +213,41 @@ mod tests {
             None,
             "the edge's own names never come from a client"
         );
+    }
+
+    #[test]
+    fn variants_are_keyed_by_the_named_headers_only() {
+        let names = vec![String::from("accept-language"), String::from("x-mode")];
+        let h = |pairs: &'static [(&'static str, &'static str)]| {
+            move |n: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == n)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let en = variant_key("https://h/p?a=1", &names, h(&[("accept-language", "en")]));
+        assert!(en.starts_with("https://h/p?a=1&__ce_variant="), "{en}");
+        assert_eq!(
+            en,
+            variant_key(
+                "https://h/p?a=1",
+                &[String::from("x-mode"), String::from("accept-language")],
+                h(&[("accept-language", " en "), ("cookie", "other")])
+            ),
+            "order, surrounding space and unnamed headers do not matter"
+        );
+        for other in [
+            variant_key("https://h/p?a=1", &names, h(&[("accept-language", "de")])),
+            variant_key("https://h/p?a=1", &names, h(&[])),
+            variant_key(
+                "https://h/p?a=1",
+                &names,
+                h(&[("accept-language", "en"), ("x-mode", "")]),
+            ),
+        ] {
+            assert_ne!(en, other);
+        }
+        assert_eq!(variant_key("https://h/p", &[], h(&[])), "https://h/p");
     }
 }

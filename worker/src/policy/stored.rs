@@ -40,6 +40,9 @@ pub struct Entry {
     pub last_modified: Option<String>,
     /// The origin's `Cache-Control`, for the pass-through class.
     pub origin_cache_control: Option<String>,
+    /// The request headers the origin's `Vary` named (lowercase; see
+    /// `OriginDirectives::vary`).
+    pub vary: Vec<String>,
 }
 
 /// Upstream headers the Cache API itself would act on are kept under another name, so
@@ -50,6 +53,10 @@ const RENAMED: [(&str, &str); 3] = [
     ("cdn-cache-control", "x-ce-origin-cdn-cache-control"),
     ("vary", "x-ce-origin-vary"),
 ];
+
+/// Marks the entry under a primary key as a pointer to variants: its value lists the
+/// request headers (lowercase, comma separated) the variants are keyed by.
+pub const VARIANTS: &str = "x-ce-variants";
 
 /// Headers the Cache API adds on the way out, never part of the representation.
 const ADDED_BY_THE_CACHE: [&str; 3] = ["cf-cache-status", "content-length", "age"];
@@ -68,7 +75,10 @@ pub fn replayed_name(name: &str) -> Option<&str> {
     if let Some((from, _)) = RENAMED.iter().find(|(_, to)| *to == name) {
         return Some(from);
     }
-    let ours = name == META || name == "cache-control" || ADDED_BY_THE_CACHE.contains(&name);
+    let ours = name == META
+        || name == VARIANTS
+        || name == "cache-control"
+        || ADDED_BY_THE_CACHE.contains(&name);
     (!ours).then_some(name)
 }
 
@@ -81,6 +91,12 @@ impl Entry {
             etag: get("etag"),
             last_modified: get("last-modified"),
             origin_cache_control: get(ORIGIN_CACHE_CONTROL),
+            vary: super::headers::OriginDirectives::parse(
+                None,
+                get(stored_name("vary")).as_deref(),
+                false,
+            )
+            .vary,
         })
     }
 }
@@ -221,6 +237,7 @@ mod tests {
             (META, "1 200 5 0 60 0 0 3 -"),
             ("etag", "\"e\""),
             (ORIGIN_CACHE_CONTROL, "max-age=60"),
+            ("x-ce-origin-vary", "Accept-Language, X-Mode"),
         ];
         let get = |n: &str| {
             headers
@@ -232,6 +249,7 @@ mod tests {
         assert_eq!(entry.meta.length, Some(3));
         assert_eq!(entry.etag.as_deref(), Some("\"e\""));
         assert_eq!(entry.origin_cache_control.as_deref(), Some("max-age=60"));
+        assert_eq!(entry.vary, ["accept-language", "x-mode"]);
         assert_eq!(Entry::read(|_| None), None);
     }
 

@@ -36,6 +36,7 @@ fn entry(class: ContentClass, etag: Option<&str>) -> Entry {
         etag: etag.map(str::to_owned),
         last_modified: None,
         origin_cache_control: None,
+        vary: Vec::new(),
     }
 }
 
@@ -772,5 +773,22 @@ fn a_vary_the_key_already_carries_does_not_stop_storage() {
     };
     assert_eq!(run(ContentClass::Image, "Accept, Cookie"), vary);
     assert_eq!(run(ContentClass::Catalog, "Accept"), vary);
-    assert_eq!(run(ContentClass::PassThrough, "User-Agent"), vary);
+    // The pass-through class keeps one variant per value of what Vary names.
+    assert!(matches!(
+        run(ContentClass::PassThrough, "User-Agent, Cookie"),
+        OnUpstream::Store { .. }
+    ));
+    let d = |v: &str| OriginDirectives::parse(None, Some(v), false);
+    assert_eq!(
+        variant_names(
+            ContentClass::PassThrough,
+            &d("User-Agent, Accept-Encoding").vary
+        ),
+        ["user-agent"]
+    );
+    assert!(
+        variant_names(ContentClass::Image, &d("Accept").vary).is_empty(),
+        "keyed already"
+    );
+    assert!(variant_names(ContentClass::PassThrough, &d("").vary).is_empty());
 }
