@@ -62,11 +62,36 @@ struct ImageSource {
 }
 
 impl Source for ImageSource {
+    /// One more attempt when the source is replaced between its `head` and its read
+    /// (the derivative must be filed under the ETag of the bytes it was made from).
     async fn fetch(
         &self,
         stored: Option<&Entry>,
         timing: &mut ServerTiming,
     ) -> Result<Response, EdgeError> {
+        for _ in 0..2 {
+            if let Some(response) = self.fetch_once(stored, timing).await? {
+                return Ok(response);
+            }
+        }
+        Err(EdgeError::NotReady {
+            what: "the source image is being replaced",
+            retry_after_secs: 1,
+        })
+    }
+
+    fn deferred(&self) -> Vec<Deferred> {
+        self.deferred.borrow_mut().drain(..).collect()
+    }
+}
+
+impl ImageSource {
+    /// `None`: the source changed while it was read.
+    async fn fetch_once(
+        &self,
+        stored: Option<&Entry>,
+        timing: &mut ServerTiming,
+    ) -> Result<Option<Response>, EdgeError> {
         let bucket = self.env.bucket(BUCKET).map_err(runtime)?;
         let started = now_ms();
         let head = bucket.head(self.key.as_str()).await.map_err(runtime)?;
@@ -78,17 +103,20 @@ impl Source for ImageSource {
                 },
                 None,
                 true,
-            );
+            )
+            .map(Some);
         };
         let version = head.http_etag();
         if stored.and_then(|e| e.meta.source.as_deref()) == Some(version.as_str()) {
             // Made from the bytes R2 still holds.
             let headers = Headers::new();
             headers.set(SOURCE_VERSION, &version).map_err(runtime)?;
-            return Ok(Response::empty()
-                .map_err(runtime)?
-                .with_status(304)
-                .with_headers(headers));
+            return Ok(Some(
+                Response::empty()
+                    .map_err(runtime)?
+                    .with_status(304)
+                    .with_headers(headers),
+            ));
         }
         // Size and declared type are checked before anything is read or queued.
         let declared = head
@@ -100,7 +128,8 @@ impl Source for ImageSource {
             .image_limits
             .check_source(head.size(), &declared)
         {
-            return answer_error(&EdgeError::Image(refused.into()), Some(&version), false);
+            return answer_error(&EdgeError::Image(refused.into()), Some(&version), false)
+                .map(Some);
         }
         let dkey = DerivativeKey::new(self.key.as_str(), &version, &self.options, self.format);
         let r2_key = dkey.r2_key(self.format);
@@ -112,29 +141,27 @@ impl Source for ImageSource {
         {
             let length = usize::try_from(object.size()).ok();
             let headers = self.headers(&dkey, &version, length)?;
-            return Ok(Response::from_body(body.response_body().map_err(runtime)?)
-                .map_err(runtime)?
-                .with_headers(headers));
+            return Ok(Some(
+                Response::from_body(body.response_body().map_err(runtime)?)
+                    .map_err(runtime)?
+                    .with_headers(headers),
+            ));
         }
         if self.stored_only {
             avif::enqueue(&self.env, &self.key, &version, &self.options, r2_key).await;
             let headers = Headers::new();
             headers.set("cache-control", "no-store").map_err(runtime)?;
             headers.set(AVIF_STATE, "missing").map_err(runtime)?;
-            return Ok(Response::empty()
-                .map_err(runtime)?
-                .with_status(404)
-                .with_headers(headers));
+            return Ok(Some(
+                Response::empty()
+                    .map_err(runtime)?
+                    .with_status(404)
+                    .with_headers(headers),
+            ));
         }
         self.transform(&bucket, &dkey, &version, timing).await
     }
 
-    fn deferred(&self) -> Vec<Deferred> {
-        self.deferred.borrow_mut().drain(..).collect()
-    }
-}
-
-impl ImageSource {
     /// The headers a derivative is stored and served with.
     fn headers(
         &self,
@@ -161,7 +188,7 @@ impl ImageSource {
         dkey: &DerivativeKey,
         version: &str,
         timing: &mut ServerTiming,
-    ) -> Result<Response, EdgeError> {
+    ) -> Result<Option<Response>, EdgeError> {
         let started = now_ms();
         let _slot = slot::acquire(slot::SLOT_WAIT, self.config.retry_after_secs).await?;
         timing.add("slot", now_ms() - started);
@@ -171,7 +198,7 @@ impl ImageSource {
             && entry.meta.status == 200
             && entry.meta.source.as_deref() == Some(version)
         {
-            return cache::representation(response);
+            return cache::representation(response).map(Some);
         }
         let started = now_ms();
         // Bound to the version measured by the head: replaced in between, the bytes would
@@ -186,9 +213,7 @@ impl ImageSource {
             .await
             .map_err(runtime)?;
         let Some(body) = object.as_ref().and_then(|o| o.body()) else {
-            return Err(EdgeError::Runtime(String::from(
-                "the source changed while it was read; the next request sees the new one",
-            )));
+            return Ok(None);
         };
         let original = body.bytes().await.map_err(runtime)?;
         drop(object);
@@ -200,7 +225,7 @@ impl ImageSource {
             Err(TransformError::Internal(why)) => {
                 return Err(EdgeError::Image(TransformError::Internal(why)));
             }
-            Err(e) => return answer_error(&EdgeError::Image(e), Some(version), false),
+            Err(e) => return answer_error(&EdgeError::Image(e), Some(version), false).map(Some),
         };
         drop(original);
         timing.add("decode", output.timings.decode);
@@ -232,9 +257,11 @@ impl ImageSource {
                 worker::console_warn!("storing derivative {r2_key} failed: {e}");
             }
         }));
-        Ok(Response::from_bytes(output.bytes)
-            .map_err(runtime)?
-            .with_headers(headers))
+        Ok(Some(
+            Response::from_bytes(output.bytes)
+                .map_err(runtime)?
+                .with_headers(headers),
+        ))
     }
 }
 
