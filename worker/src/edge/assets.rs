@@ -125,7 +125,9 @@ pub(super) async fn serve(
     let plan = Plan {
         class,
         policy: config.policy.get(class),
-        key: CacheKey::object(&key.url_path()).as_str().to_owned(),
+        key: CacheKey::object(&key.url_path(), uploaded)
+            .as_str()
+            .to_owned(),
         ask: super::ask_of(req),
         extra: Vec::new(),
         follow_timeout: Duration::from_secs(30),

@@ -104,33 +104,42 @@ thread_local! {
 /// invoked recursively") under a 200-request stampede.
 const FOLLOW_POLL: Duration = Duration::from_millis(10);
 
-/// A flight this request leads; landing it (drop) lets the followers look again.
-pub(super) struct Leading(String);
+/// A flight this request leads; landing it (drop) lets its followers look again.
+pub(super) struct Leading {
+    key: String,
+    id: u64,
+}
 
 impl Drop for Leading {
     fn drop(&mut self) {
-        FLIGHTS.with(|f| f.borrow_mut().land(&self.0));
+        FLIGHTS.with(|f| f.borrow_mut().land(&self.key, self.id));
     }
 }
 
 enum Role {
     Leader(Leading),
-    Follower,
+    Follower(u64),
     Alone,
 }
 
-fn join(key: &str) -> Role {
-    match FLIGHTS.with(|f| f.borrow_mut().join(key, || ())) {
-        Joined::Leader => Role::Leader(Leading(key.to_owned())),
-        Joined::Follower => Role::Follower,
+/// Joins the flight for `key`; a flight older than `abandoned_after` (its leader never
+/// landed) is replaced.
+fn join(key: &str, abandoned_after: Duration) -> Role {
+    let bound = abandoned_after.as_millis() as f64;
+    match FLIGHTS.with(|f| f.borrow_mut().join(key, now_ms(), bound, || ())) {
+        Joined::Leader(id) => Role::Leader(Leading {
+            key: key.to_owned(),
+            id,
+        }),
+        Joined::Follower(id) => Role::Follower(id),
         Joined::Alone => Role::Alone,
     }
 }
 
-/// Waits until the flight for `key` lands, at most `timeout`.
-async fn follow(key: &str, timeout: Duration) {
+/// Waits until flight `id` of `key` lands, at most `timeout`.
+async fn follow(key: &str, id: u64, timeout: Duration) {
     let started = now_ms();
-    while FLIGHTS.with(|f| f.borrow().flying(key))
+    while FLIGHTS.with(|f| f.borrow().flying(key, id))
         && now_ms() - started < timeout.as_millis() as f64
     {
         Delay::from(FOLLOW_POLL).await;
@@ -212,6 +221,14 @@ impl Store {
         let request = Request::new_with_init(key, &init).ok()?;
         let response = self.0.get(&request, false).await.ok()??;
         (response.status_code() == 206).then_some(response)
+    }
+
+    /// Forgets what is stored for `key` (an entry, or a variants pointer: its
+    /// variants are then unreachable and age out).
+    async fn forget(&self, key: &str) {
+        if let Err(e) = self.0.delete(key, false).await {
+            worker::console_warn!("cache delete failed for {key}: {e}");
+        }
     }
 
     async fn put(&self, key: &str, response: Response) -> bool {
@@ -326,11 +343,11 @@ pub(super) async fn serve<S: Source>(
                 let leading = if followed {
                     None
                 } else {
-                    match join(&plan.key) {
+                    match join(&plan.key, plan.follow_timeout) {
                         Role::Leader(leading) => Some(leading),
-                        Role::Follower => {
+                        Role::Follower(id) => {
                             let started = now_ms();
-                            follow(&plan.key, plan.follow_timeout).await;
+                            follow(&plan.key, id, plan.follow_timeout).await;
                             timing.add("collapsed", now_ms() - started);
                             followed = true;
                             found = store.lookup(plan, timing).await;
@@ -459,6 +476,7 @@ async fn fetch<S: Source>(
                 vary: up.directives.vary.clone(),
             };
             let copy = response.cloned().map_err(runtime)?;
+            let answer = flow::range_on_miss(answer, entry.meta.length);
             if let Answer::Partial { start, end, .. } = answer {
                 // The range is cut by the Cache API from the whole body, once stored.
                 let stored = storable(
@@ -505,6 +523,24 @@ async fn fetch<S: Source>(
                 Some(lifetimes),
                 entry.meta.initial_age,
             )
+        }
+        OnUpstream::Confirmed { answer } => {
+            drop(leading);
+            let Some((entry, response)) = found else {
+                return Err(EdgeError::Runtime(String::from(
+                    "confirmed without an entry",
+                )));
+            };
+            respond_stored(
+                store,
+                plan,
+                &entry,
+                response,
+                answer,
+                EdgeCacheStatus::Revalidated,
+                now,
+            )
+            .await
         }
         OnUpstream::ServeStale { answer } => {
             drop(leading);
@@ -658,22 +694,26 @@ fn respond_with(
     let status = answer.status(entry.meta.status);
     let out = Headers::new();
     for (name, value) in headers {
-        let dropped = matches!(answer, Answer::NotModified)
-            && matches!(name.as_str(), "content-type" | "content-encoding");
-        if !dropped && name != stored::ORIGIN_CACHE_CONTROL && name != SOURCE_VERSION {
+        if !flow::omitted_from(answer, name)
+            && name != stored::ORIGIN_CACHE_CONTROL
+            && name != SOURCE_VERSION
+        {
             out.append(name, value).map_err(runtime)?;
         }
     }
     let directives = OriginDirectives::parse(entry.origin_cache_control.as_deref(), None, false);
-    let served_age = (cache != EdgeCacheStatus::Miss || age > 0).then_some(age);
+    let served_age = flow::served_age(cache != EdgeCacheStatus::Miss, age);
     apply(
         &out,
-        flow::emitted(
-            plan.policy,
-            entry.meta.status,
-            &directives,
-            lifetimes,
-            served_age,
+        flow::for_answer(
+            flow::emitted(
+                plan.policy,
+                entry.meta.status,
+                &directives,
+                lifetimes,
+                served_age,
+            ),
+            answer,
         ),
     )?;
     match answer {
@@ -694,14 +734,13 @@ fn respond_with(
         Answer::Unsatisfiable { size } => {
             out.set("content-range", &format!("bytes */{size}"))
                 .map_err(runtime)?;
-            out.set("cache-control", "no-store").map_err(runtime)?;
         }
         Answer::NotModified => {}
     }
     for (name, value) in &plan.extra {
         out.set(name, value).map_err(runtime)?;
     }
-    let body = if answer.has_body() && !null_body_status(status) {
+    let body = if answer.has_body() && !flow::null_body_status(status) {
         body
     } else {
         ResponseBody::Empty
@@ -713,11 +752,6 @@ fn respond_with(
             .with_headers(out),
         cache,
     })
-}
-
-/// Statuses whose responses cannot carry a body (a body there is a runtime error).
-fn null_body_status(status: u16) -> bool {
-    matches!(status, 101 | 103 | 204 | 205 | 304)
 }
 
 fn apply(headers: &Headers, emitted: flow::Emitted) -> Result<(), EdgeError> {
@@ -755,7 +789,7 @@ fn passed_on(
         &out,
         flow::emitted(plan.policy, up.status, &up.directives, None, age),
     )?;
-    if let Some(length) = up.length.filter(|_| !plan.ask_is_head()) {
+    if let Some(length) = up.length {
         out.set("content-length", &length.to_string())
             .map_err(runtime)?;
     }
@@ -764,7 +798,7 @@ fn passed_on(
         out.set(name, value).map_err(runtime)?;
     }
     let status = up.status;
-    let body = if plan.ask_is_head() || null_body_status(status) {
+    let body = if plan.ask_is_head() || flow::null_body_status(status) {
         ResponseBody::Empty
     } else {
         response.into_parts().1
@@ -797,6 +831,10 @@ async fn pass<S: Source>(
         ctx.wait_until(work);
     }
     let response = response?;
+    if flow::invalidates(plan.ask.method, response.status_code()) {
+        let key = plan.key.clone();
+        ctx.wait_until(async move { Store::new().forget(&key).await });
+    }
     passed_on(
         plan,
         response,
@@ -810,7 +848,11 @@ async fn pass<S: Source>(
 /// Refreshes an entry in the background (inside stale-while-revalidate); one refresh
 /// per key in flight, shared with foreground misses through the same flights.
 fn spawn_refresh<S: Source>(ctx: &Context, plan: &Plan, source: &S, entry: &Entry) {
-    let Role::Leader(leading) = join(&plan.key) else {
+    // Someone is already fetching this key: nothing to add (and no follower to count).
+    if FLIGHTS.with(|f| f.borrow().busy(&plan.key)) {
+        return;
+    }
+    let Role::Leader(leading) = join(&plan.key, plan.follow_timeout) else {
         return;
     };
     let plan = plan.clone();
@@ -820,11 +862,9 @@ fn spawn_refresh<S: Source>(ctx: &Context, plan: &Plan, source: &S, entry: &Entr
         let mut timing = ServerTiming::new();
         let store = Store::new();
         let fetched = source.fetch(Some(&entry), &mut timing).await;
-        for work in source.deferred() {
-            work.await;
-        }
+        let deferred = source.deferred();
         let now = now_ms();
-        let Ok(mut response) = fetched else {
+        let Ok(response) = fetched else {
             worker::console_warn!("background refresh of {} failed", plan.key);
             return;
         };
@@ -868,11 +908,6 @@ fn spawn_refresh<S: Source>(ctx: &Context, plan: &Plan, source: &S, entry: &Entr
                     length: up.length,
                     source: header_in(&headers, SOURCE_VERSION),
                 };
-                let validators = up.etag.is_some() || up.last_modified.is_some();
-                let body = match response.cloned() {
-                    Ok(copy) => copy.into_parts().1,
-                    Err(_) => return,
-                };
                 let entry = Entry {
                     meta,
                     etag: up.etag.clone(),
@@ -880,7 +915,10 @@ fn spawn_refresh<S: Source>(ctx: &Context, plan: &Plan, source: &S, entry: &Entr
                     origin_cache_control: up.directives.raw_cache_control.clone(),
                     vary: up.directives.vary.clone(),
                 };
-                if let Ok(fresh) = storable(&entry.meta, &headers, validators, body) {
+                let body = response.into_parts().1;
+                if let Ok(fresh) =
+                    storable(&entry.meta, &headers, flow::has_validators(&entry), body)
+                {
                     store.keep(&plan, &entry, fresh).await;
                 }
             }
@@ -889,5 +927,9 @@ fn spawn_refresh<S: Source>(ctx: &Context, plan: &Plan, source: &S, entry: &Entr
             }
         }
         drop(leading);
+        // R2 writes after the flight has landed: nobody waits for them.
+        for work in deferred {
+            work.await;
+        }
     });
 }

@@ -211,8 +211,9 @@ pub(super) async fn serve(
         ask,
         extra: Vec::new(),
         follow_timeout: config.origin_timeout + Duration::from_secs(1),
+        // What a stored Vary names is looked up in what the origin was sent.
         vary_headers: if policy.audience == Audience::Origin {
-            req.headers().entries().collect()
+            source.headers.clone()
         } else {
             Vec::new()
         },

@@ -292,6 +292,9 @@ pub enum OnUpstream {
     },
     /// Serve upstream's answer as it came, unstored.
     Pass { reason: NoStoreReason },
+    /// Upstream confirmed the entry but forbids keeping it longer (a 304 with
+    /// `Set-Cookie`, `private`, `no-store`, or no lifetime): serve it, write nothing.
+    Confirmed { answer: Answer },
     /// Upstream failed; the stored copy stands in.
     ServeStale { answer: Answer },
     /// Upstream failed and nothing stands in.
@@ -335,24 +338,34 @@ pub fn on_upstream(
         });
     }
     if up.status == 304 {
-        return match entry {
-            Some(entry) => {
-                let lifetimes = match (policy.audience, stored_lifetimes(class, policy, up)) {
-                    // A pass-through 304 may carry new freshness (§4.3.4).
-                    (Audience::Origin, Some(lifetimes)) => lifetimes,
-                    _ if policy.audience == Audience::Origin => entry.meta.lifetimes,
-                    _ => class_lifetimes(class, policy, entry.meta.status),
-                };
-                OnUpstream::Revalidated {
-                    lifetimes,
-                    answer: answer_from(ask, entry),
-                }
-            }
+        let Some(entry) = entry else {
             // Nothing of ours was conditional: not a response we can use or store.
-            None => OnUpstream::Pass {
+            return OnUpstream::Pass {
                 reason: NoStoreReason::Status,
-            },
+            };
         };
+        let answer = answer_from(ask, entry);
+        let d = &up.directives;
+        if d.set_cookie || d.no_store || d.private {
+            // The 304's own prohibitions win: served, never written back.
+            return OnUpstream::Confirmed { answer };
+        }
+        // The entry's own status, with what the 304 says now (RFC 9111 §4.3.4): the
+        // class's rules apply as to a full answer — degraded, failed transforms, 404s.
+        let as_stored = Upstream {
+            status: entry.meta.status,
+            length: entry.meta.length,
+            ..up.clone()
+        };
+        let lifetimes = match storage_of(class, policy, &as_stored) {
+            Storage::Store(lifetimes) => lifetimes,
+            // A pass-through 304 without freshness of its own: the entry keeps its own.
+            Storage::NoStore(NoStoreReason::NoLifetime) if policy.audience == Audience::Origin => {
+                entry.meta.lifetimes
+            }
+            Storage::NoStore(_) => return OnUpstream::Confirmed { answer },
+        };
+        return OnUpstream::Revalidated { lifetimes, answer };
     }
     let stored = match storage_of(class, policy, up) {
         Storage::Store(lifetimes) => lifetimes,
@@ -367,26 +380,6 @@ pub fn on_upstream(
             up.last_modified.as_deref(),
             up.length,
         ),
-    }
-}
-
-/// The lifetimes a 304 gives a pass-through entry, if it names any.
-fn stored_lifetimes(class: ContentClass, policy: Policy, up: &Upstream) -> Option<Lifetimes> {
-    let as_200 = Upstream {
-        status: 200,
-        ..up.clone()
-    };
-    match storage(class, policy, 200, &as_200.directives, up.request_cookie) {
-        Storage::Store(l) => Some(l),
-        Storage::NoStore(_) => None,
-    }
-}
-
-/// The class's own lifetimes for an entry of this status (404s are shorter).
-fn class_lifetimes(class: ContentClass, policy: Policy, status: u16) -> Lifetimes {
-    match storage(class, policy, status, &OriginDirectives::default(), false) {
-        Storage::Store(l) => l,
-        Storage::NoStore(_) => policy.lifetimes(),
     }
 }
 
@@ -512,6 +505,64 @@ pub fn emitted(
     }
 }
 
+/// The caching headers of a representation, fitted to how it answers the client: a
+/// 416 is never kept by anyone; a part (206) is not for a downstream CDN to keep as the
+/// whole (`CDN-Cache-Control` removed).
+pub fn for_answer(emitted: Emitted, answer: Answer) -> Emitted {
+    match answer {
+        Answer::Unsatisfiable { .. } => Emitted {
+            cache_control: Edit::Set(String::from("no-store")),
+            cdn_cache_control: Edit::Remove,
+            ..emitted
+        },
+        Answer::Partial { .. } => Emitted {
+            cdn_cache_control: Edit::Remove,
+            ..emitted
+        },
+        Answer::Full { .. } | Answer::NotModified => emitted,
+    }
+}
+
+/// Largest body a ranged miss waits for: the range is cut by the Cache API from the
+/// stored whole, so the client waits for the whole body to be stored first.
+pub const RANGE_AFTER_STORE_MAX: u64 = 8 * 1024 * 1024;
+
+/// How a miss answers a range: cut from the stored copy when the body is small enough
+/// to wait for; else the whole representation (a 200, which RFC 9110 §14.2 allows),
+/// streamed while it is stored — the next request gets its 206 from the entry.
+pub fn range_on_miss(answer: Answer, length: Option<u64>) -> Answer {
+    match answer {
+        Answer::Partial { head, .. } if length.is_none_or(|n| n > RANGE_AFTER_STORE_MAX) => {
+            Answer::Full { head }
+        }
+        other => other,
+    }
+}
+
+/// Representation headers a 304 does not carry (RFC 9110 §15.4.5): it describes the
+/// client's copy, not a body.
+pub fn omitted_from(answer: Answer, name: &str) -> bool {
+    answer == Answer::NotModified
+        && matches!(name, "content-type" | "content-encoding" | "content-length")
+}
+
+/// `Age` on an answer: always when served from a stored entry (RFC 9111 §5.1), else
+/// only when upstream's answer was already aged.
+pub fn served_age(from_store: bool, age: u32) -> Option<u32> {
+    (from_store || age > 0).then_some(age)
+}
+
+/// Statuses whose responses cannot carry a body.
+pub const fn null_body_status(status: u16) -> bool {
+    matches!(status, 101 | 103 | 204 | 205 | 304)
+}
+
+/// A successful unsafe request invalidates what the cache holds for its URL
+/// (RFC 9111 §4.4).
+pub fn invalidates(method: Method, status: u16) -> bool {
+    !method.is_read() && (200..400).contains(&status)
+}
+
 /// The image class as the edge stores derivatives: the table's row, with freshness
 /// capped at how long a source's version is trusted without asking R2 again
 /// (`IMAGE_SOURCE_TTL`): past it, the entry is revalidated against the source's ETag
@@ -581,7 +632,7 @@ pub fn merge_not_modified(stored: &mut Vec<(String, String)>, update: &[(String,
             && !listed.iter().any(|l| l == name)
             && !matches!(
                 name,
-                "content-encoding" | "content-type" | "content-range" | "vary"
+                "content-encoding" | "content-type" | "content-range" | "vary" | "set-cookie"
             )
     };
     let names: Vec<&str> = update

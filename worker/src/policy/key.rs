@@ -119,9 +119,14 @@ impl CacheKey {
 
     /// The key of an R2 object served as stored (`url_path`: its escaped path): a
     /// reserved host, so one entry serves the object whatever host or query the
-    /// request came with.
-    pub fn object(url_path: &str) -> Self {
-        Self(format!("https://objects.course-edge.internal/{url_path}"))
+    /// request came with. `uploaded` (`/media/`, served with the active-content guard)
+    /// is its own entry: the same object read as a site asset under `/static/` must
+    /// never take the upload's headers, nor the upload lose them.
+    pub fn object(url_path: &str, uploaded: bool) -> Self {
+        let door = if uploaded { "media" } else { "site" };
+        Self(format!(
+            "https://objects.course-edge.internal/{door}/{url_path}"
+        ))
     }
 
     pub fn as_str(&self) -> &str {
@@ -249,5 +254,13 @@ mod tests {
             assert_ne!(en, other);
         }
         assert_eq!(variant_key("https://h/p", &[], h(&[])), "https://h/p");
+    }
+
+    #[test]
+    fn an_upload_and_a_site_asset_are_different_entries() {
+        assert_ne!(
+            CacheKey::object("static/app.js", true),
+            CacheKey::object("static/app.js", false)
+        );
     }
 }

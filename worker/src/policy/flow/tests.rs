@@ -655,6 +655,7 @@ fn a_304_updates_the_stored_headers() {
         ("connection", "x-hop"),
         ("x-hop", "1"),
         ("content-type", "text/plain"),
+        ("set-cookie", "sid=one-users"),
     ]
     .iter()
     .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -674,6 +675,73 @@ fn a_304_updates_the_stored_headers() {
     assert!(get("content-length").is_empty());
     assert!(get("x-hop").is_empty(), "Connection-listed");
     assert!(get("connection").is_empty());
+    assert!(
+        get("set-cookie").is_empty(),
+        "one user's cookie never enters an entry"
+    );
+}
+
+#[test]
+fn a_304_is_held_to_the_rules_of_a_full_answer() {
+    let run = |class: ContentClass, e: &Entry, up: &Upstream| {
+        on_upstream(
+            class,
+            policy(class),
+            &Ask::get(),
+            Some(e),
+            Outcome::Answered(up),
+            at(10_000_000),
+        )
+    };
+    let e = entry(ContentClass::Catalog, Some("\"v1\""));
+    for prohibit in ["private", "no-store"] {
+        let up = upstream(304, Some(prohibit));
+        assert_eq!(
+            run(ContentClass::Catalog, &e, &up),
+            OnUpstream::Confirmed { answer: FULL },
+            "{prohibit}"
+        );
+    }
+    let mut cookie = upstream(304, None);
+    cookie.directives.set_cookie = true;
+    assert_eq!(
+        run(ContentClass::Catalog, &cookie_entry(&e), &cookie),
+        OnUpstream::Confirmed { answer: FULL }
+    );
+    // A remembered failed transform keeps its short life when its source is unchanged.
+    let mut failed = entry(ContentClass::Image, None);
+    failed.meta.status = 422;
+    failed.meta.source = Some(String::from("\"s\""));
+    assert_eq!(
+        run(ContentClass::Image, &failed, &upstream(304, None)),
+        OnUpstream::Revalidated {
+            lifetimes: Lifetimes {
+                edge: FAILED_TRANSFORM_SECS,
+                swr: 0,
+                sie: 0
+            },
+            answer: FULL
+        }
+    );
+    // A degraded 304 lives no longer than the origin says.
+    let mut shed = upstream(304, Some("max-age=30"));
+    shed.degraded = true;
+    let feed = entry(ContentClass::Feed, Some("\"f\""));
+    assert_eq!(
+        run(ContentClass::Feed, &feed, &shed),
+        OnUpstream::Revalidated {
+            lifetimes: Lifetimes {
+                edge: 30,
+                swr: 0,
+                sie: 0
+            },
+            answer: FULL
+        }
+    );
+}
+
+fn cookie_entry(e: &Entry) -> Entry {
+    e.clone()
 }
 
 #[test]
@@ -791,4 +859,69 @@ fn a_vary_the_key_already_carries_does_not_stop_storage() {
         "keyed already"
     );
     assert!(variant_names(ContentClass::PassThrough, &d("").vary).is_empty());
+}
+
+#[test]
+fn parts_and_refusals_are_not_for_downstream_caches() {
+    let base = emitted(
+        policy(ContentClass::MediaSegment),
+        200,
+        &OriginDirectives::default(),
+        Some(lifetimes(ContentClass::MediaSegment)),
+        Some(5),
+    );
+    let refused = for_answer(base.clone(), Answer::Unsatisfiable { size: 10 });
+    assert_eq!(refused.cache_control, Edit::Set(String::from("no-store")));
+    assert_eq!(refused.cdn_cache_control, Edit::Remove);
+    let part = for_answer(
+        base.clone(),
+        Answer::Partial {
+            start: 0,
+            end: 1,
+            size: 10,
+            head: false,
+        },
+    );
+    assert_eq!(part.cdn_cache_control, Edit::Remove);
+    assert_eq!(part.cache_control, base.cache_control);
+    assert_eq!(for_answer(base.clone(), FULL), base);
+    assert!(omitted_from(Answer::NotModified, "content-type"));
+    assert!(!omitted_from(Answer::NotModified, "etag"));
+    assert!(!omitted_from(FULL, "content-type"));
+    assert_eq!(served_age(true, 0), Some(0));
+    assert_eq!(served_age(false, 0), None);
+    assert_eq!(served_age(false, 30), Some(30));
+    for status in [204, 304, 205] {
+        assert!(null_body_status(status));
+    }
+    assert!(!null_body_status(200));
+}
+
+#[test]
+fn a_successful_write_invalidates_its_url() {
+    assert!(invalidates(Method::Post, 201));
+    assert!(invalidates(Method::Delete, 204));
+    assert!(invalidates(Method::Other, 303));
+    assert!(!invalidates(Method::Post, 500));
+    assert!(!invalidates(Method::Post, 404));
+    assert!(!invalidates(Method::Get, 200));
+    assert!(!invalidates(Method::Head, 200));
+}
+
+#[test]
+fn a_ranged_miss_waits_only_for_a_small_body() {
+    let part = Answer::Partial {
+        start: 0,
+        end: 1,
+        size: 100,
+        head: false,
+    };
+    assert_eq!(range_on_miss(part, Some(100)), part);
+    assert_eq!(range_on_miss(part, Some(RANGE_AFTER_STORE_MAX)), part);
+    assert_eq!(range_on_miss(part, Some(RANGE_AFTER_STORE_MAX + 1)), FULL);
+    assert_eq!(range_on_miss(part, None), FULL);
+    assert_eq!(
+        range_on_miss(Answer::NotModified, None),
+        Answer::NotModified
+    );
 }
