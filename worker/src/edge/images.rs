@@ -12,7 +12,7 @@
 //!
 //! Formats encoded off the request path (AVIF) are only read here: on a miss the job
 //! goes to the queue (`edge::avif`) and an AVIF-capable browser gets the WebP stand-in
-//! for [`STAND_IN_SECS`]; `format=avif` asked by name is told to retry. A source that
+//! for `format::STAND_IN_SECS`; `format=avif` asked by name is told to retry. A source that
 //! cannot be transformed (415/422) is remembered per source ETag and options for a
 //! minute (`policy::flow`), so a broken upload is not decoded on every request.
 
@@ -31,7 +31,7 @@ use super::{Served, avif, derived, memory, now_ms, slot};
 use crate::assets::ObjectKey;
 use crate::config::Config;
 use crate::error::EdgeError;
-use crate::image::format::{OutputFormat, STAND_IN_SECS, choose};
+use crate::image::format::{OutputFormat, choose, stand_in_headers};
 use crate::image::key::DerivativeKey;
 use crate::image::options::ImageOptions;
 use crate::image::sweep::DerivedFrom;
@@ -381,17 +381,12 @@ pub(super) async fn serve(
         };
         let plan = plan_for(stand_in);
         served = cache::serve(ctx, &plan, &source_for(stand_in, &plan), timing).await?;
-        // A stand-in until the wanted format is ready: kept only briefly.
         let headers = served.response.headers_mut();
-        headers
-            .set("cache-control", &format!("public, max-age={STAND_IN_SECS}"))
-            .map_err(runtime)?;
-        headers
-            .set("cdn-cache-control", &format!("max-age={STAND_IN_SECS}"))
-            .map_err(runtime)?;
-        headers.set(AVIF_STATE, "queued").map_err(runtime)?;
+        for (name, value) in stand_in_headers() {
+            headers.set(name, &value).map_err(runtime)?;
+        }
     }
-    if options.redirect_on_error && matches!(served.response.status_code(), 415 | 422) {
+    if options.redirects_on(served.response.status_code()) {
         return redirect_to_original(key);
     }
     Ok(served)

@@ -74,7 +74,14 @@ async fn handle(
     match &route {
         Route::Health => {
             let path = route.origin_path().unwrap_or("/healthz");
-            let headers = origin::forward_headers(req, origin::Forward::Shared)?;
+            let headers = origin::forward_headers(req, |name, listed| {
+                crate::policy::forward::forwarded(
+                    crate::policy::Audience::Shared,
+                    false,
+                    name,
+                    listed,
+                )
+            })?;
             let response =
                 origin::fetch(&config, HttpMethod::Get, path, headers, None, timing).await?;
             Ok(Served {

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use futures_util::future::{Either, select};
-use protocol::headers::{CLIENT_IP, REQUEST_ID, SEGMENT};
+use protocol::headers::{CLIENT_IP, SEGMENT};
 use worker::{
     AbortController, Context, Date, Delay, Fetch, Headers, Method, Request, RequestInit,
     RequestRedirect, Response,
@@ -18,6 +18,7 @@ use super::cache::{self, Plan, Source};
 use super::{Served, now_ms};
 use crate::config::Config;
 use crate::error::EdgeError;
+use crate::policy::forward;
 use crate::policy::key::normalize_query;
 use crate::policy::stored::Entry;
 use crate::policy::{Audience, CacheKey, ContentClass};
@@ -26,56 +27,18 @@ use crate::timing::ServerTiming;
 /// Largest request body forwarded to the origin (logins, forms).
 pub(super) const MAX_BODY_BYTES: u64 = 64 * 1024;
 
-/// How much of the client's request the origin sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Forward {
-    /// Shared and per-segment classes: only what the key covers (their query, and the
-    /// segment the edge derives) reaches the origin — no cookies, credentials,
-    /// `Accept`, `Accept-Language` or `User-Agent`, which the key does not carry.
-    Shared,
-    /// Bypassed and pass-through requests: everything but hop-by-hop headers.
-    All,
-}
-
-const SHARED_ALLOW: [&str; 1] = [REQUEST_ID];
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "trailer",
-    "host",
-    "content-length",
-];
-/// Request headers that concern the client's copy, not the representation: the edge
-/// answers them from its entry, so they never shape what it stores.
-const CLIENT_ONLY: [&str; 6] = [
-    "if-none-match",
-    "if-modified-since",
-    "if-match",
-    "if-unmodified-since",
-    "range",
-    "if-range",
-];
-
-pub(super) fn forward_headers(req: &Request, forward: Forward) -> Result<Headers, EdgeError> {
+/// The request headers `keep` admits (by lowercase name and the request's
+/// `Connection` list), plus the client IP the edge vouches for.
+pub(super) fn forward_headers(
+    req: &Request,
+    keep: impl Fn(&str, &[String]) -> bool,
+) -> Result<Headers, EdgeError> {
     let out = Headers::new();
     let listed = crate::policy::flow::connection_listed(
         req.headers().get("connection").ok().flatten().as_deref(),
     );
     for (name, value) in req.headers().entries() {
-        let keep = match forward {
-            Forward::Shared => SHARED_ALLOW.contains(&name.as_str()),
-            Forward::All => {
-                !HOP_BY_HOP.contains(&name.as_str())
-                    && !listed.contains(&name)
-                    && name != SEGMENT
-                    && name != CLIENT_IP
-            }
-        };
-        if keep {
+        if keep(&name, &listed) {
             out.append(&name, &value).map_err(runtime)?;
         }
     }
@@ -173,19 +136,10 @@ pub(super) async fn serve(
         crate::policy::flow::start(policy, &ask),
         crate::policy::flow::Start::Bypass(_)
     );
-    let forward = match policy.audience {
-        Audience::Shared | Audience::PerSegment if !bypassed => Forward::Shared,
-        _ => Forward::All,
-    };
-    let forwarded = forward_headers(req, forward)?;
-    let mut headers: Vec<(String, String)> = forwarded
-        .entries()
-        .filter(|(n, _)| bypassed || !CLIENT_ONLY.contains(&n.as_str()))
-        .collect();
-    if matches!(policy.audience, Audience::Shared | Audience::PerSegment) {
-        // Credentials and cookies never reach a shared class's origin, bypassed or not.
-        headers.retain(|(n, _)| n != "cookie" && n != "authorization");
-    }
+    let forwarded = forward_headers(req, |name, listed| {
+        forward::forwarded(policy.audience, bypassed, name, listed)
+    })?;
+    let mut headers: Vec<(String, String)> = forwarded.entries().collect();
     if let Some(segment) = &segment {
         headers.push((SEGMENT.to_owned(), segment.clone()));
     }

@@ -71,6 +71,16 @@ pub fn negotiate(request: FormatRequest, accept: &str, source_has_alpha: bool) -
 /// being encoded off the request path.
 pub const STAND_IN_SECS: u32 = 60;
 
+/// The headers a stand-in carries instead of its class's: kept only briefly by
+/// browsers and the edge, and marked.
+pub fn stand_in_headers() -> [(&'static str, String); 3] {
+    [
+        ("cache-control", format!("public, max-age={STAND_IN_SECS}")),
+        ("cdn-cache-control", format!("max-age={STAND_IN_SECS}")),
+        ("x-edge-avif", String::from("queued")),
+    ]
+}
+
 /// What a request for a derivative is answered with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Choice {
@@ -160,5 +170,12 @@ mod tests {
         for f in [OutputFormat::Webp, OutputFormat::Jpeg, OutputFormat::Png] {
             assert!(!f.encoded_off_request_path(), "{f:?}");
         }
+    }
+
+    #[test]
+    fn a_stand_in_is_kept_briefly_and_marked() {
+        let headers = stand_in_headers();
+        assert!(headers.contains(&("cache-control", String::from("public, max-age=60"))));
+        assert!(headers.contains(&("x-edge-avif", String::from("queued"))));
     }
 }

@@ -295,6 +295,14 @@ fn dimension(option: &str, value: &str) -> Result<u32, OptionError> {
 }
 
 impl ImageOptions {
+    /// Whether an answer of `status` becomes a redirect to the original
+    /// (`onerror=redirect`): only for a source that cannot be transformed.
+    pub fn redirects_on(&self, status: u16) -> bool {
+        self.redirect_on_error && matches!(status, 415 | 422)
+    }
+}
+
+impl ImageOptions {
     pub fn parse(segment: &str) -> Result<Parsed, OptionError> {
         if segment.len() > MAX_OPTIONS_BYTES {
             return Err(OptionError::new(
@@ -742,5 +750,16 @@ mod tests {
         ] {
             assert_eq!(Rgba::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn only_an_untransformable_source_redirects() {
+        let redirect = ImageOptions::parse("w=100,onerror=redirect")
+            .unwrap()
+            .options;
+        assert!(redirect.redirects_on(415) && redirect.redirects_on(422));
+        assert!(!redirect.redirects_on(404) && !redirect.redirects_on(503));
+        let plain = ImageOptions::parse("w=100").unwrap().options;
+        assert!(!plain.redirects_on(422));
     }
 }

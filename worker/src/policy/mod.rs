@@ -4,6 +4,7 @@
 //! `edge::cache` applies them.
 
 pub mod flow;
+pub mod forward;
 pub mod freshness;
 pub mod headers;
 pub mod key;
