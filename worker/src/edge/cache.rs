@@ -524,42 +524,22 @@ async fn fetch<S: Source>(
                 entry.meta.initial_age,
             )
         }
-        OnUpstream::Confirmed { answer } => {
+        stood_in @ (OnUpstream::Confirmed { answer } | OnUpstream::ServeStale { answer }) => {
             drop(leading);
+            let cache = if matches!(stood_in, OnUpstream::Confirmed { .. }) {
+                EdgeCacheStatus::Revalidated
+            } else {
+                if let Err(e) = &fetched {
+                    worker::console_warn!("serving stale for {}: {e}", plan.key);
+                }
+                EdgeCacheStatus::Stale
+            };
             let Some((entry, response)) = found else {
                 return Err(EdgeError::Runtime(String::from(
-                    "confirmed without an entry",
+                    "served the stored copy without one",
                 )));
             };
-            respond_stored(
-                store,
-                plan,
-                &entry,
-                response,
-                answer,
-                EdgeCacheStatus::Revalidated,
-                now,
-            )
-            .await
-        }
-        OnUpstream::ServeStale { answer } => {
-            drop(leading);
-            if let Err(e) = &fetched {
-                worker::console_warn!("serving stale for {}: {e}", plan.key);
-            }
-            let Some((entry, response)) = found else {
-                return Err(EdgeError::Runtime(String::from("stale without an entry")));
-            };
-            respond_stored(
-                store,
-                plan,
-                &entry,
-                response,
-                answer,
-                EdgeCacheStatus::Stale,
-                now,
-            )
-            .await
+            respond_stored(store, plan, &entry, response, answer, cache, now).await
         }
         OnUpstream::Pass { reason } => {
             drop(leading);
