@@ -53,12 +53,17 @@ async fn seen(stack: &Stack, id: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_edge_is_one_cache_for_every_class() {
     let segment: Vec<u8> = (0..=255u8).cycle().take(50_000).collect();
+    // Larger than a ranged miss waits for (policy::flow::RANGE_AFTER_STORE_MAX).
+    let big: Vec<u8> = (0..9 * 1024 * 1024 + 7)
+        .map(|i: usize| (i % 251) as u8)
+        .collect();
     let options = EdgeOptions::default()
         .var("IMAGE_SOURCE_TTL", "1")
         .object("static/app.3f9a2c1d.js", b"console.log(1)".to_vec())
         .object("static/site.css", b"body{margin:0}".to_vec())
         .object("video/7/master.m3u8", b"#EXTM3U\n".to_vec())
         .object("video/7/720p/seg-00001.ts", segment.clone())
+        .object("video/7/lesson.mp4", big.clone())
         .object("uploads/page.html", b"<script>alert(1)</script>".to_vec())
         .object("img/p.jpg", photo(400, 200))
         .object("img/swap.jpg", photo(400, 200))
@@ -143,6 +148,34 @@ async fn the_edge_is_one_cache_for_every_class() {
         200,
         "If-Range of another version: all of it"
     );
+
+    // A cold range of a large object: the part from R2 at once (a 206, as video
+    // players need), the whole object stored behind it; later ranges from the entry.
+    let mp4 = "/video/7/lesson.mp4";
+    let cold = send(http.get(url(mp4)).header("range", "bytes=9437000-9437099")).await;
+    assert_eq!(cold.status(), 206, "{}", log());
+    assert_eq!(cache_of(&cold), "MISS");
+    assert!(timed(&cold).contains(&String::from("r2-range")));
+    assert_eq!(
+        header(&cold, "content-range"),
+        format!("bytes 9437000-9437099/{}", big.len())
+    );
+    assert_eq!(
+        cold.bytes().await.unwrap().to_vec(),
+        big[9_437_000..9_437_100].to_vec()
+    );
+    let mut warm = None;
+    for _ in 0..40 {
+        let r = send(http.get(url(mp4)).header("range", "bytes=5-9")).await;
+        if cache_of(&r) == "HIT" {
+            warm = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let warm = warm.unwrap_or_else(|| panic!("the large object was never stored: {}", log()));
+    assert_eq!(warm.status(), 206);
+    assert_eq!(warm.bytes().await.unwrap().to_vec(), big[5..10].to_vec());
 
     // 3. Image derivatives: no R2 on a hit; ranges, HEAD, 304 like any class.
     let img = "/img/w=200/img/p.jpg";

@@ -44,6 +44,20 @@ pub(super) trait Source: Clone + 'static {
         timing: &mut ServerTiming,
     ) -> Result<Response, EdgeError>;
 
+    /// Bytes `start..=end` of the representation `entry` describes, straight from
+    /// upstream (`None`: not offered, or the representation changed). Used for a
+    /// ranged miss too large to wait for the whole body to be stored.
+    async fn fetch_range(
+        &self,
+        entry: &Entry,
+        start: u64,
+        end: u64,
+        timing: &mut ServerTiming,
+    ) -> Option<Response> {
+        let _ = (entry, start, end, timing);
+        None
+    }
+
     /// Whether the origin saw the client's cookies (pass-through only).
     fn request_cookie(&self) -> bool {
         false
@@ -475,8 +489,26 @@ async fn fetch<S: Source>(
                 origin_cache_control: up.directives.raw_cache_control.clone(),
                 vary: up.directives.vary.clone(),
             };
-            let copy = response.cloned().map_err(runtime)?;
+            let wanted = answer;
             let answer = flow::range_on_miss(answer, entry.meta.length);
+            if let (Answer::Partial { start, end, .. }, Answer::Full { .. }) = (wanted, answer)
+                && let Some(part) = source.fetch_range(&entry, start, end, timing).await
+            {
+                // Too large to wait for: the part comes from upstream, the whole body
+                // goes to the Cache API alone (no tee), and later ranges come from it.
+                keep(ctx, plan, &entry, &headers, response, leading)?;
+                return respond_with(
+                    plan,
+                    &entry,
+                    &headers,
+                    part.into_parts().1,
+                    wanted,
+                    EdgeCacheStatus::Miss,
+                    Some(lifetimes),
+                    entry.meta.initial_age,
+                );
+            }
+            let copy = response.cloned().map_err(runtime)?;
             if let Answer::Partial { start, end, .. } = answer {
                 // The range is cut by the Cache API from the whole body, once stored.
                 let stored = storable(
