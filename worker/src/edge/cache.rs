@@ -440,19 +440,7 @@ async fn fetch<S: Source>(
             };
             let mut headers = replayed(&stored);
             flow::merge_not_modified(&mut headers, &upstream_headers(&not_modified));
-            let meta = Meta {
-                stored_at_ms: now,
-                initial_age: up.age,
-                lifetimes,
-                ..entry.meta.clone()
-            };
-            let entry = Entry {
-                meta,
-                etag: header_in(&headers, "etag").or(entry.etag),
-                last_modified: header_in(&headers, "last-modified").or(entry.last_modified),
-                origin_cache_control: header_in(&headers, "cache-control"),
-                vary: entry.vary,
-            };
+            let entry = flow::revalidated_entry(&entry, &headers, &up, lifetimes, now);
             let mut stored = stored;
             let copy = stored.cloned().map_err(runtime)?;
             keep(ctx, plan, &entry, &headers, copy, leading)?;
@@ -475,20 +463,8 @@ async fn fetch<S: Source>(
                 )));
             };
             let headers = upstream_headers(&response);
-            let entry = Entry {
-                meta: Meta {
-                    status: up.status,
-                    stored_at_ms: now,
-                    initial_age: up.age,
-                    lifetimes,
-                    length: up.length,
-                    source: header_in(&headers, SOURCE_VERSION),
-                },
-                etag: up.etag.clone(),
-                last_modified: up.last_modified.clone(),
-                origin_cache_control: up.directives.raw_cache_control.clone(),
-                vary: up.directives.vary.clone(),
-            };
+            let made_from = header_in(&headers, SOURCE_VERSION);
+            let entry = flow::new_entry(&up, made_from, lifetimes, now);
             let wanted = answer;
             let answer = flow::range_on_miss(answer, entry.meta.length);
             if let (Answer::Partial { start, end, .. }, Answer::Full { .. }) = (wanted, answer)
@@ -896,37 +872,15 @@ fn spawn_refresh<S: Source>(ctx: &Context, plan: &Plan, source: &S, entry: &Entr
                 };
                 let mut headers = replayed(&stored);
                 flow::merge_not_modified(&mut headers, &upstream_headers(&response));
-                let meta = Meta {
-                    stored_at_ms: now,
-                    initial_age: up.age,
-                    lifetimes,
-                    ..entry.meta.clone()
-                };
-                let entry = Entry {
-                    meta,
-                    ..entry.clone()
-                };
+                let entry = flow::revalidated_entry(&entry, &headers, &up, lifetimes, now);
                 if let Ok(fresh) = storable(&entry.meta, &headers, true, stored.into_parts().1) {
                     store.keep(&plan, &entry, fresh).await;
                 }
             }
             OnUpstream::Store { lifetimes, .. } => {
                 let headers = upstream_headers(&response);
-                let meta = Meta {
-                    status: up.status,
-                    stored_at_ms: now,
-                    initial_age: up.age,
-                    lifetimes,
-                    length: up.length,
-                    source: header_in(&headers, SOURCE_VERSION),
-                };
-                let entry = Entry {
-                    meta,
-                    etag: up.etag.clone(),
-                    last_modified: up.last_modified.clone(),
-                    origin_cache_control: up.directives.raw_cache_control.clone(),
-                    vary: up.directives.vary.clone(),
-                };
+                let source = header_in(&headers, SOURCE_VERSION);
+                let entry = flow::new_entry(&up, source, lifetimes, now);
                 let body = response.into_parts().1;
                 if let Ok(fresh) =
                     storable(&entry.meta, &headers, flow::has_validators(&entry), body)

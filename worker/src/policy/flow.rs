@@ -19,7 +19,7 @@ use protocol::EdgeCacheStatus;
 
 use super::freshness::{self, Freshness};
 use super::headers::{Lifetimes, NoStoreReason, OriginDirectives, Storage, storage};
-use super::stored::Entry;
+use super::stored::{Entry, Meta};
 use super::table::{Audience, ContentClass, Policy, default_policy};
 use super::{http_date, not_modified};
 use crate::assets::{ByteRange, Resolved};
@@ -266,6 +266,60 @@ impl Upstream {
             request_cookie,
             directives,
         }
+    }
+}
+
+/// The entry a storable upstream answer becomes (`source`: the version of what an
+/// edge-made answer was made from).
+pub fn new_entry(
+    up: &Upstream,
+    source: Option<String>,
+    lifetimes: Lifetimes,
+    now_ms: f64,
+) -> Entry {
+    Entry {
+        meta: Meta {
+            status: up.status,
+            stored_at_ms: now_ms,
+            initial_age: up.age,
+            lifetimes,
+            length: up.length,
+            source,
+        },
+        etag: up.etag.clone(),
+        last_modified: up.last_modified.clone(),
+        origin_cache_control: up.directives.raw_cache_control.clone(),
+        vary: up.directives.vary.clone(),
+    }
+}
+
+/// The entry after a 304: its headers already merged (`merge_not_modified`) into
+/// `headers`, its validators and `Cache-Control` read from them, its clock restarted
+/// with the 304's age.
+pub fn revalidated_entry(
+    entry: &Entry,
+    headers: &[(String, String)],
+    up: &Upstream,
+    lifetimes: Lifetimes,
+    now_ms: f64,
+) -> Entry {
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    Entry {
+        meta: Meta {
+            stored_at_ms: now_ms,
+            initial_age: up.age,
+            lifetimes,
+            ..entry.meta.clone()
+        },
+        etag: get("etag").or_else(|| entry.etag.clone()),
+        last_modified: get("last-modified").or_else(|| entry.last_modified.clone()),
+        origin_cache_control: get("cache-control"),
+        vary: entry.vary.clone(),
     }
 }
 

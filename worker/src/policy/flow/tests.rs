@@ -925,3 +925,44 @@ fn a_ranged_miss_waits_only_for_a_small_body() {
         Answer::NotModified
     );
 }
+
+#[test]
+fn entries_are_derived_from_what_upstream_said() {
+    let l = lifetimes(ContentClass::Catalog);
+    let up = Upstream {
+        age: 4,
+        ..upstream(200, Some("max-age=60"))
+    };
+    let fresh = new_entry(&up, Some(String::from("\"src\"")), l, T0);
+    assert_eq!(fresh.meta.stored_at_ms, T0);
+    assert_eq!(fresh.meta.initial_age, 4);
+    assert_eq!(fresh.meta.length, Some(10));
+    assert_eq!(fresh.etag.as_deref(), Some("\"v2\""));
+    assert_eq!(fresh.origin_cache_control.as_deref(), Some("max-age=60"));
+    assert_eq!(fresh.meta.source.as_deref(), Some("\"src\""));
+
+    let headers: Vec<(String, String)> = vec![
+        (String::from("etag"), String::from("\"v3\"")),
+        (String::from("cache-control"), String::from("max-age=90")),
+    ];
+    let not_modified = Upstream {
+        age: 1,
+        ..upstream(304, None)
+    };
+    let again = revalidated_entry(&fresh, &headers, &not_modified, l, at(100));
+    assert_eq!(again.meta.stored_at_ms, at(100));
+    assert_eq!(again.meta.initial_age, 1);
+    assert_eq!(again.meta.status, 200, "the entry's own status");
+    assert_eq!(again.meta.length, Some(10));
+    assert_eq!(
+        again.etag.as_deref(),
+        Some("\"v3\""),
+        "validators from the merged headers"
+    );
+    assert_eq!(again.origin_cache_control.as_deref(), Some("max-age=90"));
+    let kept = revalidated_entry(&fresh, &[], &not_modified, l, at(100));
+    assert_eq!(
+        kept.etag, fresh.etag,
+        "absent from the headers: the entry's own"
+    );
+}
