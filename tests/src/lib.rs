@@ -32,12 +32,24 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// A port free right now on 127.0.0.1 (the OS picks; we release it for the child).
+/// A port free right now on 127.0.0.1 (the OS picks; we release it for the child),
+/// never one this process handed out before: tests start stacks concurrently, and a
+/// port released by one and not yet bound by its child must not go to another.
+/// (Callers still confirm that their child bound it: see [`Edge::start`].)
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..64 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("no free loopback port: {e}"));
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("the OS kept offering ports this test process already handed out")
 }
 
 /// A response header as a string; panics (naming what was there) when it is missing.
@@ -110,6 +122,34 @@ async fn wait_until_answering(url: &str, group: &mut Group, what: &str) {
     }
 }
 
+/// Waits for the child to print `marker` followed by a port, and returns that port.
+async fn printed_port(group: &mut Group, marker: &str, what: &str) -> u16 {
+    let started = Instant::now();
+    loop {
+        let text = group.log_text();
+        if let Some(port) = text.find(marker).and_then(|at| {
+            let rest = &text[at + marker.len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u16>().ok()
+        }) {
+            return port;
+        }
+        if let Some(status) = group.exited() {
+            panic!(
+                "{what} exited ({status}) before printing its port\n--- log ---\n{}",
+                group.log_tail()
+            );
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            panic!(
+                "{what} printed no port within {READY_TIMEOUT:?}\n--- log ---\n{}",
+                group.log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Polls the origin's `/readyz` until it says 200 (warmed), or panics with its log.
 async fn wait_until_ready(url: &str, group: &mut Group) {
     let client = client();
@@ -154,7 +194,8 @@ impl Origin {
     pub async fn start_with_env(extra_env: BTreeMap<String, String>) -> Self {
         let data_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
         let mut origin = Self {
-            port: free_port(),
+            // 0 until the first start: the origin binds an OS-chosen port and prints it.
+            port: 0,
             data_dir,
             extra_env,
             group: None,
@@ -206,6 +247,9 @@ impl Origin {
             command.env("DATABASE_URL", db);
         }
         let mut group = Group::spawn("origin", command, self.data_dir.path());
+        if self.port == 0 {
+            self.port = printed_port(&mut group, "origin: http://127.0.0.1:", "the origin").await;
+        }
         wait_until_ready(&format!("{}/readyz", self.url()), &mut group).await;
         self.group = Some(group);
     }
@@ -343,6 +387,16 @@ impl Edge {
             .env("COURSE_EDGE_WORKER_FRESH", "1")
             .env("NO_COLOR", "1");
         let mut group = Group::spawn("wrangler", command, state.path());
+        // Something else may answer on this port (another test's workerd took it between
+        // free_port and wrangler's bind): only wrangler's own "Ready on" line for this
+        // port says the edge under test is the one listening.
+        let ready = printed_port(&mut group, "Ready on http://127.0.0.1:", "wrangler dev").await;
+        assert_eq!(
+            ready,
+            port,
+            "wrangler dev is listening on {ready}, not the port it was given\n{}",
+            group.log_tail()
+        );
         wait_until_answering(
             &format!("http://127.0.0.1:{port}/"),
             &mut group,

@@ -102,6 +102,11 @@ impl Group {
         self.child.try_wait().ok().flatten()
     }
 
+    /// Everything the child has written so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
     /// The last 60 lines of the child's output, for failure messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
