@@ -9,6 +9,7 @@ pub mod cache_status;
 pub mod error;
 pub mod headers;
 pub mod http_date;
+pub mod purge;
 pub mod segment;
 pub mod session;
 pub mod tags;
