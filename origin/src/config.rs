@@ -98,6 +98,77 @@ pub struct Config {
     #[arg(long, env = "ORIGIN_TEST_ROUTES", default_value_t = false)]
     pub enable_test_routes: bool,
 
+    /// Admin bearer tokens, `name:token[,name:token…]` (the name is who the audit log
+    /// says acted; tokens ≥ 24 characters). Unset: every admin route answers 401.
+    #[arg(long, env = "ADMIN_TOKENS", hide_env_values = true)]
+    pub admin_tokens: Option<String>,
+
+    /// `nats://…`: tell the other origin instances about purges over NATS (else Redis
+    /// pub/sub when REDIS_URL is set, else nobody).
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// The NATS subject / Redis channel purges are announced on.
+    #[arg(long, env = "PURGE_SUBJECT", default_value = "course-edge.purge")]
+    pub purge_subject: String,
+
+    /// The worker's purge route (`https://<edge>/__edge/purge`); unset: no edge purge.
+    #[arg(long, env = "EDGE_PURGE_URL")]
+    pub edge_purge_url: Option<String>,
+
+    /// The secret the worker's purge route checks (a wrangler secret there).
+    #[arg(long, env = "EDGE_PURGE_SECRET", hide_env_values = true)]
+    pub edge_purge_secret: Option<String>,
+
+    /// Cloudflare zone whose cache `purge_cache` empties (with CF_API_TOKEN).
+    #[arg(long, env = "CF_ZONE_ID")]
+    pub cf_zone_id: Option<String>,
+
+    #[arg(long, env = "CF_API_TOKEN", hide_env_values = true)]
+    pub cf_api_token: Option<String>,
+
+    #[arg(
+        long,
+        env = "CF_API_BASE",
+        default_value = "https://api.cloudflare.com/client/v4"
+    )]
+    pub cf_api_base: String,
+
+    /// The public site (`https://courses.example.com`) URL and prefix purges name.
+    #[arg(long, env = "PUBLIC_BASE_URL")]
+    pub public_base_url: Option<String>,
+
+    /// Items per `purge_cache` call (tags, prefixes) and URLs per call: the plan's limits.
+    #[arg(long, env = "CF_PURGE_MAX_ITEMS", default_value_t = 100)]
+    pub cf_purge_max_items: usize,
+    #[arg(long, env = "CF_PURGE_MAX_URLS", default_value_t = 100)]
+    pub cf_purge_max_urls: usize,
+    /// Calls per minute and bucket size (the free plan: 5 and 25).
+    #[arg(long, env = "CF_PURGE_PER_MINUTE", default_value_t = 5)]
+    pub cf_purge_per_minute: u32,
+    #[arg(long, env = "CF_PURGE_BURST", default_value_t = 25)]
+    pub cf_purge_burst: u32,
+
+    /// A deliverer's claim on an outbox row; another instance takes over after it.
+    #[arg(long, env = "OUTBOX_LEASE_MS", default_value_t = 30_000)]
+    pub outbox_lease_ms: u64,
+
+    /// First retry delay of an unacknowledged purge (doubling up to PURGE_RETRY_MAX_MS).
+    #[arg(long, env = "PURGE_RETRY_BASE_MS", default_value_t = 500)]
+    pub purge_retry_base_ms: u64,
+    #[arg(long, env = "PURGE_RETRY_MAX_MS", default_value_t = 300_000)]
+    pub purge_retry_max_ms: u64,
+
+    /// How long an admin write waits for its purge to be acknowledged before answering
+    /// (it is delivered regardless; the answer says which).
+    #[arg(long, env = "ADMIN_WAIT_MS", default_value_t = 3_000)]
+    pub admin_wait_ms: u64,
+
+    /// Fault injection for crash tests: `before-delivery` stops the deliverer after it
+    /// claims a purge. Never set in production.
+    #[arg(long, env = "ORIGIN_FAULT_PAUSE", value_parser = ["before-delivery"])]
+    pub fault_pause: Option<String>,
+
     /// Log format: `text` for people, `json` for collectors.
     #[arg(long, env = "ORIGIN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -126,6 +197,10 @@ pub struct Settings {
     pub login: crate::login_limits::LoginSettings,
     /// The header naming the client IP, lowercase; `None`: the TCP peer.
     pub client_ip_header: Option<String>,
+    /// Admin tokens: (who, token).
+    pub admin_tokens: Vec<(String, String)>,
+    /// How long an admin write waits for its purge's acknowledgement.
+    pub admin_wait: Duration,
 }
 
 impl Default for Settings {
@@ -138,8 +213,45 @@ impl Default for Settings {
             test_routes: false,
             login: crate::login_limits::LoginSettings::default(),
             client_ip_header: Some(String::from(protocol::headers::CLIENT_IP)),
+            admin_tokens: Vec::new(),
+            admin_wait: Duration::from_secs(3),
         }
     }
+}
+
+/// Shortest admin token accepted.
+pub const MIN_ADMIN_TOKEN: usize = 24;
+
+/// `name:token[,name:token…]` into pairs; the error names the entry (never the token).
+pub fn parse_admin_tokens(spec: &str) -> Result<Vec<(String, String)>, String> {
+    spec.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .enumerate()
+        .map(|(i, entry)| {
+            let (name, token) = entry
+                .split_once(':')
+                .ok_or_else(|| format!("ADMIN_TOKENS entry {} is not name:token", i + 1))?;
+            let name_ok = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'));
+            if !name_ok {
+                return Err(format!(
+                    "ADMIN_TOKENS entry {}: the name is 1-64 of A-Z a-z 0-9 - _ . @",
+                    i + 1
+                ));
+            }
+            if token.len() < MIN_ADMIN_TOKEN {
+                return Err(format!(
+                    "ADMIN_TOKENS entry {} ({name}): the token is shorter than {MIN_ADMIN_TOKEN} characters",
+                    i + 1
+                ));
+            }
+            Ok((name.to_owned(), token.to_owned()))
+        })
+        .collect()
 }
 
 impl Config {
@@ -164,7 +276,45 @@ impl Config {
         if self.session_ttl_secs < 60 || self.session_ttl_secs > 90 * 24 * 3600 {
             return Err(String::from("SESSION_TTL_SECS must be from 60 to 7776000"));
         }
+        if let Some(spec) = &self.admin_tokens {
+            parse_admin_tokens(spec)?;
+        }
+        if self.edge_purge_url.is_some() != self.edge_purge_secret.is_some() {
+            return Err(String::from(
+                "EDGE_PURGE_URL and EDGE_PURGE_SECRET go together: set both or neither",
+            ));
+        }
+        if self.cf_zone_id.is_some() != self.cf_api_token.is_some() {
+            return Err(String::from(
+                "CF_ZONE_ID and CF_API_TOKEN go together: set both or neither",
+            ));
+        }
+        if self.cf_zone_id.is_some() && self.public_base_url.is_none() {
+            return Err(String::from(
+                "CF_ZONE_ID needs PUBLIC_BASE_URL (https://your-site) to spell URL purges",
+            ));
+        }
+        if let Some(url) = &self.nats_url
+            && !url.starts_with("nats://")
+            && !url.starts_with("tls://")
+        {
+            return Err(format!(
+                "NATS_URL must start with nats:// (got {})",
+                mask_url(url)
+            ));
+        }
         self.settings().limits.validate()
+    }
+
+    /// How the invalidator delivers.
+    pub fn delivery(&self) -> crate::invalidation::DeliverySettings {
+        crate::invalidation::DeliverySettings {
+            lease: Duration::from_millis(self.outbox_lease_ms.max(100)),
+            retry_base: Duration::from_millis(self.purge_retry_base_ms.max(10)),
+            retry_max: Duration::from_millis(self.purge_retry_max_ms.max(self.purge_retry_base_ms)),
+            fault_pause: self.fault_pause.clone(),
+            ..crate::invalidation::DeliverySettings::default()
+        }
     }
 
     pub fn settings(&self) -> Settings {
@@ -187,6 +337,12 @@ impl Config {
             },
             client_ip_header: Some(self.client_ip_header.trim().to_ascii_lowercase())
                 .filter(|h| !h.is_empty()),
+            admin_tokens: self
+                .admin_tokens
+                .as_deref()
+                .and_then(|spec| parse_admin_tokens(spec).ok())
+                .unwrap_or_default(),
+            admin_wait: Duration::from_millis(self.admin_wait_ms),
         }
     }
 
@@ -205,10 +361,18 @@ impl Config {
         } else {
             "ephemeral"
         };
+        let admins = self
+            .admin_tokens
+            .as_deref()
+            .and_then(|spec| parse_admin_tokens(spec).ok())
+            .map_or(0, |t| t.len());
         format!(
-            "listen={} store={store} redis={redis} session_keys={keys} session_ttl={}s \
+            "listen={} store={store} redis={redis} nats={} admin_tokens={admins} session_keys={keys} session_ttl={}s \
              shed_feed_at={} shed_search_at={} max_in_flight={} queue_timeout={}ms log_format={}",
             self.listen,
+            self.nats_url
+                .as_deref()
+                .map_or_else(|| String::from("off"), mask_url),
             self.session_ttl_secs,
             self.shed_feed_at,
             self.shed_search_at,

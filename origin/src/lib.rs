@@ -13,6 +13,7 @@
 //! | [`sessions`] | write-through sessions and signed cookies |
 //! | [`admission`] | load shedding per class |
 //! | [`warm`] | cache warming before `/readyz` turns ready |
+//! | [`invalidation`] | the one door: outbox, evictions, bus to peers, edge and Cloudflare purges |
 //! | [`http`] | routes, handlers, the one error type |
 //! | [`telemetry`] | tracing and Prometheus metrics |
 
@@ -21,6 +22,7 @@ pub mod cache;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod invalidation;
 pub mod login_limits;
 pub mod service;
 pub mod sessions;
@@ -39,6 +41,7 @@ pub use http::app;
 use crate::admission::Admission;
 use crate::cache::{Caches, Entry, RedisL2};
 use crate::config::Settings;
+use crate::invalidation::{Bus, DeliverySettings, Invalidator, Targets};
 use crate::sessions::Sessions;
 use crate::storage::{CountingStore, Store};
 
@@ -52,6 +55,8 @@ pub struct AppState {
     /// Per-IP and per-account login allowances (apart from `admission`).
     pub login_limits: Arc<crate::login_limits::LoginLimits>,
     pub settings: Arc<Settings>,
+    /// The one door for invalidation (outbox delivery, evictions, purges).
+    pub invalidator: Arc<Invalidator>,
     ready: Arc<AtomicBool>,
     /// The last feed served per segment, kept past its TTL: what a shed feed answers.
     last_feeds: Arc<RwLock<HashMap<String, Arc<Entry>>>>,
@@ -64,9 +69,19 @@ impl AppState {
         keys: SessionKeys,
         settings: Settings,
     ) -> Self {
+        let store = Arc::new(CountingStore::new(store));
+        let caches = Arc::new(Caches::new(redis.clone()));
+        let invalidator = Arc::new(Invalidator::new(
+            store.clone(),
+            caches.clone(),
+            Bus::Local,
+            Targets::default(),
+            DeliverySettings::default(),
+        ));
         Self {
-            store: Arc::new(CountingStore::new(store)),
-            caches: Arc::new(Caches::new(redis.clone())),
+            store,
+            caches,
+            invalidator,
             sessions: Arc::new(Sessions::new(
                 keys,
                 settings.session_ttl,
@@ -79,6 +94,23 @@ impl AppState {
             ready: Arc::new(AtomicBool::new(false)),
             last_feeds: Arc::new(RwLock::new(HashMap::new())),
         }
+    }
+
+    /// Replaces the invalidator's bus, targets and pacing (before it is spawned).
+    pub fn with_invalidation(
+        mut self,
+        bus: Bus,
+        targets: Targets,
+        delivery: DeliverySettings,
+    ) -> Self {
+        self.invalidator = Arc::new(Invalidator::new(
+            self.store.clone(),
+            self.caches.clone(),
+            bus,
+            targets,
+            delivery,
+        ));
+        self
     }
 
     pub fn is_ready(&self) -> bool {

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use clap::Parser;
 use course_edge_origin::cache::RedisL2;
 use course_edge_origin::config::{Command, Config};
+use course_edge_origin::invalidation::plan::CallLimits;
+use course_edge_origin::invalidation::{Bus, CloudflareTarget, EdgeTarget, Targets};
 use course_edge_origin::storage::demo::DemoData;
 use course_edge_origin::storage::{SqlStore, Store};
 use course_edge_origin::{AppState, app, ephemeral_session_keys, telemetry, warm};
@@ -91,7 +93,48 @@ async fn serve(config: Config) -> Result<(), String> {
         }
     };
     let engine = store.engine();
-    let state = AppState::new(Arc::new(store), redis, keys, config.settings());
+    let bus = match (&config.nats_url, &config.redis_url) {
+        (Some(url), _) => Bus::nats(url, &config.purge_subject)
+            .await
+            .map_err(|e| format!("{e} (unset NATS_URL to use Redis pub/sub or run alone)"))?,
+        (None, Some(url)) => Bus::redis(
+            url,
+            &format!("{}:{}", config.redis_prefix, config.purge_subject),
+        )?,
+        (None, None) => Bus::Local,
+    };
+    let client = Targets::client();
+    let targets = Targets {
+        edge: match (&config.edge_purge_url, &config.edge_purge_secret) {
+            (Some(url), Some(secret)) => Some(EdgeTarget {
+                url: url.clone(),
+                secret: secret.clone(),
+                client: client.clone(),
+            }),
+            _ => None,
+        },
+        cloudflare: match (&config.cf_zone_id, &config.cf_api_token) {
+            (Some(zone), Some(token)) => Some(CloudflareTarget {
+                base: config.cf_api_base.clone(),
+                zone: zone.clone(),
+                token: token.clone(),
+                public_base: config.public_base_url.clone().unwrap_or_default(),
+                limits: CallLimits {
+                    max_items: config.cf_purge_max_items,
+                    max_urls: config.cf_purge_max_urls,
+                },
+                client,
+                pace: CloudflareTarget::pace(config.cf_purge_per_minute, config.cf_purge_burst),
+            }),
+            _ => None,
+        },
+    };
+    let state = AppState::new(Arc::new(store), redis, keys, config.settings()).with_invalidation(
+        bus,
+        targets,
+        config.delivery(),
+    );
+    state.invalidator.spawn();
     let listener = TcpListener::bind(config.listen).await.map_err(|e| {
         format!(
             "binding {}: {e} (is another origin running?)",

@@ -16,9 +16,12 @@ pub async fn catalog(state: &AppState, query: &CatalogQuery) -> Served {
     let store = state.store.clone();
     state
         .caches
-        .get_or_load(&CacheKey::catalog(query), || async move {
-            let page = store.catalog(query).await?;
-            Ok(Entry::json(&page, vec![CacheTag::Catalog]))
+        .get_or_load(&CacheKey::catalog(query), || {
+            let store = store.clone();
+            async move {
+                let page = store.catalog(query).await?;
+                Ok(Entry::json(&page, vec![CacheTag::Catalog]))
+            }
         })
         .await
 }
@@ -27,10 +30,13 @@ pub async fn course(state: &AppState, slug: &Slug) -> Served {
     let store = state.store.clone();
     state
         .caches
-        .get_or_load(&CacheKey::course(slug), || async move {
-            let detail = store.course(slug).await?.ok_or(LoadError::NotFound)?;
-            let tags = vec![CacheTag::Course(detail.course.id)];
-            Ok(Entry::json(&detail, tags))
+        .get_or_load(&CacheKey::course(slug), || {
+            let store = store.clone();
+            async move {
+                let detail = store.course(slug).await?.ok_or(LoadError::NotFound)?;
+                let tags = vec![CacheTag::Course(detail.course.id)];
+                Ok(Entry::json(&detail, tags))
+            }
         })
         .await
 }
@@ -39,9 +45,12 @@ pub async fn search(state: &AppState, query: &SearchQuery) -> Served {
     let store = state.store.clone();
     state
         .caches
-        .get_or_load(&CacheKey::search(query), || async move {
-            let results = store.search(query).await?;
-            Ok(Entry::json(&results, vec![CacheTag::Search]))
+        .get_or_load(&CacheKey::search(query), || {
+            let store = store.clone();
+            async move {
+                let results = store.search(query).await?;
+                Ok(Entry::json(&results, vec![CacheTag::Search]))
+            }
         })
         .await
 }
@@ -50,9 +59,12 @@ pub async fn video(state: &AppState, id: VideoId) -> Served {
     let store = state.store.clone();
     state
         .caches
-        .get_or_load(&CacheKey::video(id), || async move {
-            let video = store.video(id).await?.ok_or(LoadError::NotFound)?;
-            Ok(Entry::json(&video, vec![CacheTag::Video(video.id)]))
+        .get_or_load(&CacheKey::video(id), || {
+            let store = store.clone();
+            async move {
+                let video = store.video(id).await?.ok_or(LoadError::NotFound)?;
+                Ok(Entry::json(&video, vec![CacheTag::Video(video.id)]))
+            }
         })
         .await
 }
@@ -61,12 +73,15 @@ pub async fn feed(state: &AppState, segment: &Segment) -> Served {
     let store = state.store.clone();
     let served = state
         .caches
-        .get_or_load(&CacheKey::feed(segment), || async move {
-            let feed = store.feed(segment).await?.ok_or(LoadError::NotFound)?;
-            Ok(Entry::json(
-                &feed,
-                vec![CacheTag::Feed(segment.to_string())],
-            ))
+        .get_or_load(&CacheKey::feed(segment), || {
+            let store = store.clone();
+            async move {
+                let feed = store.feed(segment).await?.ok_or(LoadError::NotFound)?;
+                Ok(Entry::json(
+                    &feed,
+                    vec![CacheTag::Feed(segment.to_string())],
+                ))
+            }
         })
         .await;
     if let Ok((entry, _)) = &served {

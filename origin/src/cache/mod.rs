@@ -3,13 +3,21 @@
 //!
 //! Entry point: [`Caches::get_or_load`]. A cold key under concurrency reaches the loader
 //! once (moka coalesces concurrent initialisations of a key). Eviction has one door,
-//! [`Caches::evict`], by key or by tag; the invalidation work builds on it.
+//! [`Caches::evict`] (by key, tag, domain or everything), called by the invalidator.
+//!
+//! **A load never re-inserts what an eviction removed.** Every eviction takes the next
+//! number of an epoch and is remembered (a bounded log); a load notes the epoch before
+//! it starts and, when it completes, is discarded and retried if an eviction since then
+//! covers its key, its domain or one of its tags. Redis does the same across instances
+//! (see [`redis`]): its put is refused when the key or a tag was evicted after the load
+//! began.
 
 pub mod keys;
 pub mod redis;
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -135,20 +143,84 @@ pub enum LoadError {
     NotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An eviction covering this load happened while it ran: its value may be the old
+    /// one, so it is not kept (the caller loads again).
+    #[error("superseded by an eviction while loading")]
+    Superseded,
 }
 
 /// What to evict: the one door for cache invalidation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Eviction {
     Key(CacheKey),
     Tag(CacheTag),
+    /// Every entry of one domain (a URL prefix that covers a whole route).
+    Domain(Domain),
+    /// Everything (the root prefix, or a bus that lost messages).
+    All,
 }
+
+impl Eviction {
+    /// Whether this eviction removes an entry stored under `key` with `tags`.
+    pub fn covers(&self, key: &CacheKey, tags: &[CacheTag]) -> bool {
+        match self {
+            Self::Key(k) => k == key,
+            Self::Tag(t) => tags.contains(t),
+            Self::Domain(d) => *d == key.domain,
+            Self::All => true,
+        }
+    }
+}
+
+/// Evictions remembered for loads still running; older loads are retried conservatively.
+const EVICTION_LOG: usize = 4096;
+
+/// The eviction epoch and the most recent evictions with their numbers.
+#[derive(Default)]
+struct EvictionLog {
+    epoch: u64,
+    recent: VecDeque<(u64, Eviction)>,
+}
+
+impl EvictionLog {
+    fn record(&mut self, eviction: Eviction) {
+        self.epoch += 1;
+        if self.recent.len() == EVICTION_LOG {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((self.epoch, eviction));
+    }
+
+    /// Whether an eviction after `since` covers `key`/`tags`. When the log no longer
+    /// reaches back to `since`, the answer is yes (a retry is cheap; a stale entry is not).
+    fn superseded(&self, since: u64, key: &CacheKey, tags: &[CacheTag]) -> bool {
+        if self.epoch == since {
+            return false;
+        }
+        let reaches = self
+            .recent
+            .front()
+            .is_some_and(|(first, _)| *first <= since + 1);
+        !reaches
+            || self
+                .recent
+                .iter()
+                .rev()
+                .take_while(|(n, _)| *n > since)
+                .any(|(_, e)| e.covers(key, tags))
+    }
+}
+
+/// How many times a load superseded by evictions is retried before its value is
+/// served uncached (a key evicted continuously still answers).
+const LOAD_ATTEMPTS: usize = 3;
 
 pub struct Caches {
     l1: Vec<moka::future::Cache<String, Arc<Entry>>>,
     l2: Option<RedisL2>,
     /// `origin_cache_lookups_total{domain, result}`, registered once (hot path).
     counters: Vec<metrics::Counter>,
+    evictions: Mutex<EvictionLog>,
 }
 
 impl Caches {
@@ -175,7 +247,23 @@ impl Caches {
                 })
             })
             .collect();
-        Self { l1, l2, counters }
+        Self {
+            l1,
+            l2,
+            counters,
+            evictions: Mutex::new(EvictionLog::default()),
+        }
+    }
+
+    fn epoch(&self) -> u64 {
+        self.evictions.lock().map_or(0, |log| log.epoch)
+    }
+
+    fn superseded(&self, since: u64, key: &CacheKey, tags: &[CacheTag]) -> bool {
+        // A poisoned lock means a panic mid-record: distrust the load.
+        self.evictions
+            .lock()
+            .map_or(true, |log| log.superseded(since, key, tags))
     }
 
     pub fn has_l2(&self) -> bool {
@@ -187,14 +275,15 @@ impl Caches {
     }
 
     /// Cache-aside: in-process, then Redis, then `load` (the store). Concurrent callers
-    /// of a cold key wait for one load. Not-found and errors are not cached.
+    /// of a cold key wait for one load. Not-found and errors are not cached, and neither
+    /// is a value whose load an eviction overtook (it is loaded again).
     pub async fn get_or_load<F, Fut>(
         &self,
         key: &CacheKey,
         load: F,
     ) -> Result<(Arc<Entry>, Lookup), Arc<LoadError>>
     where
-        F: FnOnce() -> Fut,
+        F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<Entry, LoadError>>,
     {
         let domain = key.domain;
@@ -203,27 +292,76 @@ impl Caches {
             self.count(domain, Lookup::Hit);
             return Ok((entry, Lookup::Hit));
         }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.load_once(key, &load, attempt == LOAD_ATTEMPTS).await {
+                Err(e) if matches!(*e, LoadError::Superseded) && attempt < LOAD_ATTEMPTS => {
+                    metrics::counter!("origin_cache_superseded_loads_total").increment(1);
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn load_once<F, Fut>(
+        &self,
+        key: &CacheKey,
+        load: &F,
+        last: bool,
+    ) -> Result<(Arc<Entry>, Lookup), Arc<LoadError>>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Entry, LoadError>>,
+    {
+        let domain = key.domain;
         // 0: not loaded by us, 1: from Redis, 2: from the store.
         let source = AtomicU8::new(0);
+        // The last attempt's value is served even if overtaken, but never kept.
+        let uncached = Mutex::new(None);
         let init = async {
+            let since = self.epoch();
             if let Some(l2) = &self.l2
                 && let Some(entry) = l2.get(key.as_str()).await
             {
+                if self.superseded(since, key, &entry.tags) {
+                    return Err(LoadError::Superseded);
+                }
                 source.store(1, Ordering::Relaxed);
                 return Ok(Arc::new(entry));
             }
+            let l2_since = match &self.l2 {
+                Some(l2) => l2.epoch().await,
+                None => None,
+            };
             let entry = load().await?;
+            if self.superseded(since, key, &entry.tags) {
+                if last && let Ok(mut slot) = uncached.lock() {
+                    *slot = Some(Arc::new(entry));
+                }
+                return Err(LoadError::Superseded);
+            }
             source.store(2, Ordering::Relaxed);
-            if let Some(l2) = &self.l2 {
-                l2.put(key.as_str(), &entry, domain.ttl()).await;
+            if let (Some(l2), Some(since)) = (&self.l2, l2_since) {
+                l2.put(key, &entry, domain.ttl(), since).await;
             }
             Ok::<_, LoadError>(Arc::new(entry))
         };
-        let entry = self
+        let inserted = self
             .l1(domain)
             .entry(key.as_str().to_owned())
             .or_try_insert_with(init)
-            .await?;
+            .await;
+        let entry = match inserted {
+            Ok(entry) => entry,
+            Err(e) => {
+                if let Some(entry) = uncached.lock().ok().and_then(|mut slot| slot.take()) {
+                    self.count(domain, Lookup::Miss);
+                    return Ok((entry, Lookup::Miss));
+                }
+                return Err(e);
+            }
+        };
         let lookup = match source.load(Ordering::Relaxed) {
             1 => Lookup::L2Hit,
             2 => Lookup::Miss,
@@ -237,16 +375,15 @@ impl Caches {
         self.counters[domain.index() * 3 + lookup as usize].increment(1);
     }
 
-    /// Evicts by key or by tag, in process and in Redis. Redis failures are returned so
-    /// the caller (the invalidation outbox) can retry; local eviction always happens.
-    pub async fn evict(&self, eviction: &Eviction) -> Result<(), String> {
+    /// Evicts in process (always) and in Redis (when `shared`: the instance that
+    /// delivers a change does it once; peers told over the bus evict locally only).
+    /// Redis failures are returned so the caller (the outbox) retries.
+    pub async fn evict(&self, eviction: &Eviction, shared: bool) -> Result<(), String> {
+        if let Ok(mut log) = self.evictions.lock() {
+            log.record(eviction.clone());
+        }
         match eviction {
-            Eviction::Key(key) => {
-                self.l1(key.domain).invalidate(key.as_str()).await;
-                if let Some(l2) = &self.l2 {
-                    l2.delete(key.as_str()).await?;
-                }
-            }
+            Eviction::Key(key) => self.l1(key.domain).invalidate(key.as_str()).await,
             Eviction::Tag(tag) => {
                 for cache in &self.l1 {
                     let tag = tag.clone();
@@ -254,10 +391,12 @@ impl Caches {
                         .invalidate_entries_if(move |_, entry| entry.tags.contains(&tag))
                         .map_err(|e| e.to_string())?;
                 }
-                if let Some(l2) = &self.l2 {
-                    l2.delete_tag(tag).await?;
-                }
             }
+            Eviction::Domain(domain) => self.l1(*domain).invalidate_all(),
+            Eviction::All => self.l1.iter().for_each(|cache| cache.invalidate_all()),
+        }
+        if shared && let Some(l2) = &self.l2 {
+            l2.evict(eviction).await?;
         }
         metrics::counter!("origin_cache_evictions_total").increment(1);
         Ok(())
@@ -328,7 +467,7 @@ mod tests {
             .unwrap();
         assert_eq!(second, Lookup::Hit);
         caches
-            .evict(&Eviction::Tag(CacheTag::Video(2)))
+            .evict(&Eviction::Tag(CacheTag::Video(2)), true)
             .await
             .unwrap();
         let (entry, third) = caches
@@ -338,6 +477,91 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((third, &entry.body[..]), (Lookup::Miss, &b"2"[..]));
+    }
+
+    /// The known race: a load that read the old value, overtaken by an eviction, must
+    /// not put the old value back. The first load reads "old" and is held until the
+    /// eviction has run; the caller gets "new" and so does everyone after.
+    #[tokio::test]
+    async fn a_load_overtaken_by_an_eviction_is_not_kept() {
+        for eviction in [
+            Eviction::Tag(CacheTag::Video(5)),
+            Eviction::Key(key(5)),
+            Eviction::Domain(Domain::Video),
+            Eviction::All,
+        ] {
+            let caches = Arc::new(Caches::new(None));
+            let loads = Arc::new(AtomicUsize::new(0));
+            let started = Arc::new(tokio::sync::Notify::new());
+            let release = Arc::new(tokio::sync::Notify::new());
+            let reader = {
+                let (caches, loads, started, release) = (
+                    caches.clone(),
+                    loads.clone(),
+                    started.clone(),
+                    release.clone(),
+                );
+                tokio::spawn(async move {
+                    caches
+                        .get_or_load(&key(5), || {
+                            let (loads, started, release) =
+                                (loads.clone(), started.clone(), release.clone());
+                            async move {
+                                if loads.fetch_add(1, Ordering::SeqCst) == 0 {
+                                    // The store answered "old"; the edit commits now.
+                                    started.notify_one();
+                                    release.notified().await;
+                                    return Ok(Entry::json(&"old", vec![CacheTag::Video(5)]));
+                                }
+                                Ok(Entry::json(&"new", vec![CacheTag::Video(5)]))
+                            }
+                        })
+                        .await
+                        .map(|(e, _)| e.body.clone())
+                })
+            };
+            started.notified().await;
+            caches.evict(&eviction, true).await.unwrap();
+            release.notify_one();
+            let served = reader.await.unwrap().unwrap();
+            assert_eq!(served, Bytes::from_static(b"\"new\""), "{eviction:?}");
+            let (kept, lookup) = caches
+                .get_or_load(&key(5), || async { unreachable!("cached") })
+                .await
+                .unwrap();
+            assert_eq!(
+                (lookup, &kept.body[..]),
+                (Lookup::Hit, &b"\"new\""[..]),
+                "{eviction:?}"
+            );
+            assert_eq!(loads.load(Ordering::SeqCst), 2, "{eviction:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unrelated_eviction_does_not_discard_a_load() {
+        let caches = Caches::new(None);
+        let since = caches.epoch();
+        caches
+            .evict(&Eviction::Tag(CacheTag::Video(6)), true)
+            .await
+            .unwrap();
+        assert!(!caches.superseded(since, &key(5), &[CacheTag::Video(5)]));
+        assert!(caches.superseded(since, &key(6), &[CacheTag::Video(6)]));
+    }
+
+    #[test]
+    fn a_log_that_no_longer_reaches_back_supersedes_conservatively() {
+        let mut log = EvictionLog::default();
+        for i in 0..(EVICTION_LOG as i64 + 10) {
+            log.record(Eviction::Key(CacheKey::video(crate::domain::VideoId(
+                1000 + i,
+            ))));
+        }
+        assert!(log.superseded(0, &key(1), &[]), "older than the log");
+        let recent = log.epoch - 5;
+        assert!(!log.superseded(recent, &key(1), &[]));
+        assert!(!log.superseded(log.epoch, &key(1), &[]));
     }
 
     #[test]

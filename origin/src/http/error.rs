@@ -24,6 +24,13 @@ pub enum ApiError {
         field: &'static str,
         message: String,
     },
+    /// A field named at run time (purge lists: `tags[3]`).
+    #[error("bad {field}: {message}")]
+    BadField { field: String, message: String },
+    #[error("If-Match is required")]
+    PreconditionRequired,
+    #[error("stale If-Match; current ETag {current_etag}")]
+    PreconditionFailed { current_etag: String },
     #[error("body larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("unsupported media type")]
@@ -81,6 +88,8 @@ impl ApiError {
         match &*e {
             LoadError::NotFound => Self::NotFound { what: what() },
             LoadError::Store(e) => Self::Internal(e.to_string()),
+            // get_or_load serves the last attempt uncached rather than return this.
+            LoadError::Superseded => Self::Internal(e.to_string()),
         }
     }
 
@@ -88,7 +97,9 @@ impl ApiError {
         match self {
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::BadRequest { .. } | Self::BadField { .. } => StatusCode::BAD_REQUEST,
+            Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+            Self::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -113,6 +124,21 @@ impl ApiError {
             Self::BadRequest { field, message } => {
                 ErrorBody::new(status, codes::BAD_REQUEST, message.clone()).with_field(*field)
             }
+            Self::BadField { field, message } => {
+                ErrorBody::new(status, codes::BAD_REQUEST, message.clone()).with_field(field.clone())
+            }
+            Self::PreconditionRequired => ErrorBody::new(
+                status,
+                "precondition_required",
+                "send If-Match with the ETag of a GET of this resource, so a concurrent edit is never overwritten",
+            )
+            .with_field("if-match"),
+            Self::PreconditionFailed { current_etag } => ErrorBody::new(
+                status,
+                "precondition_failed",
+                format!("the resource changed since that ETag (it is now {current_etag}): GET it again, reapply your edit, and retry"),
+            )
+            .with_field("if-match"),
             Self::PayloadTooLarge { limit } => ErrorBody::new(
                 status,
                 codes::PAYLOAD_TOO_LARGE,
@@ -169,6 +195,14 @@ impl IntoResponse for ApiError {
         {
             headers.insert(header::RETRY_AFTER, value);
             tracing::warn!(limit = refused.as_str(), "login refused");
+        }
+        if let Self::PreconditionFailed { current_etag } = &self
+            && let Ok(value) = HeaderValue::from_str(current_etag)
+        {
+            headers.insert(header::ETAG, value);
+        }
+        if matches!(self, Self::Unauthorized(_)) {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if matches!(self, Self::MethodNotAllowed) {
             headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));

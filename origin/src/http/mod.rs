@@ -1,6 +1,7 @@
 //! The HTTP surface. Handlers are thin: admit, parse, call `service`, map the result.
 //! Logging and metrics happen in layers, not at each error site.
 
+mod admin;
 mod api;
 mod error;
 mod health;
@@ -11,7 +12,7 @@ mod testing;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get, post, put};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -55,6 +56,32 @@ pub fn app(state: AppState) -> Router {
                 "/api/sessions/current",
                 get(sessions::current).delete(sessions::logout),
             ),
+        )
+        .merge(
+            Router::new()
+                .route(
+                    "/admin/courses/{slug}",
+                    tracked("/admin/courses/{slug}", put(admin::put_course)),
+                )
+                .route(
+                    "/admin/videos/{id}",
+                    tracked("/admin/videos/{id}", put(admin::put_video)),
+                )
+                .route(
+                    "/admin/feeds/rebuild",
+                    tracked("/admin/feeds/rebuild", post(admin::rebuild_feeds)),
+                )
+                .route(
+                    "/admin/invalidate",
+                    tracked("/admin/invalidate", post(admin::invalidate)),
+                )
+                .route(
+                    "/admin/purges/{id}",
+                    tracked("/admin/purges/{id}", get(admin::purge)),
+                )
+                .layer(DefaultBodyLimit::max(
+                    crate::domain::admin::MAX_ADMIN_BODY_BYTES,
+                )),
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -8,11 +8,12 @@ use async_trait::async_trait;
 use protocol::Segment;
 
 use super::demo::DemoData;
-use super::{Store, StoreError};
+use super::{EditRules, Edited, OutboxRow, Store, StoreError};
 use crate::domain::{
-    CatalogPage, CatalogQuery, CourseDetail, Credentials, Feed, SearchQuery, SearchResults,
-    Session, Slug, Video, VideoId,
+    CatalogPage, CatalogQuery, CourseDetail, CourseEdit, Credentials, Feed, SearchQuery,
+    SearchResults, Session, Slug, Video, VideoEdit, VideoId,
 };
+use protocol::purge::Change;
 
 pub struct CountingStore {
     inner: Arc<dyn Store>,
@@ -110,6 +111,80 @@ impl Store for CountingStore {
     async fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
         self.count("delete_session");
         self.inner.delete_session(id).await
+    }
+
+    async fn edit_course(
+        &self,
+        slug: &Slug,
+        if_match: &str,
+        edit: &CourseEdit,
+        rules: EditRules<'_, CourseDetail>,
+    ) -> Result<Edited<CourseDetail>, StoreError> {
+        self.count("edit_course");
+        self.inner.edit_course(slug, if_match, edit, rules).await
+    }
+
+    async fn edit_video(
+        &self,
+        id: VideoId,
+        if_match: &str,
+        edit: &VideoEdit,
+        rules: EditRules<'_, Video>,
+    ) -> Result<Edited<Video>, StoreError> {
+        self.count("edit_video");
+        self.inner.edit_video(id, if_match, edit, rules).await
+    }
+
+    async fn rebuild_feeds(
+        &self,
+        change: &(dyn for<'s> Fn(&'s [String]) -> Change + Sync),
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<(Vec<String>, i64), StoreError> {
+        self.count("rebuild_feeds");
+        self.inner.rebuild_feeds(change, actor, now_ms).await
+    }
+
+    // The outbox is the invalidator's bookkeeping, polled in the background: it is not
+    // counted with the read paths' queries (tests assert those exactly).
+
+    async fn record_purge(
+        &self,
+        change: &Change,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        self.inner.record_purge(change, actor, now_ms).await
+    }
+
+    async fn claim_purges(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.inner.claim_purges(now_ms, lease_ms, limit).await
+    }
+
+    async fn purge_attempted(
+        &self,
+        id: i64,
+        acked: &[String],
+        next_at_ms: Option<i64>,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .purge_attempted(id, acked, next_at_ms, error, now_ms)
+            .await
+    }
+
+    async fn pending_purges(&self) -> Result<i64, StoreError> {
+        self.inner.pending_purges().await
+    }
+
+    async fn purge_row(&self, id: i64) -> Result<Option<OutboxRow>, StoreError> {
+        self.inner.purge_row(id).await
     }
 
     async fn load_demo(&self, demo: &DemoData, now: i64) -> Result<(), StoreError> {

@@ -13,9 +13,48 @@ use protocol::Segment;
 use thiserror::Error;
 
 use crate::domain::{
-    CatalogPage, CatalogQuery, CourseDetail, Credentials, Feed, SearchQuery, SearchResults,
-    Session, Slug, Video, VideoId,
+    CatalogPage, CatalogQuery, CourseDetail, CourseEdit, Credentials, Feed, SearchQuery,
+    SearchResults, Session, Slug, Video, VideoEdit, VideoId,
 };
+use protocol::purge::Change;
+
+/// A purge waiting in (or delivered from) the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub change: Change,
+    pub actor: String,
+    pub created_at_ms: i64,
+    pub attempts: i64,
+    /// Targets (and batches) that acknowledged this purge already.
+    pub acked: Vec<String>,
+    pub delivered_at_ms: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// What an `If-Match` edit did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Edited<T> {
+    /// Changed, with the new representation and the outbox row of its purge.
+    Updated {
+        value: T,
+        outbox_id: i64,
+    },
+    Missing,
+    /// The `If-Match` ETag is not the current one (a lost update was refused).
+    Stale {
+        current_etag: String,
+    },
+}
+
+/// How an edit knows the current representation's ETag (the cache's spelling) and what
+/// to purge for it: passed in so the store stays free of cache policy.
+pub struct EditRules<'a, T> {
+    pub etag: fn(&T) -> String,
+    pub change: &'a (dyn Fn(&T, &[String]) -> Change + Sync),
+    pub actor: &'a str,
+    pub now_ms: i64,
+}
 
 pub use counting::CountingStore;
 pub use sql::SqlStore;
@@ -63,6 +102,66 @@ pub trait Store: Send + Sync + 'static {
     async fn session(&self, id: &str) -> Result<Option<Session>, StoreError>;
     /// `true` when a row was deleted.
     async fn delete_session(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Replaces a course's editable fields if `if_match` is its current ETag, recomputes
+    /// the feeds, and writes the purge's outbox row, all in one transaction.
+    async fn edit_course(
+        &self,
+        slug: &Slug,
+        if_match: &str,
+        edit: &CourseEdit,
+        rules: EditRules<'_, CourseDetail>,
+    ) -> Result<Edited<CourseDetail>, StoreError>;
+
+    /// The same for a video's metadata.
+    async fn edit_video(
+        &self,
+        id: VideoId,
+        if_match: &str,
+        edit: &VideoEdit,
+        rules: EditRules<'_, Video>,
+    ) -> Result<Edited<Video>, StoreError>;
+
+    /// Recomputes every feed and writes the purge for them in the same transaction;
+    /// returns the segments and the outbox id.
+    async fn rebuild_feeds(
+        &self,
+        change: &(dyn for<'s> Fn(&'s [String]) -> Change + Sync),
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<(Vec<String>, i64), StoreError>;
+
+    /// Writes a purge alone (an operator's `POST /admin/invalidate`).
+    async fn record_purge(
+        &self,
+        change: &Change,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<i64, StoreError>;
+
+    /// Claims up to `limit` purges due at `now_ms` that nobody holds, for `lease_ms`.
+    async fn claim_purges(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError>;
+
+    /// Records a delivery attempt: acknowledged by every target (`next_at_ms: None`) or
+    /// to be retried at `next_at_ms`.
+    async fn purge_attempted(
+        &self,
+        id: i64,
+        acked: &[String],
+        next_at_ms: Option<i64>,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Purges not yet acknowledged by every target.
+    async fn pending_purges(&self) -> Result<i64, StoreError>;
+
+    async fn purge_row(&self, id: i64) -> Result<Option<OutboxRow>, StoreError>;
 
     /// Loads demo content (idempotent: upserts by natural key) and recomputes feeds.
     async fn load_demo(&self, demo: &demo::DemoData, now: i64) -> Result<(), StoreError>;

@@ -6,16 +6,201 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use protocol::purge::Change;
 use protocol::{Locale, Plan, Segment};
+use sqlx::AnyConnection;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 use super::demo::{DemoData, compute_feeds};
-use super::{Store, StoreError};
+use super::{EditRules, Edited, OutboxRow, Store, StoreError};
 use crate::domain::{
-    CatalogPage, CatalogQuery, CourseDetail, CourseSummary, Credentials, Feed, Lesson, Level,
-    SearchQuery, SearchResults, Session, Slug, User, Video, VideoId,
+    CatalogPage, CatalogQuery, CourseDetail, CourseEdit, CourseSummary, Credentials, Feed, Lesson,
+    Level, SearchQuery, SearchResults, Session, Slug, User, Video, VideoEdit, VideoId,
 };
+
+/// How many times an edit is retried when the engine reports a write conflict (SQLite's
+/// busy snapshot, PostgreSQL's serialization failure); the retry re-reads, so a lost
+/// update becomes a 412, never a 5xx.
+const EDIT_ATTEMPTS: usize = 5;
+
+fn is_conflict(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(sqlx::Error::Database(db)) => matches!(
+            db.code().as_deref(),
+            Some("5" | "6" | "517" | "40001" | "40P01")
+        ),
+        _ => false,
+    }
+}
+
+async fn course_in(
+    conn: &mut AnyConnection,
+    slug: &str,
+) -> Result<Option<CourseDetail>, StoreError> {
+    let sql = format!("SELECT {COURSE_COLUMNS} FROM courses c WHERE c.slug = $1");
+    let Some(row) = sqlx::query(&sql)
+        .bind(slug)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let course = course_from_row(&row)?;
+    let lessons = sqlx::query(
+        "SELECT position, title, video_id FROM lessons WHERE course_id = $1 ORDER BY position",
+    )
+    .bind(course.id)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(Lesson {
+            position: r.try_get("position")?,
+            title: r.try_get("title")?,
+            video_id: r.try_get("video_id")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(Some(CourseDetail { course, lessons }))
+}
+
+async fn video_in(conn: &mut AnyConnection, id: i64) -> Result<Option<Video>, StoreError> {
+    let row = sqlx::query(
+        "SELECT id, title, duration_secs, hls_playlist_key, renditions, updated_at FROM videos WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let renditions: String = row.try_get("renditions")?;
+    Ok(Some(Video {
+        id: row.try_get("id")?,
+        title: row.try_get("title")?,
+        duration_secs: row.try_get("duration_secs")?,
+        hls_playlist: row.try_get("hls_playlist_key")?,
+        renditions: serde_json::from_str(&renditions)
+            .map_err(|_| corrupt("renditions", &renditions))?,
+        updated_at: row.try_get("updated_at")?,
+    }))
+}
+
+/// A row's revision, read **before** its representation: under READ COMMITTED each
+/// statement sees the latest commit, so reading the revision first means an old
+/// representation always comes with an old revision, and the compare-and-set catches it.
+async fn rev_of(
+    conn: &mut AnyConnection,
+    table: &str,
+    column: &str,
+    value: &str,
+) -> Result<Option<i64>, StoreError> {
+    let sql = format!("SELECT rev FROM {table} WHERE {column} = $1");
+    let query = sqlx::query(&sql);
+    let query = match value.parse::<i64>() {
+        Ok(n) if column == "id" => query.bind(n),
+        _ => query.bind(value),
+    };
+    Ok(query
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| row.try_get("rev"))
+        .transpose()?)
+}
+
+async fn all_courses_in(conn: &mut AnyConnection) -> Result<Vec<CourseSummary>, StoreError> {
+    let sql = format!("SELECT {COURSE_COLUMNS} FROM courses c ORDER BY c.id");
+    let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
+    rows.iter().map(course_from_row).collect()
+}
+
+/// Recomputes and writes every feed; returns the segments.
+async fn write_feeds(conn: &mut AnyConnection, now_secs: i64) -> Result<Vec<String>, StoreError> {
+    let feeds = compute_feeds(&all_courses_in(conn).await?, now_secs);
+    let mut segments = Vec::with_capacity(feeds.len());
+    for feed in feeds {
+        let body = serde_json::to_string(&feed).unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO feeds (segment, body, computed_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (segment) DO UPDATE SET body = excluded.body, computed_at = excluded.computed_at",
+        )
+        .bind(&feed.segment)
+        .bind(body)
+        .bind(now_secs)
+        .execute(&mut *conn)
+        .await?;
+        segments.push(feed.segment);
+    }
+    Ok(segments)
+}
+
+async fn insert_purge(
+    conn: &mut AnyConnection,
+    change: &Change,
+    actor: &str,
+    now_ms: i64,
+) -> Result<i64, StoreError> {
+    let json = serde_json::to_string(change).unwrap_or_default();
+    Ok(sqlx::query(
+        "INSERT INTO outbox (change, actor, created_at, next_attempt_at) VALUES ($1, $2, $3, $3) RETURNING id",
+    )
+    .bind(json)
+    .bind(actor)
+    .bind(now_ms)
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get("id")?)
+}
+
+fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow, StoreError> {
+    let change: String = row.try_get("change")?;
+    let acked: String = row.try_get("acked")?;
+    Ok(OutboxRow {
+        id: row.try_get("id")?,
+        change: serde_json::from_str(&change).map_err(|_| corrupt("outbox change", &change))?,
+        actor: row.try_get("actor")?,
+        created_at_ms: row.try_get("created_at")?,
+        attempts: row.try_get("attempts")?,
+        acked: acked
+            .split(',')
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        delivered_at_ms: row.try_get("delivered_at")?,
+        last_error: row.try_get("last_error")?,
+    })
+}
+
+const OUTBOX_COLUMNS: &str =
+    "id, change, actor, created_at, attempts, acked, delivered_at, last_error";
+
+/// RFC 3339 UTC with milliseconds, from unix milliseconds (the `updated_at` spelling).
+fn rfc3339_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -113,10 +298,119 @@ impl SqlStore {
         })
     }
 
-    async fn all_courses(&self) -> Result<Vec<CourseSummary>, StoreError> {
-        let sql = format!("SELECT {COURSE_COLUMNS} FROM courses c ORDER BY c.id");
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        rows.iter().map(course_from_row).collect()
+    async fn try_edit_course(
+        &self,
+        slug: &Slug,
+        if_match: &str,
+        edit: &CourseEdit,
+        rules: &EditRules<'_, CourseDetail>,
+    ) -> Result<Edited<CourseDetail>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(rev) = rev_of(&mut tx, "courses", "slug", slug.as_str()).await? else {
+            return Ok(Edited::Missing);
+        };
+        let Some(current) = course_in(&mut tx, slug.as_str()).await? else {
+            return Ok(Edited::Missing);
+        };
+        let current_etag = (rules.etag)(&current);
+        if current_etag != if_match {
+            return Ok(Edited::Stale { current_etag });
+        }
+        let tags: Vec<&str> = edit.tags.iter().map(|t| t.as_str()).collect();
+        // Compare-and-set on the revision read above: a concurrent edit that committed
+        // in between makes this touch no row, and the edit answers 412.
+        let updated = sqlx::query(
+            "UPDATE courses SET title = $1, summary = $2, locale = $3, level = $4, tags = $5, \
+             plan = $6, cover_image_key = $7, updated_at = $8, rev = rev + 1 \
+             WHERE id = $9 AND rev = $10",
+        )
+        .bind(&edit.title)
+        .bind(&edit.summary)
+        .bind(edit.locale.as_str())
+        .bind(edit.level.as_str())
+        .bind(tags.join(" "))
+        .bind(edit.plan.as_str())
+        .bind(edit.cover_image.clone())
+        .bind(rfc3339_ms(rules.now_ms))
+        .bind(current.course.id)
+        .bind(rev)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            drop(tx);
+            let current_etag = match self.course(slug).await? {
+                Some(now) => (rules.etag)(&now),
+                None => return Ok(Edited::Missing),
+            };
+            return Ok(Edited::Stale { current_etag });
+        }
+        let segments = write_feeds(&mut tx, rules.now_ms / 1000).await?;
+        let value = course_in(&mut tx, slug.as_str())
+            .await?
+            .ok_or_else(|| corrupt("course vanished mid-edit", slug.as_str()))?;
+        let outbox_id = insert_purge(
+            &mut tx,
+            &(rules.change)(&value, &segments),
+            rules.actor,
+            rules.now_ms,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Edited::Updated { value, outbox_id })
+    }
+
+    async fn try_edit_video(
+        &self,
+        id: VideoId,
+        if_match: &str,
+        edit: &VideoEdit,
+        rules: &EditRules<'_, Video>,
+    ) -> Result<Edited<Video>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(rev) = rev_of(&mut tx, "videos", "id", &id.0.to_string()).await? else {
+            return Ok(Edited::Missing);
+        };
+        let Some(current) = video_in(&mut tx, id.0).await? else {
+            return Ok(Edited::Missing);
+        };
+        let current_etag = (rules.etag)(&current);
+        if current_etag != if_match {
+            return Ok(Edited::Stale { current_etag });
+        }
+        let renditions = serde_json::to_string(&edit.renditions).unwrap_or_default();
+        let updated = sqlx::query(
+            "UPDATE videos SET title = $1, duration_secs = $2, hls_playlist_key = $3, \
+             renditions = $4, updated_at = $5, rev = rev + 1 WHERE id = $6 AND rev = $7",
+        )
+        .bind(&edit.title)
+        .bind(edit.duration_secs)
+        .bind(&edit.hls_playlist)
+        .bind(renditions)
+        .bind(rfc3339_ms(rules.now_ms))
+        .bind(id.0)
+        .bind(rev)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            drop(tx);
+            let current_etag = match self.video(id).await? {
+                Some(now) => (rules.etag)(&now),
+                None => return Ok(Edited::Missing),
+            };
+            return Ok(Edited::Stale { current_etag });
+        }
+        let value = video_in(&mut tx, id.0)
+            .await?
+            .ok_or_else(|| corrupt("video vanished mid-edit", &id.0.to_string()))?;
+        let outbox_id = insert_purge(
+            &mut tx,
+            &(rules.change)(&value, &[]),
+            rules.actor,
+            rules.now_ms,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Edited::Updated { value, outbox_id })
     }
 }
 
@@ -216,31 +510,8 @@ impl Store for SqlStore {
     }
 
     async fn course(&self, slug: &Slug) -> Result<Option<CourseDetail>, StoreError> {
-        let sql = format!("SELECT {COURSE_COLUMNS} FROM courses c WHERE c.slug = $1");
-        let Some(row) = sqlx::query(&sql)
-            .bind(slug.as_str())
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let course = course_from_row(&row)?;
-        let lessons = sqlx::query(
-            "SELECT position, title, video_id FROM lessons WHERE course_id = $1 ORDER BY position",
-        )
-        .bind(course.id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Lesson {
-                position: r.try_get("position")?,
-                title: r.try_get("title")?,
-                video_id: r.try_get("video_id")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok(Some(CourseDetail { course, lessons }))
+        let mut conn = self.pool.acquire().await?;
+        course_in(&mut conn, slug.as_str()).await
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<SearchResults, StoreError> {
@@ -292,23 +563,8 @@ impl Store for SqlStore {
     }
 
     async fn video(&self, id: VideoId) -> Result<Option<Video>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, title, duration_secs, hls_playlist_key, renditions, updated_at FROM videos WHERE id = $1",
-        )
-        .bind(id.0)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let renditions: String = row.try_get("renditions")?;
-        Ok(Some(Video {
-            id: row.try_get("id")?,
-            title: row.try_get("title")?,
-            duration_secs: row.try_get("duration_secs")?,
-            hls_playlist: row.try_get("hls_playlist_key")?,
-            renditions: serde_json::from_str(&renditions)
-                .map_err(|_| corrupt("renditions", &renditions))?,
-            updated_at: row.try_get("updated_at")?,
-        }))
+        let mut conn = self.pool.acquire().await?;
+        video_in(&mut conn, id.0).await
     }
 
     async fn feed(&self, segment: &Segment) -> Result<Option<Feed>, StoreError> {
@@ -406,6 +662,149 @@ impl Store for SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn edit_course(
+        &self,
+        slug: &Slug,
+        if_match: &str,
+        edit: &CourseEdit,
+        rules: EditRules<'_, CourseDetail>,
+    ) -> Result<Edited<CourseDetail>, StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_edit_course(slug, if_match, edit, &rules).await {
+                Err(e) if attempt < EDIT_ATTEMPTS && is_conflict(&e) => {
+                    tokio::time::sleep(Duration::from_millis(5 * attempt as u64)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn edit_video(
+        &self,
+        id: VideoId,
+        if_match: &str,
+        edit: &VideoEdit,
+        rules: EditRules<'_, Video>,
+    ) -> Result<Edited<Video>, StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_edit_video(id, if_match, edit, &rules).await {
+                Err(e) if attempt < EDIT_ATTEMPTS && is_conflict(&e) => {
+                    tokio::time::sleep(Duration::from_millis(5 * attempt as u64)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn rebuild_feeds(
+        &self,
+        change: &(dyn for<'s> Fn(&'s [String]) -> Change + Sync),
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<(Vec<String>, i64), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let segments = write_feeds(&mut tx, now_ms / 1000).await?;
+        let id = insert_purge(&mut tx, &change(&segments), actor, now_ms).await?;
+        tx.commit().await?;
+        Ok((segments, id))
+    }
+
+    async fn record_purge(
+        &self,
+        change: &Change,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_purge(&mut conn, change, actor, now_ms).await
+    }
+
+    async fn claim_purges(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let candidates = sqlx::query(
+            "SELECT id FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= $1 \
+             AND leased_until < $1 ORDER BY id LIMIT $2",
+        )
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed = Vec::new();
+        for row in candidates {
+            let id: i64 = row.try_get("id")?;
+            // Compare-and-set on the lease: of two instances, one wins each row.
+            let sql = format!(
+                "UPDATE outbox SET leased_until = $1, attempts = attempts + 1 \
+                 WHERE id = $2 AND delivered_at IS NULL AND leased_until < $3 RETURNING {OUTBOX_COLUMNS}"
+            );
+            if let Some(row) = sqlx::query(&sql)
+                .bind(now_ms + lease_ms)
+                .bind(id)
+                .bind(now_ms)
+                .fetch_optional(&self.pool)
+                .await?
+            {
+                claimed.push(outbox_from_row(&row)?);
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn purge_attempted(
+        &self,
+        id: i64,
+        acked: &[String],
+        next_at_ms: Option<i64>,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let acked = acked.join(",");
+        let query = match next_at_ms {
+            None => sqlx::query(
+                "UPDATE outbox SET delivered_at = $1, acked = $2, leased_until = 0, last_error = NULL WHERE id = $3",
+            )
+            .bind(now_ms),
+            Some(next) => sqlx::query(
+                "UPDATE outbox SET next_attempt_at = $1, acked = $2, leased_until = 0, last_error = $4 WHERE id = $3",
+            )
+            .bind(next),
+        };
+        let mut query = query.bind(acked).bind(id);
+        if next_at_ms.is_some() {
+            query = query.bind(error.unwrap_or("").chars().take(500).collect::<String>());
+        }
+        query.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn pending_purges(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("n")?,
+        )
+    }
+
+    async fn purge_row(&self, id: i64) -> Result<Option<OutboxRow>, StoreError> {
+        let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1");
+        sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(outbox_from_row)
+            .transpose()
+    }
+
     async fn load_demo(&self, demo: &DemoData, now: i64) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for user in &demo.users {
@@ -481,20 +880,8 @@ impl Store for SqlStore {
         }
         tx.commit().await?;
 
-        let feeds = compute_feeds(&self.all_courses().await?, now);
         let mut tx = self.pool.begin().await?;
-        for feed in feeds {
-            let body = serde_json::to_string(&feed).unwrap_or_default();
-            sqlx::query(
-                "INSERT INTO feeds (segment, body, computed_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (segment) DO UPDATE SET body = excluded.body, computed_at = excluded.computed_at",
-            )
-            .bind(&feed.segment)
-            .bind(body)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        write_feeds(&mut tx, now).await?;
         tx.commit().await?;
         Ok(())
     }

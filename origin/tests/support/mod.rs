@@ -11,6 +11,8 @@
 // Test helpers: a failed unwrap here is a failed test.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod cloudflare;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -67,7 +69,7 @@ impl TestApp {
     }
 }
 
-fn demo() -> DemoData {
+pub fn demo() -> DemoData {
     DemoData::from_json(include_bytes!("../../demo/catalog.json")).unwrap()
 }
 
@@ -91,8 +93,19 @@ pub fn service_url(var: &str, port: u16, what: &str) -> Option<String> {
     }
 }
 
+/// The admin token every test app accepts (as `tester`).
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+/// Default settings plus the test admin token.
+pub fn test_settings() -> Settings {
+    Settings {
+        admin_tokens: vec![(String::from("tester"), String::from(ADMIN_TOKEN))],
+        ..Settings::default()
+    }
+}
+
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
-    spawn_app_with(backend, Settings::default()).await
+    spawn_app_with(backend, test_settings()).await
 }
 
 /// Starts an app on `backend`, or `None` when that backend's server is not running.
@@ -120,6 +133,16 @@ pub async fn spawn_app_with(backend: Backend, settings: Settings) -> Option<Test
     }
     store.load_demo(&demo(), 1_700_000_000).await.unwrap();
     let state = AppState::new(store, redis, ephemeral_session_keys(), settings);
+    Some(serve(state, dir, pg).await)
+}
+
+/// Warms, starts the invalidator, and serves `state` on a loopback port.
+pub async fn serve(
+    state: AppState,
+    dir: Option<tempfile::TempDir>,
+    pg: Option<PgDatabase>,
+) -> TestApp {
+    state.invalidator.spawn();
     warm::warm(&state).await.unwrap();
     state.mark_ready();
 
@@ -130,16 +153,16 @@ pub async fn spawn_app_with(backend: Backend, settings: Settings) -> Option<Test
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, service).await.unwrap();
     });
-    Some(TestApp {
+    TestApp {
         addr,
         client: reqwest::Client::new(),
         state,
         _dir: dir,
         _pg: pg,
-    })
+    }
 }
 
-fn unique() -> String {
+pub fn unique() -> String {
     format!(
         "{}_{}",
         std::process::id(),

@@ -1,0 +1,205 @@
+//! Telling the other origin instances to evict what a purge covers: NATS when
+//! `NATS_URL` is set, else Redis pub/sub when Redis is, else nobody (one instance).
+//!
+//! Both are at-most-once: a message sent while an instance is disconnected never reaches
+//! it. So an instance that loses its connection evicts its whole in-process cache when it
+//! reconnects (what it may have missed is unknown); Redis, the shared level, is evicted
+//! by the delivering instance itself and never depends on the bus.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use protocol::purge::Change;
+use serde::{Deserialize, Serialize};
+
+use crate::cache::{Caches, Eviction};
+
+use super::plan::evictions;
+
+/// One bus message: which instance sent it (so it ignores its own) and the change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Message {
+    from: String,
+    id: i64,
+    change: Change,
+}
+
+#[derive(Clone)]
+pub enum Bus {
+    /// One instance: nothing to tell.
+    Local,
+    Nats {
+        client: async_nats::Client,
+        subject: String,
+    },
+    Redis {
+        client: redis::Client,
+        channel: String,
+    },
+}
+
+impl Bus {
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Nats { .. } => "nats",
+            Self::Redis { .. } => "redis",
+        }
+    }
+
+    /// Connects to NATS (fails loudly: an operator who set `NATS_URL` wants it).
+    pub async fn nats(url: &str, subject: &str) -> Result<Self, String> {
+        let client = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            async_nats::ConnectOptions::new()
+                .name("course-origin")
+                .retry_on_initial_connect()
+                .connect(url),
+        )
+        .await
+        .map_err(|_| format!("connecting to NATS at {url} timed out"))?
+        .map_err(|e| format!("connecting to NATS at {url}: {e}"))?;
+        Ok(Self::Nats {
+            client,
+            subject: subject.to_owned(),
+        })
+    }
+
+    pub fn redis(url: &str, channel: &str) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL: {e}"))?;
+        Ok(Self::Redis {
+            client,
+            channel: channel.to_owned(),
+        })
+    }
+
+    /// Tells the other instances. `Ok` means handed to the server (NATS flushes).
+    pub async fn publish(&self, from: &str, id: i64, change: &Change) -> Result<(), String> {
+        let payload = serde_json::to_vec(&Message {
+            from: from.to_owned(),
+            id,
+            change: change.clone(),
+        })
+        .map_err(|e| e.to_string())?;
+        let deadline = std::time::Duration::from_secs(2);
+        match self {
+            Self::Local => Ok(()),
+            Self::Nats { client, subject } => tokio::time::timeout(deadline, async {
+                client
+                    .publish(subject.clone(), payload.into())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                client.flush().await.map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|_| String::from("NATS publish timed out"))?,
+            Self::Redis { client, channel } => tokio::time::timeout(deadline, async {
+                let mut conn = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                redis::cmd("PUBLISH")
+                    .arg(channel)
+                    .arg(payload)
+                    .query_async::<i64>(&mut conn)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|_| String::from("Redis publish timed out"))?,
+        }
+    }
+
+    /// Runs for the life of the process: applies other instances' changes to this
+    /// instance's in-process cache. Returns only on `Local`.
+    pub async fn listen(self, me: String, caches: Arc<Caches>) {
+        match self {
+            Self::Local => {}
+            Self::Nats { client, subject } => listen_nats(client, subject, me, caches).await,
+            Self::Redis { client, channel } => listen_redis(client, channel, me, caches).await,
+        }
+    }
+}
+
+async fn apply(payload: &[u8], me: &str, caches: &Caches) {
+    let Ok(message) = serde_json::from_slice::<Message>(payload) else {
+        tracing::warn!("bus: a message that is not a purge was ignored");
+        return;
+    };
+    if message.from == me || message.change.check().is_err() {
+        return;
+    }
+    for eviction in evictions(&message.change) {
+        // Local only: the sender evicted Redis itself.
+        let _ = caches.evict(&eviction, false).await;
+    }
+    metrics::counter!("origin_bus_received_total").increment(1);
+    tracing::info!(purge = message.id, from = %message.from, "bus: evicted a peer's purge");
+}
+
+async fn forget_everything(caches: &Caches, why: &str) {
+    tracing::warn!("bus: {why}; evicting the whole in-process cache (purges may have been missed)");
+    let _ = caches.evict(&Eviction::All, false).await;
+}
+
+async fn listen_nats(client: async_nats::Client, subject: String, me: String, caches: Arc<Caches>) {
+    let mut subscriber = loop {
+        match client.subscribe(subject.clone()).await {
+            Ok(s) => break s,
+            Err(e) => {
+                tracing::warn!(error = %e, "bus: NATS subscribe failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    };
+    tracing::info!(%subject, "bus: listening on NATS");
+    let mut state = client.connection_state();
+    let mut watch = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            message = subscriber.next() => match message {
+                Some(message) => apply(&message.payload, &me, &caches).await,
+                None => {
+                    tracing::error!("bus: the NATS subscription ended");
+                    return;
+                }
+            },
+            _ = watch.tick() => {
+                let now = client.connection_state();
+                let reconnected = now == async_nats::connection::State::Connected
+                    && state != async_nats::connection::State::Connected;
+                if reconnected {
+                    forget_everything(&caches, "reconnected to NATS").await;
+                }
+                state = now;
+            }
+        }
+    }
+}
+
+async fn listen_redis(client: redis::Client, channel: String, me: String, caches: Arc<Caches>) {
+    let mut first = true;
+    loop {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                Ok(()) => {
+                    if !first {
+                        forget_everything(&caches, "resubscribed to Redis").await;
+                    }
+                    tracing::info!(%channel, "bus: listening on Redis pub/sub");
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = messages.next().await {
+                        let payload: Vec<u8> = message.get_payload().unwrap_or_default();
+                        apply(&payload, &me, &caches).await;
+                    }
+                    tracing::warn!("bus: the Redis subscription ended; reconnecting");
+                }
+                Err(e) => tracing::warn!(error = %e, "bus: Redis subscribe failed; retrying"),
+            },
+            Err(e) => tracing::warn!(error = %e, "bus: Redis pub/sub connect failed; retrying"),
+        }
+        first = false;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
