@@ -48,6 +48,31 @@ async fn scripts_dev_brings_up_the_stack_with_demo_images_and_stops_cleanly_on_c
     assert_eq!(health.status(), 200);
     assert_eq!(health.headers()["x-edge-cache"], "BYPASS");
 
+    // The printed edit example works as pasted: the dev admin token, the ETag, a 200.
+    let printed = dev.log_text();
+    let example: String = printed
+        .lines()
+        .skip_while(|l| !l.starts_with("edit a course"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("purge by tag"))
+        .map(|l| format!("{}\n", l.trim()))
+        .collect();
+    assert!(
+        example.contains("Bearer dev-"),
+        "no admin example printed:\n{printed}"
+    );
+    let pasted = Command::new("bash")
+        .arg("-c")
+        .arg(&example)
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&pasted.stdout);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "the printed edit failed:\n{example}\n{answer}"
+    );
+    assert!(answer.contains("Rust Ownership, Edited"));
+
     // The demo images are in the local R2 bucket, byte for byte.
     let fixtures = std::env::var("COURSE_EDGE_FIXTURES").map_or_else(
         |_| {
