@@ -21,6 +21,39 @@ pub enum Route {
     },
     /// `/img/<options>/<key>`: a derivative of the R2 original `key`.
     Image { options: String, key: ObjectKey },
+    /// `POST /__edge/purge`: the origin delivers a purge (secret-authenticated).
+    Purge,
+}
+
+/// The edge's own endpoints live under this prefix; nothing under it reaches the origin.
+pub const EDGE_PREFIX: &str = "/__edge/";
+
+/// Whether `path` names the origin's admin API in any spelling a server might route
+/// (`/admin`, `//admin/`, `/ADMIN`, `/%61dmin`, `/./admin`): the edge never passes it
+/// through, so the admin API is reachable only where the origin is, directly.
+pub fn is_admin_path(path: &str) -> bool {
+    let mut decoded = Vec::with_capacity(path.len());
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(byte) = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            decoded.push(byte);
+            i += 3;
+            continue;
+        }
+        decoded.push(bytes[i]);
+        i += 1;
+    }
+    let decoded = String::from_utf8_lossy(&decoded).to_ascii_lowercase();
+    let first = decoded
+        .split(['/', '\\'])
+        .find(|segment| !segment.is_empty() && *segment != ".");
+    first == Some("admin")
 }
 
 /// Methods the router distinguishes.
@@ -85,6 +118,20 @@ impl Route {
             }
         };
         let origin = |class| Route::Origin { class };
+        if is_admin_path(path) {
+            return Err(EdgeError::NoRoute {
+                path: path.to_owned(),
+            });
+        }
+        if path.starts_with(EDGE_PREFIX) {
+            return match (path, method) {
+                ("/__edge/purge", Method::Post) => Ok(Route::Purge),
+                ("/__edge/purge", _) => Err(EdgeError::MethodNotAllowed { allow: "POST" }),
+                _ => Err(EdgeError::NoRoute {
+                    path: path.to_owned(),
+                }),
+            };
+        }
         if path == "/api/health" {
             return read_only(Route::Health);
         }
@@ -176,6 +223,29 @@ impl Route {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_admin_api_is_never_passed_through_in_any_spelling() {
+        for path in [
+            "/admin",
+            "/admin/courses/x",
+            "//admin/courses/x",
+            "/ADMIN/invalidate",
+            "/%61dmin/invalidate",
+            "/./admin/x",
+            "/admin%2Fcourses",
+        ] {
+            assert!(Route::parse(Method::Post, path).is_err(), "{path}");
+        }
+        for path in ["/administration-guide", "/api/admin-notes", "/learn/admin"] {
+            assert!(!is_admin_path(path), "{path}");
+        }
+        assert_eq!(
+            Route::parse(Method::Post, "/__edge/purge").unwrap(),
+            Route::Purge
+        );
+        assert!(Route::parse(Method::Get, "/__edge/purge").is_err());
+        assert!(Route::parse(Method::Get, "/__edge/other").is_err());
+    }
 
     #[test]
     fn the_longest_redirect_the_edge_makes_routes_back_to_its_key() {

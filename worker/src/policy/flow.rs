@@ -19,11 +19,13 @@ use protocol::EdgeCacheStatus;
 
 use super::freshness::{self, Freshness};
 use super::headers::{Lifetimes, NoStoreReason, OriginDirectives, Storage, storage};
+use super::purge::Verdict;
 use super::stored::{Entry, Meta};
 use super::table::{Audience, ContentClass, Policy, default_policy};
 use super::{http_date, not_modified};
 use crate::assets::{ByteRange, Resolved};
 use crate::route::Method;
+use protocol::purge::Mode;
 
 /// The one rule for upstream failures, used by storage, stale-if-error and the browser
 /// headers alike: 5xx and 429 are failures — never stored, and a stored copy may stand
@@ -186,6 +188,46 @@ pub enum OnLookup {
     },
     /// Go upstream, with the entry's validators when `conditional`.
     Fetch { conditional: bool },
+    /// A hard purge covers the entry: go upstream unconditionally, and never let the
+    /// entry stand in (not even on an upstream failure).
+    Refetch,
+}
+
+/// Step 2 with the purge check: [`on_lookup`] for a clean entry; a hard-purged one is
+/// refetched and may never stand in; a soft-purged one is served stale while one
+/// revalidation runs (inside its stale-if-error window; past it, revalidated first); an
+/// unconfirmed one (the ledger could not be asked) is revalidated before it is served,
+/// and stands in only as stale-on-error.
+pub fn on_checked_lookup(
+    ask: &Ask,
+    entry: Option<&Entry>,
+    verdict: Verdict,
+    now_ms: f64,
+) -> OnLookup {
+    let Some(e) = entry else {
+        return OnLookup::Fetch { conditional: false };
+    };
+    match verdict {
+        Verdict::Clean => on_lookup(ask, entry, now_ms),
+        Verdict::Purged(Mode::Hard) => OnLookup::Refetch,
+        Verdict::Purged(Mode::Soft)
+            if has_validators(e)
+                && freshness::usable_on_error(
+                    f64::from(e.meta.age_secs(now_ms)),
+                    e.meta.lifetimes,
+                ) =>
+        {
+            OnLookup::Serve {
+                cache: EdgeCacheStatus::Stale,
+                answer: answer_from(ask, e),
+                refresh: true,
+            }
+        }
+        Verdict::Purged(Mode::Soft) => OnLookup::Refetch,
+        Verdict::Unconfirmed => OnLookup::Fetch {
+            conditional: has_validators(e),
+        },
+    }
 }
 
 /// Step 2: the stored entry (if any) against the clock.
@@ -238,6 +280,8 @@ pub struct Upstream {
     pub degraded: bool,
     /// The origin saw the client's cookies (pass-through).
     pub request_cookie: bool,
+    /// The origin's `Cache-Tag`.
+    pub tags: Vec<String>,
 }
 
 impl Upstream {
@@ -264,18 +308,21 @@ impl Upstream {
             last_modified: get("last-modified"),
             degraded: get(protocol::headers::ORIGIN_DEGRADED).is_some(),
             request_cookie,
+            tags: super::stored::tags_of(get(protocol::headers::CACHE_TAG).as_deref()),
             directives,
         }
     }
 }
 
 /// The entry a storable upstream answer becomes (`source`: the version of what an
-/// edge-made answer was made from).
+/// edge-made answer was made from; `generation`: the purge generation read before the
+/// fetch began).
 pub fn new_entry(
     up: &Upstream,
     source: Option<String>,
     lifetimes: Lifetimes,
     now_ms: f64,
+    generation: u64,
 ) -> Entry {
     Entry {
         meta: Meta {
@@ -285,11 +332,13 @@ pub fn new_entry(
             lifetimes,
             length: up.length,
             source,
+            generation,
         },
         etag: up.etag.clone(),
         last_modified: up.last_modified.clone(),
         origin_cache_control: up.directives.raw_cache_control.clone(),
         vary: up.directives.vary.clone(),
+        tags: up.tags.clone(),
     }
 }
 
@@ -302,6 +351,7 @@ pub fn revalidated_entry(
     up: &Upstream,
     lifetimes: Lifetimes,
     now_ms: f64,
+    generation: u64,
 ) -> Entry {
     let get = |name: &str| {
         headers
@@ -314,12 +364,18 @@ pub fn revalidated_entry(
             stored_at_ms: now_ms,
             initial_age: up.age,
             lifetimes,
+            generation,
             ..entry.meta.clone()
         },
         etag: get("etag").or_else(|| entry.etag.clone()),
         last_modified: get("last-modified").or_else(|| entry.last_modified.clone()),
         origin_cache_control: get("cache-control"),
         vary: entry.vary.clone(),
+        tags: super::stored::tags_of(get(protocol::headers::CACHE_TAG).as_deref())
+            .into_iter()
+            .chain(entry.tags.iter().cloned())
+            .take(super::purge::MAX_TAGS_PROBED)
+            .collect(),
     }
 }
 

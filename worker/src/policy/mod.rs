@@ -8,6 +8,7 @@ pub mod forward;
 pub mod freshness;
 pub mod headers;
 pub mod key;
+pub mod purge;
 pub mod stored;
 pub mod table;
 

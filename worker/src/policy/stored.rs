@@ -4,11 +4,13 @@
 //! the origin's own `Cache-Control` stay ordinary stored headers. [`super::flow`] reads
 //! an [`Entry`] and nothing else.
 //!
-//! Format (version 1, space separated, `-` for none):
-//! `1 <status> <stored-at ms> <initial age s> <edge> <swr> <sie> <length> <source>`.
+//! Format (version 2, space separated, `-` for none):
+//! `2 <status> <stored-at ms> <initial age s> <edge> <swr> <sie> <length> <source> <generation>`.
 //! `initial age` is the age the response already had when it arrived (RFC 9111 §4.2.3:
 //! the upstream `Age`, or its `Date` when that says more); `source` is the version of
-//! what an edge-made entry was produced from (an image's source ETag).
+//! what an edge-made entry was produced from (an image's source ETag); `generation` is
+//! the purge ledger's generation read before the answer was fetched (see
+//! [`super::purge`]). Entries of version 1 read as misses.
 
 use super::headers::Lifetimes;
 
@@ -30,6 +32,8 @@ pub struct Meta {
     pub length: Option<u64>,
     /// Version of the input an edge-made entry was produced from.
     pub source: Option<String>,
+    /// The purge generation current before the answer was fetched.
+    pub generation: u64,
 }
 
 /// A stored entry as the core sees it.
@@ -43,6 +47,20 @@ pub struct Entry {
     /// The request headers the origin's `Vary` named (lowercase; see
     /// `OriginDirectives::vary`).
     pub vary: Vec<String>,
+    /// The origin's cache tags (`Cache-Tag`), what tag purges match.
+    pub tags: Vec<String>,
+}
+
+/// Tags from a `Cache-Tag` value (comma separated, Cloudflare's spelling), bounded.
+pub fn tags_of(value: Option<&str>) -> Vec<String> {
+    value
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 1024)
+        .take(super::purge::MAX_TAGS_PROBED)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Upstream headers the Cache API itself would act on are kept under another name, so
@@ -97,6 +115,7 @@ impl Entry {
                 false,
             )
             .vary,
+            tags: tags_of(get(protocol::headers::CACHE_TAG).as_deref()),
         })
     }
 }
@@ -121,15 +140,15 @@ impl Meta {
             .map_or_else(|| String::from("-"), |n| n.to_string());
         let source = self.source.as_deref().unwrap_or("-");
         format!(
-            "1 {} {:.0} {} {} {} {} {length} {source}",
-            self.status, self.stored_at_ms, self.initial_age, l.edge, l.swr, l.sie
+            "2 {} {:.0} {} {} {} {} {length} {source} {}",
+            self.status, self.stored_at_ms, self.initial_age, l.edge, l.swr, l.sie, self.generation
         )
     }
 
     /// `None` for anything this version did not write (the entry is then a miss).
     pub fn decode(raw: &str) -> Option<Self> {
         let mut parts = raw.split(' ');
-        if parts.next()? != "1" {
+        if parts.next()? != "2" {
             return None;
         }
         let status = parts.next()?.parse::<u16>().ok()?;
@@ -154,6 +173,7 @@ impl Meta {
             s if s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic()) => Some(s.to_owned()),
             _ => return None,
         };
+        let generation = parts.next()?.parse::<u64>().ok()?;
         if parts.next().is_some() || !(100..=599).contains(&status) {
             return None;
         }
@@ -164,6 +184,7 @@ impl Meta {
             lifetimes,
             length,
             source,
+            generation,
         })
     }
 }
@@ -184,6 +205,7 @@ mod tests {
             },
             length: Some(1234),
             source: Some(String::from("\"abc\"")),
+            generation: 42,
         }
     }
 
@@ -192,7 +214,7 @@ mod tests {
         let m = meta();
         assert_eq!(
             m.encode(),
-            "1 200 1764000000123 7 300 60 86400 1234 \"abc\""
+            "2 200 1764000000123 7 300 60 86400 1234 \"abc\" 42"
         );
         assert_eq!(Meta::decode(&m.encode()), Some(m.clone()));
         let bare = Meta {
@@ -207,13 +229,15 @@ mod tests {
     fn anything_else_is_not_an_entry() {
         for bad in [
             "",
+            "1 200 1 0 1 1 1 - -",
+            "3 200 1 0 1 1 1 - - 0",
             "2 200 1 0 1 1 1 - -",
-            "1 200 1 0 1 1 1 -",
-            "1 200 1 0 1 1 1 - - extra",
-            "1 99 1 0 1 1 1 - -",
-            "1 200 NaN 0 1 1 1 - -",
-            "1 200 1 -3 1 1 1 - -",
-            "1 200 1 0 1 1 1 x -",
+            "2 200 1 0 1 1 1 - - 0 extra",
+            "2 99 1 0 1 1 1 - - 0",
+            "2 200 NaN 0 1 1 1 - - 0",
+            "2 200 1 -3 1 1 1 - - 0",
+            "2 200 1 0 1 1 1 x - 0",
+            "2 200 1 0 1 1 1 - - -1",
         ] {
             assert_eq!(Meta::decode(bad), None, "{bad:?}");
         }
@@ -234,7 +258,8 @@ mod tests {
             assert_eq!(replayed_name(ours), None, "{ours}");
         }
         let headers = [
-            (META, "1 200 5 0 60 0 0 3 -"),
+            (META, "2 200 5 0 60 0 0 3 - 9"),
+            ("cache-tag", "course:1, catalog,,search"),
             ("etag", "\"e\""),
             (ORIGIN_CACHE_CONTROL, "max-age=60"),
             ("x-ce-origin-vary", "Accept-Language, X-Mode"),
@@ -250,6 +275,8 @@ mod tests {
         assert_eq!(entry.etag.as_deref(), Some("\"e\""));
         assert_eq!(entry.origin_cache_control.as_deref(), Some("max-age=60"));
         assert_eq!(entry.vary, ["accept-language", "x-mode"]);
+        assert_eq!(entry.tags, ["course:1", "catalog", "search"]);
+        assert_eq!(entry.meta.generation, 9);
         assert_eq!(Entry::read(|_| None), None);
     }
 

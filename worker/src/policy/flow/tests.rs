@@ -32,11 +32,13 @@ fn entry(class: ContentClass, etag: Option<&str>) -> Entry {
             lifetimes: lifetimes(class),
             length: Some(1000),
             source: None,
+            generation: 0,
         },
         etag: etag.map(str::to_owned),
         last_modified: None,
         origin_cache_control: None,
         vary: Vec::new(),
+        tags: Vec::new(),
     }
 }
 
@@ -54,6 +56,7 @@ fn upstream(status: u16, cache_control: Option<&str>) -> Upstream {
         last_modified: None,
         degraded: false,
         request_cookie: false,
+        tags: vec![String::from("course:1")],
     }
 }
 
@@ -933,7 +936,9 @@ fn entries_are_derived_from_what_upstream_said() {
         age: 4,
         ..upstream(200, Some("max-age=60"))
     };
-    let fresh = new_entry(&up, Some(String::from("\"src\"")), l, T0);
+    let fresh = new_entry(&up, Some(String::from("\"src\"")), l, T0, 7);
+    assert_eq!(fresh.meta.generation, 7);
+    assert_eq!(fresh.tags, ["course:1"]);
     assert_eq!(fresh.meta.stored_at_ms, T0);
     assert_eq!(fresh.meta.initial_age, 4);
     assert_eq!(fresh.meta.length, Some(10));
@@ -949,7 +954,11 @@ fn entries_are_derived_from_what_upstream_said() {
         age: 1,
         ..upstream(304, None)
     };
-    let again = revalidated_entry(&fresh, &headers, &not_modified, l, at(100));
+    let again = revalidated_entry(&fresh, &headers, &not_modified, l, at(100), 9);
+    assert_eq!(
+        again.meta.generation, 9,
+        "revalidated under the generation read before"
+    );
     assert_eq!(again.meta.stored_at_ms, at(100));
     assert_eq!(again.meta.initial_age, 1);
     assert_eq!(again.meta.status, 200, "the entry's own status");
@@ -960,9 +969,95 @@ fn entries_are_derived_from_what_upstream_said() {
         "validators from the merged headers"
     );
     assert_eq!(again.origin_cache_control.as_deref(), Some("max-age=90"));
-    let kept = revalidated_entry(&fresh, &[], &not_modified, l, at(100));
+    let kept = revalidated_entry(&fresh, &[], &not_modified, l, at(100), 9);
     assert_eq!(
         kept.etag, fresh.etag,
         "absent from the headers: the entry's own"
     );
+}
+
+/// The purge check, for every cached class: a clean entry follows the clock; a hard
+/// purge refetches and never lets the entry stand in; a soft purge serves the stale copy
+/// while one revalidation runs (only inside its stale-if-error window, and only with a
+/// validator to revalidate with); an unconfirmed entry is revalidated before serving.
+#[test]
+fn purge_verdicts_for_every_class() {
+    use crate::policy::purge::Verdict;
+    use protocol::purge::Mode;
+    let ask = Ask::get();
+    for class in cached_classes() {
+        let e = entry(class, Some("\"v1\""));
+        let fresh = at(0);
+        assert_eq!(
+            on_checked_lookup(&ask, Some(&e), Verdict::Clean, fresh),
+            on_lookup(&ask, Some(&e), fresh),
+            "{class}"
+        );
+        assert_eq!(
+            on_checked_lookup(&ask, Some(&e), Verdict::Purged(Mode::Hard), fresh),
+            OnLookup::Refetch,
+            "{class}"
+        );
+        assert_eq!(
+            on_checked_lookup(&ask, Some(&e), Verdict::Purged(Mode::Soft), fresh),
+            OnLookup::Serve {
+                cache: EdgeCacheStatus::Stale,
+                answer: Answer::Full { head: false },
+                refresh: true
+            },
+            "{class}"
+        );
+        assert_eq!(
+            on_checked_lookup(&ask, Some(&e), Verdict::Unconfirmed, fresh),
+            OnLookup::Fetch { conditional: true },
+            "{class}"
+        );
+        // Soft, without a validator to revalidate with: refetched.
+        let bare = entry(class, None);
+        assert_eq!(
+            on_checked_lookup(&ask, Some(&bare), Verdict::Purged(Mode::Soft), fresh),
+            OnLookup::Refetch,
+            "{class}"
+        );
+        assert_eq!(
+            on_checked_lookup(&ask, Some(&bare), Verdict::Unconfirmed, fresh),
+            OnLookup::Fetch { conditional: false },
+            "{class}"
+        );
+        // Soft, past the stale-if-error window: refetched, never served.
+        let l = e.meta.lifetimes;
+        let past = at(l.edge.saturating_add(l.sie).saturating_add(1));
+        assert_eq!(
+            on_checked_lookup(&ask, Some(&e), Verdict::Purged(Mode::Soft), past),
+            OnLookup::Refetch,
+            "{class}"
+        );
+        // No entry: whatever the ledger says, an unconditional fetch.
+        for v in [
+            Verdict::Clean,
+            Verdict::Unconfirmed,
+            Verdict::Purged(Mode::Hard),
+        ] {
+            assert_eq!(
+                on_checked_lookup(&ask, None, v, fresh),
+                OnLookup::Fetch { conditional: false }
+            );
+        }
+    }
+}
+
+/// Unconfirmed (the ledger down) and the origin down too: the entry stands in only
+/// inside its stale-if-error window.
+#[test]
+fn unconfirmed_entries_stand_in_only_as_stale_on_error() {
+    let ask = Ask::get();
+    for class in cached_classes() {
+        let e = entry(class, Some("\"v1\""));
+        let l = e.meta.lifetimes;
+        let inside = on_upstream(class, policy(class), &ask, Some(&e), Outcome::Failed, at(0));
+        assert!(matches!(inside, OnUpstream::ServeStale { .. }), "{class}");
+        let past = at(l.edge.saturating_add(l.sie).saturating_add(1));
+        let outside = on_upstream(class, policy(class), &ask, Some(&e), Outcome::Failed, past);
+        assert_eq!(outside, OnUpstream::Fail, "{class}");
+    }
 }

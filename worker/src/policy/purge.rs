@@ -1,0 +1,374 @@
+//! Purges at the edge, pure: the ledger the Durable Object keeps, and the check every
+//! cache hit makes against it.
+//!
+//! **The ledger.** Each applied purge takes the next *generation*. The ledger records,
+//! per purged item — a tag (`t:`), a URL (`u:` path or path?query) or a prefix (`p:`,
+//! normalized) — the last generation and mode that purged it, and the ids of purges
+//! applied (a repeated delivery is acknowledged and changes nothing). It is bounded:
+//! past [`MAX_ITEMS`] the oldest items are forgotten and the *floor* rises to the
+//! newest forgotten generation; an entry stored before the floor can no longer be
+//! proven clean and is revalidated (never served blindly).
+//!
+//! **The check.** A stored entry records the generation that was current before its
+//! answer was fetched. On a hit: if no purge happened since (the ledger's latest
+//! generation is not newer), the entry is clean, with no further question. Otherwise
+//! the entry's probes ([`probes`]: its tags, its URL with and without the query, the
+//! prefixes of its path — bounded by the path's depth, never by how many prefixes were
+//! ever purged) are looked up: a newer generation on any of them purges the entry, in
+//! the strongest mode found. The isolate memoizes the ledger's answers briefly (the
+//! documented bound is that memo time plus one Durable Object round trip).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use protocol::purge::{Mode, Purge, normalize_prefix, prefixes_of};
+use serde::{Deserialize, Serialize};
+
+/// Items the ledger remembers before raising its floor.
+pub const MAX_ITEMS: usize = 20_000;
+/// Purge ids remembered for deduplication.
+pub const MAX_APPLIED: usize = 10_000;
+/// Probes per entry at most (tags are capped; the path depth is bounded by its length).
+pub const MAX_TAGS_PROBED: usize = 64;
+
+/// The probe spellings of a stored entry: `t:<tag>` (lowercase), `u:<path>`,
+/// `u:<path?query>`, `p:<each prefix of the path>`. `aliases` are further paths the
+/// entry answers for (an image derivative's source `/media/<key>`).
+pub fn probes(path_and_query: &str, tags: &[String], aliases: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for tag in tags.iter().take(MAX_TAGS_PROBED) {
+        out.push(format!("t:{}", tag.to_ascii_lowercase()));
+    }
+    for target in std::iter::once(path_and_query).chain(aliases.iter().map(String::as_str)) {
+        let path = target.split('?').next().unwrap_or(target);
+        out.push(format!("u:{path}"));
+        if target.contains('?') {
+            out.push(format!("u:{target}"));
+        }
+        out.extend(prefixes_of(path).map(|p| format!("p:{p}")));
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The items a purge writes, in the spelling [`probes`] reads.
+pub fn items(purge: &Purge) -> Vec<String> {
+    let c = &purge.change;
+    c.tags
+        .iter()
+        .map(|t| format!("t:{}", t.to_ascii_lowercase()))
+        .chain(c.urls.iter().map(|u| format!("u:{u}")))
+        .chain(
+            c.prefixes
+                .iter()
+                .map(|p| format!("p:{}", normalize_prefix(p))),
+        )
+        .collect()
+}
+
+/// One item's last purge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    pub generation: u64,
+    pub mode: Mode,
+}
+
+/// What the ledger answers a check: its latest generation and floor, and the marks of
+/// the probes asked about that it knows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marks {
+    pub latest: u64,
+    pub floor: u64,
+    pub marks: BTreeMap<String, Mark>,
+}
+
+/// What applying a purge did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// `false` when this purge id was applied before (nothing changed).
+    pub applied: bool,
+    pub generation: u64,
+}
+
+/// The ledger's state (the Durable Object persists it and keeps it in memory).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    pub latest: u64,
+    pub floor: u64,
+    pub items: HashMap<String, Mark>,
+    /// Applied purge ids with their generation, oldest first.
+    pub applied: VecDeque<(String, u64)>,
+}
+
+impl Ledger {
+    /// Applies a purge once. Returns the outcome and what a persisted copy must drop
+    /// (forgotten items, `i:`-prefixed, and purge ids, `a:`-prefixed).
+    pub fn apply(&mut self, purge: &Purge) -> (Applied, Vec<String>) {
+        if let Some((_, generation)) = self.applied.iter().find(|(id, _)| *id == purge.id) {
+            let same = Applied {
+                applied: false,
+                generation: *generation,
+            };
+            return (same, Vec::new());
+        }
+        self.latest += 1;
+        let mark = Mark {
+            generation: self.latest,
+            mode: purge.change.mode,
+        };
+        for item in items(purge) {
+            self.items.insert(item, mark);
+        }
+        let mut dropped = Vec::new();
+        if self.applied.len() == MAX_APPLIED
+            && let Some((id, _)) = self.applied.pop_front()
+        {
+            dropped.push(format!("a:{id}"));
+        }
+        self.applied.push_back((purge.id.clone(), self.latest));
+        dropped.extend(self.bound().into_iter().map(|item| format!("i:{item}")));
+        let applied = Applied {
+            applied: true,
+            generation: self.latest,
+        };
+        (applied, dropped)
+    }
+
+    /// Forgets the oldest items past [`MAX_ITEMS`], raising the floor to cover them;
+    /// returns the forgotten items.
+    fn bound(&mut self) -> Vec<String> {
+        if self.items.len() <= MAX_ITEMS {
+            return Vec::new();
+        }
+        let mut by_age: Vec<(u64, String)> = self
+            .items
+            .iter()
+            .map(|(k, m)| (m.generation, k.clone()))
+            .collect();
+        by_age.sort_unstable();
+        let excess = self.items.len() - MAX_ITEMS * 9 / 10;
+        let mut forgotten = Vec::with_capacity(excess);
+        for (generation, key) in by_age.into_iter().take(excess) {
+            self.items.remove(&key);
+            self.floor = self.floor.max(generation);
+            forgotten.push(key);
+        }
+        forgotten
+    }
+
+    /// The marks of `probes` (those the ledger knows), with latest and floor.
+    pub fn check<'a>(&self, probes: impl IntoIterator<Item = &'a str>) -> Marks {
+        Marks {
+            latest: self.latest,
+            floor: self.floor,
+            marks: probes
+                .into_iter()
+                .filter_map(|p| self.items.get(p).map(|m| (p.to_owned(), *m)))
+                .collect(),
+        }
+    }
+}
+
+/// A hit's standing against the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing purged it since it was stored.
+    Clean,
+    /// A purge covers it.
+    Purged(Mode),
+    /// The ledger could not be asked (or has forgotten that far back): revalidate.
+    Unconfirmed,
+}
+
+/// An entry stored under `generation`, against the ledger's answer for its probes
+/// (`None`: the ledger could not be reached).
+pub fn verdict(generation: u64, marks: Option<&Marks>) -> Verdict {
+    let Some(marks) = marks else {
+        return Verdict::Unconfirmed;
+    };
+    if marks.latest <= generation {
+        return Verdict::Clean;
+    }
+    let newer = marks.marks.values().filter(|m| m.generation > generation);
+    let strongest = newer.fold(None, |acc: Option<Mode>, m| match (acc, m.mode) {
+        (Some(Mode::Hard), _) | (_, Mode::Hard) => Some(Mode::Hard),
+        _ => Some(Mode::Soft),
+    });
+    match strongest {
+        Some(mode) => Verdict::Purged(mode),
+        None if generation < marks.floor => Verdict::Unconfirmed,
+        None => Verdict::Clean,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::purge::Change;
+
+    fn purge(id: &str, json: &str) -> Purge {
+        Purge {
+            id: id.into(),
+            change: Change::parse(json.as_bytes()).unwrap(),
+        }
+    }
+
+    fn verdict_of(
+        ledger: &Ledger,
+        generation: u64,
+        path: &str,
+        tags: &[&str],
+        aliases: &[&str],
+    ) -> Verdict {
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        let aliases: Vec<String> = aliases.iter().map(|t| t.to_string()).collect();
+        let probes = probes(path, &tags, &aliases);
+        verdict(
+            generation,
+            Some(&ledger.check(probes.iter().map(String::as_str))),
+        )
+    }
+
+    #[test]
+    fn an_entry_stored_after_the_last_purge_is_clean_without_probing() {
+        let mut ledger = Ledger::default();
+        ledger.apply(&purge("a", r#"{"tags":["catalog"]}"#));
+        assert_eq!(
+            verdict_of(&ledger, 1, "/api/catalog", &["catalog"], &[]),
+            Verdict::Clean
+        );
+        assert_eq!(
+            verdict(
+                5,
+                Some(&Marks {
+                    latest: 5,
+                    ..Marks::default()
+                })
+            ),
+            Verdict::Clean
+        );
+        assert_eq!(verdict(5, None), Verdict::Unconfirmed);
+    }
+
+    #[test]
+    fn tags_urls_and_prefixes_purge_what_they_cover() {
+        let mut ledger = Ledger::default();
+        ledger.apply(&purge("a", r#"{"tags":["Course:7"]}"#));
+        ledger.apply(&purge(
+            "b",
+            r#"{"urls":["/api/search?q=rust"],"mode":"soft"}"#,
+        ));
+        ledger.apply(&purge("c", r#"{"prefixes":["/media/covers/"]}"#));
+        ledger.apply(&purge("d", r#"{"urls":["/api/feed"]}"#));
+        let hard = Verdict::Purged(Mode::Hard);
+        assert_eq!(
+            verdict_of(&ledger, 0, "/api/courses/x", &["course:7", "catalog"], &[]),
+            hard
+        );
+        assert_eq!(
+            verdict_of(&ledger, 0, "/api/courses/y", &["course:8"], &[]),
+            Verdict::Clean
+        );
+        assert_eq!(
+            verdict_of(&ledger, 0, "/api/search?q=rust", &[], &[]),
+            Verdict::Purged(Mode::Soft)
+        );
+        assert_eq!(
+            verdict_of(&ledger, 0, "/api/search?q=go", &[], &[]),
+            Verdict::Clean
+        );
+        // A URL without a query covers every query and variant of the path.
+        assert_eq!(verdict_of(&ledger, 0, "/api/feed?x=1", &[], &[]), hard);
+        assert_eq!(
+            verdict_of(&ledger, 0, "/media/covers/a.jpg", &[], &[]),
+            hard
+        );
+        assert_eq!(
+            verdict_of(&ledger, 0, "/media/coversx/a.jpg", &[], &[]),
+            Verdict::Clean
+        );
+        // A derivative answers for its source: purging the source reaches it.
+        assert_eq!(
+            verdict_of(
+                &ledger,
+                0,
+                "/img/w=100/covers/a.jpg",
+                &[],
+                &["/media/covers/a.jpg"]
+            ),
+            hard
+        );
+        // Stored after the purge: clean again.
+        assert_eq!(
+            verdict_of(&ledger, 3, "/media/covers/a.jpg", &[], &[]),
+            Verdict::Clean
+        );
+        assert_eq!(
+            verdict_of(&ledger, 3, "/api/courses/x", &["course:7"], &[]),
+            Verdict::Clean
+        );
+    }
+
+    #[test]
+    fn hard_wins_over_soft_and_a_repeated_purge_changes_nothing() {
+        let mut ledger = Ledger::default();
+        ledger.apply(&purge("a", r#"{"tags":["x"],"mode":"soft"}"#));
+        ledger.apply(&purge("b", r#"{"tags":["y"]}"#));
+        assert_eq!(
+            verdict_of(&ledger, 0, "/p", &["x", "y"], &[]),
+            Verdict::Purged(Mode::Hard)
+        );
+        let (again, dropped) = ledger.apply(&purge("a", r#"{"tags":["x"],"mode":"soft"}"#));
+        assert!(dropped.is_empty());
+        assert_eq!(
+            again,
+            Applied {
+                applied: false,
+                generation: 1
+            }
+        );
+        assert_eq!(ledger.latest, 2);
+    }
+
+    #[test]
+    fn a_bounded_ledger_revalidates_what_it_forgot() {
+        let mut ledger = Ledger::default();
+        let purges = MAX_ITEMS / 100 + 1;
+        for i in 0..purges {
+            let tags: Vec<String> = (0..100).map(|j| format!("\"t{i}-{j}\"")).collect();
+            ledger.apply(&purge(
+                &format!("p{i}"),
+                &format!(r#"{{"tags":[{}]}}"#, tags.join(",")),
+            ));
+        }
+        assert!(ledger.items.len() <= MAX_ITEMS);
+        assert!(ledger.floor > 0);
+        assert!(ledger.applied.len() <= MAX_APPLIED);
+        // Stored before the floor, on a forgotten item: cannot be proven clean.
+        assert_eq!(
+            verdict_of(&ledger, 0, "/q", &["t0-0"], &[]),
+            Verdict::Unconfirmed
+        );
+        // Stored before the floor, but a remembered item covers it: purged.
+        let last = format!("t{}-99", purges - 1);
+        assert_eq!(
+            verdict_of(&ledger, 0, "/q", &[&last], &[]),
+            Verdict::Purged(Mode::Hard)
+        );
+        // Stored after the floor and not covered: clean.
+        assert_eq!(
+            verdict_of(&ledger, ledger.floor, "/q", &["zzz"], &[]),
+            Verdict::Clean
+        );
+    }
+
+    #[test]
+    fn probes_are_bounded_by_the_path_and_the_tag_cap() {
+        let tags: Vec<String> = (0..500).map(|i| format!("t{i}")).collect();
+        let p = probes("/a/b/c?x=1", &tags, &[]);
+        assert_eq!(p.len(), MAX_TAGS_PROBED + 2 + 4);
+        assert!(p.contains(&String::from("u:/a/b/c?x=1")));
+        assert!(p.contains(&String::from("p:/a")));
+        assert!(p.contains(&String::from("p:/")));
+    }
+}
