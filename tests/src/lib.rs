@@ -334,6 +334,11 @@ pub struct Edge {
 impl Edge {
     /// Starts `wrangler dev` with `ORIGIN_URL` pointing at `origin_url`.
     pub async fn start(origin_url: &str, options: EdgeOptions) -> Self {
+        Self::start_on(free_port(), origin_url, options).await
+    }
+
+    /// The same on a port chosen beforehand (the origin must know where to purge).
+    pub async fn start_on(port: u16, origin_url: &str, options: EdgeOptions) -> Self {
         let root = repo_root();
         let wasm = root.join("worker/build/index_bg.wasm");
         assert!(
@@ -357,7 +362,6 @@ impl Edge {
         for (key, bytes) in &options.objects {
             put_object(&root, &persist, key, bytes);
         }
-        let port = free_port();
         let mut command = std::process::Command::new(wrangler);
         command
             .current_dir(&root)
@@ -460,8 +464,14 @@ pub async fn get_accepting(stack: &Stack, path: &str, accept: &str) -> reqwest::
 /// 32 bytes of 0x2a, base64url).
 pub const TEST_SESSION_KEYS: &str = "test:KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio";
 
-/// An origin and an edge in front of it, sharing session keys. The edge lets the
-/// origin's `/test/*` diagnostics through (they are internal by default).
+/// The origin's admin token in every test stack (as `tester`).
+pub const TEST_ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef";
+/// The secret the origin presents on the edge's purge route in every test stack.
+pub const TEST_PURGE_SECRET: &str = "e2e-purge-secret-0123456789abcdef";
+
+/// An origin and an edge in front of it, sharing session keys, with the origin's
+/// purges delivered to the edge. The edge lets the origin's `/test/*` diagnostics
+/// through (they are internal by default).
 pub struct Stack {
     pub origin: Origin,
     pub edge: Edge,
@@ -473,11 +483,21 @@ impl Stack {
     }
 
     pub async fn start_with(options: EdgeOptions) -> Self {
+        let edge_port = free_port();
         let mut env = BTreeMap::new();
-        env.insert(
-            String::from("SESSION_KEYS"),
-            String::from(TEST_SESSION_KEYS),
-        );
+        for (name, value) in [
+            ("SESSION_KEYS", String::from(TEST_SESSION_KEYS)),
+            ("ADMIN_TOKENS", format!("tester:{TEST_ADMIN_TOKEN}")),
+            (
+                "EDGE_PURGE_URL",
+                format!("http://127.0.0.1:{edge_port}/__edge/purge"),
+            ),
+            ("EDGE_PURGE_SECRET", String::from(TEST_PURGE_SECRET)),
+            ("PURGE_RETRY_BASE_MS", String::from("100")),
+            ("PURGE_RETRY_MAX_MS", String::from("1000")),
+        ] {
+            env.insert(String::from(name), value);
+        }
         let origin = Origin::start_with_env(env).await;
         let mut options = options;
         options
@@ -485,10 +505,14 @@ impl Stack {
             .entry(String::from("SESSION_KEYS"))
             .or_insert_with(|| String::from(TEST_SESSION_KEYS));
         options
+            .secrets
+            .entry(String::from("EDGE_PURGE_SECRET"))
+            .or_insert_with(|| String::from(TEST_PURGE_SECRET));
+        options
             .vars
             .entry(String::from("INTERNAL_PATHS"))
             .or_insert_with(|| String::from("/metrics,/healthz,/readyz"));
-        let edge = Edge::start(&origin.url(), options).await;
+        let edge = Edge::start_on(edge_port, &origin.url(), options).await;
         Self { origin, edge }
     }
 }

@@ -44,6 +44,11 @@ pub mod vars {
     /// Seconds a source's ETag is trusted without asking R2 again, 1–86400 (default 60).
     /// It bounds how long a replaced original can still be served as its derivatives.
     pub const IMAGE_SOURCE_TTL: &str = "IMAGE_SOURCE_TTL";
+    /// The secret the origin presents on `POST /__edge/purge` (a wrangler secret).
+    pub const EDGE_PURGE_SECRET: &str = "EDGE_PURGE_SECRET";
+    /// How long an isolate trusts the purge ledger's latest generation, in ms: with one
+    /// Durable Object round trip, the bound on serving a purged entry.
+    pub const PURGE_MEMO_MS: &str = "PURGE_MEMO_MS";
     /// Secret: when set, image URLs need `sig=` (hex HMAC-SHA256, see `image::sign`).
     pub const IMAGE_SIGNING_KEY: &str = "IMAGE_SIGNING_KEY";
     // Per-class cache policy overrides: `POLICY_<CLASS>`, see `policy::table`.
@@ -73,12 +78,17 @@ pub struct Config {
     pub image_source_ttl: u32,
     /// When set, image URLs must be signed with it.
     pub image_signing_key: Option<Vec<u8>>,
+    /// The origin's purge secret; unset: the purge route refuses everything.
+    pub purge_secret: Option<String>,
+    /// How long the isolate memoizes the purge ledger's answers.
+    pub purge_memo: Duration,
 }
 
 impl Config {
     pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_secs(10);
     pub const DEFAULT_RETRY_AFTER_SECS: u32 = 5;
     pub const DEFAULT_IMAGE_SOURCE_TTL: u32 = 60;
+    pub const DEFAULT_PURGE_MEMO: Duration = Duration::from_millis(1000);
     pub const DEFAULT_INTERNAL_PATHS: &'static str = "/metrics,/healthz,/readyz,/test/";
 
     /// Whether `path` is an origin-internal path the edge refuses to pass through.
@@ -173,7 +183,25 @@ impl Config {
             None => 500,
             Some(raw) => parse_bounded(vars::IMAGE_SWEEP_BATCH, &raw, 1, 500)? as u32,
         };
+        let purge_secret = match lookup(vars::EDGE_PURGE_SECRET).filter(|s| !s.is_empty()) {
+            Some(secret) if secret.len() < 24 => {
+                return Err(ConfigError::Invalid {
+                    name: vars::EDGE_PURGE_SECRET,
+                    value: String::from("(hidden)"),
+                    why: "must be at least 24 characters",
+                });
+            }
+            other => other,
+        };
+        let purge_memo = match lookup(vars::PURGE_MEMO_MS) {
+            None => Self::DEFAULT_PURGE_MEMO,
+            Some(raw) => {
+                Duration::from_millis(parse_bounded(vars::PURGE_MEMO_MS, &raw, 0, 60_000)?)
+            }
+        };
         Ok(Self {
+            purge_secret,
+            purge_memo,
             origin_url,
             origin_timeout,
             retry_after_secs,

@@ -65,6 +65,12 @@ pub enum EdgeError {
     BadImageOption { option: String, message: String },
     #[error("bad or missing image signature")]
     BadSignature,
+    /// A secret-authenticated route without its secret.
+    #[error("unauthorized: {why}")]
+    Unauthorized { why: &'static str },
+    /// A purge that names a bad field.
+    #[error("bad purge {field}: {message}")]
+    BadPurge { field: String, message: String },
     #[error("not ready: {what}")]
     NotReady {
         what: &'static str,
@@ -94,7 +100,9 @@ impl EdgeError {
             | Self::ObjectNotFound { .. }
             | Self::PayloadTooLarge { .. }
             | Self::BadImageOption { .. }
-            | Self::BadSignature => Fault::Client,
+            | Self::BadSignature
+            | Self::Unauthorized { .. }
+            | Self::BadPurge { .. } => Fault::Client,
             Self::Image(crate::image::TransformError::Internal(_)) => Fault::Internal,
             Self::Image(_) => Fault::Client,
             Self::OriginUnreachable { .. }
@@ -115,6 +123,8 @@ impl EdgeError {
             Self::PayloadTooLarge { .. } => 413,
             Self::BadImageOption { .. } => 400,
             Self::BadSignature => 403,
+            Self::Unauthorized { .. } => 401,
+            Self::BadPurge { .. } => 400,
             Self::Image(e) => match e {
                 crate::image::TransformError::Unsupported(_) => 415,
                 crate::image::TransformError::Corrupt(_)
@@ -216,6 +226,13 @@ impl EdgeError {
                 codes::INTERNAL,
                 "the edge is misconfigured; the operator has been told in the worker log",
             ),
+            Self::Unauthorized { why } => {
+                ErrorBody::new(status, "unauthorized", *why).with_field("authorization")
+            }
+            Self::BadPurge { field, message } => {
+                ErrorBody::new(status, codes::BAD_REQUEST, message.clone())
+                    .with_field(field.clone())
+            }
             Self::BadImageOption { option, message } => {
                 ErrorBody::new(status, codes::BAD_REQUEST, message.clone())
                     .with_field(option.clone())

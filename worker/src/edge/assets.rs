@@ -161,6 +161,8 @@ pub(super) async fn serve(
         extra: Vec::new(),
         follow_timeout: Duration::from_secs(30),
         vary_headers: Vec::new(),
+        purge_path: req.path(),
+        aliases: Vec::new(),
     };
     let source = ObjectSource {
         env: env.clone(),

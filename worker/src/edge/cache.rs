@@ -27,6 +27,7 @@ use crate::policy::flow::{
     self, Answer, Ask, Edit, OnLookup, OnUpstream, Outcome, Start, Upstream,
 };
 use crate::policy::key::variant_key;
+use crate::policy::purge::Verdict;
 use crate::policy::stored::{self, Entry, Meta};
 use crate::policy::{ContentClass, Lifetimes, NoStoreReason, OriginDirectives, Policy};
 use crate::timing::ServerTiming;
@@ -91,6 +92,10 @@ pub(super) struct Plan {
     /// The client's request headers (lowercase names) a stored `Vary` may name
     /// (pass-through only; empty elsewhere).
     pub vary_headers: Vec<(String, String)>,
+    /// The path (and normalized query) URL and prefix purges are matched against.
+    pub purge_path: String,
+    /// Further paths this entry answers for (a derivative's original, `/media/<key>`).
+    pub aliases: Vec<String>,
 }
 
 impl Plan {
@@ -337,9 +342,27 @@ pub(super) async fn serve<S: Source>(
     let mut found = store.lookup(plan, timing).await;
     let mut followed = false;
     loop {
-        let now = now_ms();
         let entry = found.as_ref().map(|(e, _)| e);
-        match flow::on_lookup(&plan.ask, entry, now) {
+        let verdict = match entry {
+            Some(e) => {
+                let started = now_ms();
+                let verdict = super::purge::check(&plan.purge_path, &plan.aliases, e).await;
+                timing.add("purge-check", now_ms() - started);
+                verdict
+            }
+            None => Verdict::Clean,
+        };
+        let now = now_ms();
+        let decision = flow::on_checked_lookup(&plan.ask, entry, verdict, now);
+        let decision = match decision {
+            OnLookup::Refetch => {
+                // A hard purge: the entry is gone for this request, stand-in included.
+                found = None;
+                OnLookup::Fetch { conditional: false }
+            }
+            other => other,
+        };
+        match decision {
             OnLookup::Serve {
                 cache,
                 answer,
@@ -351,7 +374,14 @@ pub(super) async fn serve<S: Source>(
                 if refresh {
                     spawn_refresh(ctx, plan, source, &entry);
                 }
-                return respond_stored(&store, plan, &entry, response, answer, cache, now).await;
+                let served =
+                    respond_stored(&store, plan, &entry, response, answer, cache, now).await?;
+                // Which purge generation the copy was stored under (an operator's "why").
+                let _ = served
+                    .response
+                    .headers()
+                    .set(GENERATION, &entry.meta.generation.to_string());
+                return Ok(served);
             }
             OnLookup::Fetch { conditional } => {
                 let leading = if followed {
@@ -382,6 +412,9 @@ pub(super) async fn serve<S: Source>(
                 )
                 .await;
             }
+            OnLookup::Refetch => {
+                return Err(EdgeError::Runtime(String::from("refetch was mapped above")));
+            }
         }
     }
 }
@@ -399,6 +432,9 @@ async fn fetch<S: Source>(
     timing: &mut ServerTiming,
 ) -> Result<Served, EdgeError> {
     let validators = found.as_ref().map(|(e, _)| e).filter(|_| conditional);
+    // Read before the fetch: a purge landing while it runs makes the entry look older
+    // than it is (one more check), never newer.
+    let generation = super::purge::generation().await;
     let fetched = source.fetch(validators, timing).await;
     for work in source.deferred() {
         ctx.wait_until(work);
@@ -440,7 +476,7 @@ async fn fetch<S: Source>(
             };
             let mut headers = replayed(&stored);
             flow::merge_not_modified(&mut headers, &upstream_headers(&not_modified));
-            let entry = flow::revalidated_entry(&entry, &headers, &up, lifetimes, now);
+            let entry = flow::revalidated_entry(&entry, &headers, &up, lifetimes, now, generation);
             let mut stored = stored;
             let copy = stored.cloned().map_err(runtime)?;
             keep(ctx, plan, &entry, &headers, copy, leading)?;
@@ -464,7 +500,7 @@ async fn fetch<S: Source>(
             };
             let headers = upstream_headers(&response);
             let made_from = header_in(&headers, SOURCE_VERSION);
-            let entry = flow::new_entry(&up, made_from, lifetimes, now);
+            let entry = flow::new_entry(&up, made_from, lifetimes, now, generation);
             let wanted = answer;
             let answer = flow::range_on_miss(answer, entry.meta.length);
             if let (Answer::Partial { start, end, .. }, Answer::Full { .. }) = (wanted, answer)
@@ -569,6 +605,9 @@ async fn fetch<S: Source>(
         }
     }
 }
+
+/// On a served copy: the purge generation it was stored under.
+pub(super) const GENERATION: &str = "x-edge-generation";
 
 /// The header upstream sets on an edge-made response to name the version of what it
 /// was made from (an image's source ETag); it becomes the entry's `source`.
@@ -849,6 +888,7 @@ fn spawn_refresh<S: Source>(ctx: &Context, plan: &Plan, source: &S, entry: &Entr
     ctx.wait_until(async move {
         let mut timing = ServerTiming::new();
         let store = Store::new();
+        let generation = super::purge::generation().await;
         let fetched = source.fetch(Some(&entry), &mut timing).await;
         let deferred = source.deferred();
         let now = now_ms();
@@ -872,7 +912,8 @@ fn spawn_refresh<S: Source>(ctx: &Context, plan: &Plan, source: &S, entry: &Entr
                 };
                 let mut headers = replayed(&stored);
                 flow::merge_not_modified(&mut headers, &upstream_headers(&response));
-                let entry = flow::revalidated_entry(&entry, &headers, &up, lifetimes, now);
+                let entry =
+                    flow::revalidated_entry(&entry, &headers, &up, lifetimes, now, generation);
                 if let Ok(fresh) = storable(&entry.meta, &headers, true, stored.into_parts().1) {
                     store.keep(&plan, &entry, fresh).await;
                 }
@@ -880,7 +921,7 @@ fn spawn_refresh<S: Source>(ctx: &Context, plan: &Plan, source: &S, entry: &Entr
             OnUpstream::Store { lifetimes, .. } => {
                 let headers = upstream_headers(&response);
                 let source = header_in(&headers, SOURCE_VERSION);
-                let entry = flow::new_entry(&up, source, lifetimes, now);
+                let entry = flow::new_entry(&up, source, lifetimes, now, generation);
                 let body = response.into_parts().1;
                 if let Ok(fresh) =
                     storable(&entry.meta, &headers, flow::has_validators(&entry), body)

@@ -350,6 +350,9 @@ pub(super) async fn serve(
         )],
         follow_timeout: slot::SLOT_WAIT + Duration::from_secs(10),
         vary_headers: Vec::new(),
+        purge_path: req.path(),
+        // Purging the original reaches every derivative of it.
+        aliases: vec![format!("/media/{}", key.url_path())],
     };
     let source_for = |format: OutputFormat, plan: &Plan| ImageSource {
         env: env.clone(),

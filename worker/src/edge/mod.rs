@@ -11,6 +11,7 @@ mod images;
 mod libc;
 mod memory;
 mod origin;
+mod purge;
 mod respond;
 mod slot;
 mod sweep;
@@ -22,6 +23,7 @@ use crate::config::Config;
 use crate::error::EdgeError;
 use crate::route::{Method, Route};
 use crate::timing::ServerTiming;
+use origin::runtime;
 
 /// What a handler hands back: the response plus what the cache did.
 pub(crate) struct Served {
@@ -60,6 +62,7 @@ async fn handle(
     timing: &mut ServerTiming,
 ) -> std::result::Result<Served, EdgeError> {
     let config = config_of(env)?;
+    purge::enter(env, &config);
     let url = req.url().map_err(|_| EdgeError::NoRoute {
         path: String::from("(unparsable url)"),
     })?;
@@ -97,6 +100,14 @@ async fn handle(
         } => assets::serve(req, env, ctx, &config, *class, key, *uploaded, timing).await,
         Route::Image { options, key } => {
             images::serve(req, env, ctx, &config, options, key, timing).await
+        }
+        Route::Purge => {
+            let mut req = req.clone().map_err(runtime)?;
+            let response = purge::route(&mut req, env, &config).await?;
+            Ok(Served {
+                response,
+                cache: EdgeCacheStatus::Bypass,
+            })
         }
     }
 }

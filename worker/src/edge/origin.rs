@@ -158,7 +158,10 @@ pub(super) async fn serve(
         headers,
         body,
     };
+    let purge_path = source.path_and_query.clone();
     let plan = Plan {
+        purge_path,
+        aliases: Vec::new(),
         class,
         policy,
         key: key.as_str().to_owned(),

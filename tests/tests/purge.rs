@@ -1,0 +1,235 @@
+//! Invalidation end to end, in workerd with the real origin: an edit through the admin
+//! API reaches the edge within the documented bound, soft purges serve the old copy
+//! only while it is revalidated, purging an original reaches its derivatives, and
+//! nothing unauthenticated changes anything. One stack for the file.
+
+// A test crate: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use course_edge_e2e::{
+    EdgeOptions, Stack, TEST_ADMIN_TOKEN, TEST_PURGE_SECRET, client, fixtures, header,
+};
+
+/// One stack, the scenarios in turn (they use different keys; the stack is torn down
+/// when the test ends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidation_end_to_end() {
+    let stack = Stack::start_with(
+        EdgeOptions::default().object("covers/purge-me.jpg", fixtures::photo(320, 200)),
+    )
+    .await;
+    an_edit_through_the_admin_api_reaches_the_edge_within_the_bound(&stack).await;
+    a_soft_purge_serves_the_old_copy_only_while_it_is_revalidated(&stack).await;
+    purging_an_original_reaches_its_derivatives(&stack).await;
+    unauthenticated_purges_and_admin_calls_through_the_edge_change_nothing(&stack).await;
+    a_repeated_delivery_is_applied_once(&stack).await;
+}
+
+async fn get(url: &str) -> reqwest::Response {
+    client().get(url).send().await.unwrap()
+}
+
+fn status(response: &reqwest::Response) -> String {
+    header(response, "x-edge-cache")
+}
+
+/// The bound a purge takes to be seen: the memo (PURGE_MEMO_MS, 1 s in wrangler.toml)
+/// plus a Durable Object round trip; the test allows a generous margin over it.
+const BOUND: Duration = Duration::from_millis(2500);
+
+async fn admin(stack: &Stack, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    client()
+        .request(method, format!("{}{path}", stack.origin.url()))
+        .header("authorization", format!("Bearer {TEST_ADMIN_TOKEN}"))
+}
+
+async fn an_edit_through_the_admin_api_reaches_the_edge_within_the_bound(stack: &Stack) {
+    let slug = "rust-intermediate";
+    let url = stack.edge.url(&format!("/api/courses/{slug}"));
+    assert_eq!(status(&get(&url).await), "MISS", "{}", stack.edge.log());
+    let hit = get(&url).await;
+    assert_eq!(status(&hit), "HIT");
+    let etag = header(&hit, "etag");
+
+    let title = "Edited at the origin, seen at the edge";
+    let edit = admin(
+        stack,
+        reqwest::Method::PUT,
+        &format!("/admin/courses/{slug}"),
+    )
+    .await
+    .header("if-match", &etag)
+    .json(&serde_json::json!({
+        "title": title, "summary": "s", "locale": "en", "level": "intermediate",
+        "tags": ["rust"], "plan": "free", "cover_image": null
+    }))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(edit.status(), 200);
+    let edited: serde_json::Value = edit.json().await.unwrap();
+    assert_eq!(
+        edited["purge"]["delivered"],
+        true,
+        "the edge acknowledged: {edited}\n{}",
+        stack.origin.log()
+    );
+    let written = Instant::now();
+    loop {
+        let response = get(&url).await;
+        let cache = status(&response);
+        let body: serde_json::Value = response.json().await.unwrap();
+        if body["title"] == title {
+            assert!(matches!(cache.as_str(), "MISS" | "REVALIDATED"), "{cache}");
+            break;
+        }
+        assert_eq!(
+            cache, "HIT",
+            "the old copy is served only as a hit inside the memo"
+        );
+        assert!(
+            written.elapsed() < BOUND,
+            "still the old course after {:?}",
+            written.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("edit → fresh edge answer: {:?}", written.elapsed());
+    assert_eq!(
+        status(&get(&url).await),
+        "HIT",
+        "stored again under the new generation"
+    );
+}
+
+async fn a_soft_purge_serves_the_old_copy_only_while_it_is_revalidated(stack: &Stack) {
+    let url = stack.edge.url("/api/search?q=rust");
+    assert_eq!(status(&get(&url).await), "MISS");
+    let before = get(&url).await;
+    assert_eq!(status(&before), "HIT");
+    let stored_under: u64 = header(&before, "x-edge-generation").parse().unwrap();
+
+    let purge = admin(stack, reqwest::Method::POST, "/admin/invalidate")
+        .await
+        .json(&serde_json::json!({"tags": ["search"], "mode": "soft"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purge.status(), 202);
+    // Past the memo, the first request sees the purge: the old copy, while it refreshes.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let first = get(&url).await;
+    assert_eq!(status(&first), "STALE", "{}", stack.edge.log());
+    let started = Instant::now();
+    loop {
+        let next = get(&url).await;
+        if status(&next) == "HIT" {
+            let now_under: u64 = header(&next, "x-edge-generation").parse().unwrap();
+            assert!(
+                now_under > stored_under,
+                "revalidated under a newer generation"
+            );
+            break;
+        }
+        assert_eq!(status(&next), "STALE");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the revalidation never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn purging_an_original_reaches_its_derivatives(stack: &Stack) {
+    let url = stack.edge.url("/img/width=96/covers/purge-me.jpg");
+    assert_eq!(status(&get(&url).await), "MISS", "{}", stack.edge.log());
+    assert_eq!(status(&get(&url).await), "HIT");
+    let purge = admin(stack, reqwest::Method::POST, "/admin/invalidate")
+        .await
+        .json(&serde_json::json!({"urls": ["/media/covers/purge-me.jpg"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purge.status(), 202);
+    let body: serde_json::Value = purge.json().await.unwrap();
+    assert_eq!(body["purge"]["delivered"], true);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let after = get(&url).await;
+    assert_ne!(
+        status(&after),
+        "HIT",
+        "a derivative of a purged original is not served as is"
+    );
+    assert_eq!(after.status(), 200);
+}
+
+async fn unauthenticated_purges_and_admin_calls_through_the_edge_change_nothing(stack: &Stack) {
+    let url = stack.edge.url("/api/videos/2");
+    get(&url).await;
+    assert_eq!(status(&get(&url).await), "HIT");
+    let purge_url = stack.edge.url("/__edge/purge");
+    let body = serde_json::json!({"id": "x1", "change": {"tags": ["video:2"]}});
+    for auth in [
+        None,
+        Some("Bearer wrong-secret-wrong-secret-wrong"),
+        Some("Bearer "),
+    ] {
+        let mut request = client().post(&purge_url).json(&body);
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let refused = request.send().await.unwrap();
+        assert_eq!(refused.status(), 401, "{auth:?}");
+        let error: serde_json::Value = refused.json().await.unwrap();
+        assert_eq!(error["error"]["field"], "authorization");
+    }
+    let bad = client()
+        .post(&purge_url)
+        .header("authorization", format!("Bearer {TEST_PURGE_SECRET}"))
+        .json(&serde_json::json!({"id": "x2", "change": {"tags": ["a,b"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let error: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(error["error"]["field"], "tags[0]");
+    let wrong_method = client().get(&purge_url).send().await.unwrap();
+    assert_eq!(wrong_method.status(), 405);
+
+    // The origin's admin API is not reachable through the edge, in any spelling.
+    for path in [
+        "/admin/invalidate",
+        "//admin/invalidate",
+        "/%61dmin/invalidate",
+        "/ADMIN/invalidate",
+    ] {
+        let through = client()
+            .post(stack.edge.url(path))
+            .header("authorization", format!("Bearer {TEST_ADMIN_TOKEN}"))
+            .json(&serde_json::json!({"tags": ["video:2"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(through.status(), 404, "{path}");
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(status(&get(&url).await), "HIT", "nothing was purged");
+}
+
+async fn a_repeated_delivery_is_applied_once(stack: &Stack) {
+    let purge_url = stack.edge.url("/__edge/purge");
+    let send = || {
+        client()
+            .post(&purge_url)
+            .header("authorization", format!("Bearer {TEST_PURGE_SECRET}"))
+            .json(&serde_json::json!({"id": "repeat-1", "change": {"tags": ["nothing-cached"]}}))
+            .send()
+    };
+    let first: serde_json::Value = send().await.unwrap().json().await.unwrap();
+    let again: serde_json::Value = send().await.unwrap().json().await.unwrap();
+    assert_eq!(first["applied"], true);
+    assert_eq!(again["applied"], false);
+    assert_eq!(first["generation"], again["generation"]);
+}

@@ -1,0 +1,312 @@
+//! Purges at the edge (wasm32 glue; the rules are in `policy::purge`).
+//!
+//! * [`PurgeLedger`]: the Durable Object (one, named `ledger`) holding the ledger. It is
+//!   strongly consistent and runs under `wrangler dev` as in production. Items are
+//!   persisted one key each (`i:<item>`, `a:<purge id>`, `latest`, `floor`) and loaded
+//!   into memory on the object's first request.
+//! * [`route`]: `POST /__edge/purge`, the origin's delivery (bearer secret compared in
+//!   constant time, bounded body).
+//! * [`check`] / [`generation`]: what the cache does per hit and per store, memoizing the
+//!   ledger's latest generation in the isolate for `PURGE_MEMO_MS`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use protocol::purge::Purge;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use worker::{
+    DurableObject, Env, Method as HttpMethod, Request, RequestInit, Response, Result, State,
+    durable_object,
+};
+
+use crate::config::Config;
+use crate::error::EdgeError;
+use crate::policy::purge::{self, Ledger, Marks, Verdict};
+use crate::policy::stored::Entry;
+
+/// The Durable Object binding (wrangler.toml).
+pub const BINDING: &str = "PURGES";
+/// Largest purge body accepted.
+const MAX_PURGE_BYTES: usize = 64 * 1024;
+
+#[durable_object(fetch)]
+pub struct PurgeLedger {
+    state: State,
+    ledger: RefCell<Option<Ledger>>,
+}
+
+impl PurgeLedger {
+    async fn loaded(&self) -> Result<Ledger> {
+        if let Some(ledger) = self.ledger.borrow().clone() {
+            return Ok(ledger);
+        }
+        let storage = self.state.storage();
+        let mut ledger = Ledger::default();
+        let all = storage.list().await?;
+        for entry in all.entries() {
+            let Ok(pair) = entry else { continue };
+            let pair: worker::js_sys::Array = pair.into();
+            let Some(key) = pair.get(0).as_string() else {
+                continue;
+            };
+            let value = pair.get(1);
+            if key == "latest" {
+                ledger.latest = value.as_f64().unwrap_or(0.0) as u64;
+            } else if key == "floor" {
+                ledger.floor = value.as_f64().unwrap_or(0.0) as u64;
+            } else if let Some(item) = key.strip_prefix("i:") {
+                if let Some(mark) = value
+                    .as_string()
+                    .and_then(|json| serde_json::from_str::<purge::Mark>(&json).ok())
+                {
+                    ledger.items.insert(item.to_owned(), mark);
+                }
+            } else if let Some(id) = key.strip_prefix("a:") {
+                ledger
+                    .applied
+                    .push_back((id.to_owned(), value.as_f64().unwrap_or(0.0) as u64));
+            }
+        }
+        let mut applied: Vec<(String, u64)> = ledger.applied.drain(..).collect();
+        applied.sort_by_key(|(_, g)| *g);
+        ledger.applied = applied.into();
+        *self.ledger.borrow_mut() = Some(ledger.clone());
+        Ok(ledger)
+    }
+
+    async fn apply(&self, purge: &Purge) -> Result<Response> {
+        let mut ledger = self.loaded().await?;
+        let (applied, dropped) = ledger.apply(purge);
+        if applied.applied {
+            let storage = self.state.storage();
+            let mark = serde_json::to_string(&purge::Mark {
+                generation: applied.generation,
+                mode: purge.change.mode,
+            })
+            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+            for item in purge::items(purge) {
+                storage.put(&format!("i:{item}"), mark.clone()).await?;
+            }
+            storage
+                .put(&format!("a:{}", purge.id), applied.generation)
+                .await?;
+            storage.put("latest", ledger.latest).await?;
+            storage.put("floor", ledger.floor).await?;
+            if !dropped.is_empty() {
+                storage.delete_multiple(dropped).await?;
+            }
+        }
+        *self.ledger.borrow_mut() = Some(ledger);
+        Response::from_json(&applied)
+    }
+}
+
+impl DurableObject for PurgeLedger {
+    fn new(state: State, _env: Env) -> Self {
+        Self {
+            state,
+            ledger: RefCell::new(None),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let path = req.path();
+        match (req.method(), path.as_str()) {
+            (HttpMethod::Post, "/apply") => {
+                let bytes = req.bytes().await?;
+                match Purge::parse(&bytes) {
+                    Ok(purge) => self.apply(&purge).await,
+                    Err(e) => Response::error(e.to_string(), 400),
+                }
+            }
+            (HttpMethod::Post, "/check") => {
+                let probes: Vec<String> = req.json().await.unwrap_or_default();
+                let ledger = self.loaded().await?;
+                Response::from_json(&ledger.check(probes.iter().map(String::as_str)))
+            }
+            _ => Response::error("no such ledger route", 404),
+        }
+    }
+}
+
+fn stub(env: &Env) -> Result<worker::Stub> {
+    env.durable_object(BINDING)?.get_by_name("ledger")
+}
+
+async fn ledger_call(env: &Env, path: &str, body: String) -> Result<Response> {
+    let mut init = RequestInit::new();
+    init.with_method(HttpMethod::Post)
+        .with_body(Some(body.into()));
+    let req = Request::new_with_init(&format!("https://ledger{path}"), &init)?;
+    stub(env)?.fetch_with_request(req).await
+}
+
+/// `POST /__edge/purge`: the origin's delivery. Refused (401, changing nothing) without
+/// the secret; 400 naming the field on a bad purge.
+pub(super) async fn route(
+    req: &mut Request,
+    env: &Env,
+    config: &Config,
+) -> std::result::Result<Response, EdgeError> {
+    let presented = req
+        .headers()
+        .get("authorization")
+        .ok()
+        .flatten()
+        .and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned))
+        .unwrap_or_default();
+    let authorized = config.purge_secret.as_deref().is_some_and(|secret| {
+        bool::from(Sha256::digest(presented.as_bytes()).ct_eq(&Sha256::digest(secret.as_bytes())))
+    });
+    if !authorized {
+        return Err(EdgeError::Unauthorized {
+            why: "send Authorization: Bearer <EDGE_PURGE_SECRET>",
+        });
+    }
+    let declared = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|l| l.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_PURGE_BYTES) {
+        return Err(EdgeError::PayloadTooLarge {
+            limit: MAX_PURGE_BYTES,
+        });
+    }
+    let bytes = req
+        .bytes()
+        .await
+        .map_err(|e| EdgeError::Runtime(format!("reading the purge: {e}")))?;
+    if bytes.len() > MAX_PURGE_BYTES {
+        return Err(EdgeError::PayloadTooLarge {
+            limit: MAX_PURGE_BYTES,
+        });
+    }
+    let purge = Purge::parse(&bytes).map_err(|e| EdgeError::BadPurge {
+        field: e.field,
+        message: e.message,
+    })?;
+    let body = serde_json::to_string(&purge).map_err(|e| EdgeError::Runtime(e.to_string()))?;
+    let mut applied = ledger_call(env, "/apply", body)
+        .await
+        .map_err(|e| EdgeError::Runtime(format!("the purge ledger: {e}")))?;
+    if applied.status_code() != 200 {
+        return Err(EdgeError::Runtime(format!(
+            "the purge ledger answered {}",
+            applied.status_code()
+        )));
+    }
+    let applied: purge::Applied = applied
+        .json()
+        .await
+        .map_err(|e| EdgeError::Runtime(format!("the purge ledger: {e}")))?;
+    // This isolate sees its own purge at once.
+    MEMO.with(|m| m.borrow_mut().latest = None);
+    worker::console_log!(
+        "purge {} applied={} generation={}",
+        purge.id,
+        applied.applied,
+        applied.generation
+    );
+    Response::from_json(&applied).map_err(|e| EdgeError::Runtime(e.to_string()))
+}
+
+/// The isolate's memo of the ledger.
+#[derive(Default)]
+struct Memo {
+    /// (latest, floor, fetched at ms).
+    latest: Option<(u64, u64, f64)>,
+    /// Entries proven clean, by probe set, up to a latest generation, with when.
+    clean: HashMap<String, (u64, f64)>,
+}
+
+thread_local! {
+    static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
+    static ENV: RefCell<Option<(Env, f64)>> = const { RefCell::new(None) };
+}
+
+/// Binds this request's environment and memo time (set once per request).
+pub(super) fn enter(env: &Env, config: &Config) {
+    ENV.with(|e| *e.borrow_mut() = Some((env.clone(), config.purge_memo.as_secs_f64() * 1000.0)));
+}
+
+fn env_and_memo() -> Option<(Env, f64)> {
+    ENV.with(|e| e.borrow().clone())
+}
+
+async fn ask(env: &Env, probes: &[String]) -> Option<Marks> {
+    let body = serde_json::to_string(probes).ok()?;
+    let mut response = ledger_call(env, "/check", body).await.ok()?;
+    if response.status_code() != 200 {
+        return None;
+    }
+    response.json::<Marks>().await.ok()
+}
+
+/// The generation a new entry is stored under: the memoized latest when fresh, else the
+/// ledger's (0 when it cannot be asked: the entry is then checked on every hit).
+pub(super) async fn generation() -> u64 {
+    let now = super::now_ms();
+    let Some((env, memo_ms)) = env_and_memo() else {
+        return 0;
+    };
+    if let Some((latest, _, at)) = MEMO.with(|m| m.borrow().latest)
+        && now - at < memo_ms
+    {
+        return latest;
+    }
+    match ask(&env, &[]).await {
+        Some(marks) => {
+            MEMO.with(|m| m.borrow_mut().latest = Some((marks.latest, marks.floor, now)));
+            marks.latest
+        }
+        None => 0,
+    }
+}
+
+/// A hit's verdict: clean without a question when no purge is newer than the entry (as
+/// of the memo); otherwise one ledger round trip for the entry's probes.
+pub(super) async fn check(path_and_query: &str, aliases: &[String], entry: &Entry) -> Verdict {
+    let Some((env, memo_ms)) = env_and_memo() else {
+        return Verdict::Unconfirmed;
+    };
+    let now = super::now_ms();
+    let generation = entry.meta.generation;
+    if let Some((latest, floor, at)) = MEMO.with(|m| m.borrow().latest)
+        && now - at < memo_ms
+        && latest <= generation
+        && generation >= floor
+    {
+        return Verdict::Clean;
+    }
+    let probes = purge::probes(path_and_query, &entry.tags, aliases);
+    let memo_key = format!("{generation}|{}", probes.join("|"));
+    if let Some((latest, _, at)) = MEMO.with(|m| m.borrow().latest)
+        && now - at < memo_ms
+        && MEMO.with(|m| {
+            m.borrow()
+                .clean
+                .get(&memo_key)
+                .is_some_and(|(upto, when)| *upto >= latest && now - when < memo_ms)
+        })
+    {
+        return Verdict::Clean;
+    }
+    let marks = ask(&env, &probes).await;
+    let verdict = purge::verdict(generation, marks.as_ref());
+    if let Some(marks) = &marks {
+        MEMO.with(|m| {
+            let mut m = m.borrow_mut();
+            m.latest = Some((marks.latest, marks.floor, now));
+            if verdict == Verdict::Clean {
+                if m.clean.len() > 10_000 {
+                    m.clean.clear();
+                }
+                m.clean.insert(memo_key, (marks.latest, now));
+            }
+        });
+    }
+    verdict
+}
