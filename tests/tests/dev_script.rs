@@ -61,6 +61,11 @@ async fn scripts_dev_brings_up_the_stack_with_demo_images_and_stops_cleanly_on_c
         example.contains("Bearer dev-"),
         "no admin example printed:\n{printed}"
     );
+    // The edge holds the course before the edit …
+    let course = format!("http://127.0.0.1:{edge_port}/api/courses/rust-beginner");
+    client().get(&course).send().await.unwrap();
+    let cached = client().get(&course).send().await.unwrap();
+    assert_eq!(cached.headers()["x-edge-cache"], "HIT");
     let pasted = Command::new("bash")
         .arg("-c")
         .arg(&example)
@@ -72,6 +77,26 @@ async fn scripts_dev_brings_up_the_stack_with_demo_images_and_stops_cleanly_on_c
         "the printed edit failed:\n{example}\n{answer}"
     );
     assert!(answer.contains("Rust Ownership, Edited"));
+    // … and serves the edit once the origin's purge reached it.
+    let edited = Instant::now();
+    loop {
+        let body: serde_json::Value = client()
+            .get(&course)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["title"] == "Rust Ownership, Edited" {
+            break;
+        }
+        assert!(
+            edited.elapsed() < Duration::from_secs(3),
+            "the dev edge still serves the old course"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // The demo images are in the local R2 bucket, byte for byte.
     let fixtures = std::env::var("COURSE_EDGE_FIXTURES").map_or_else(
