@@ -233,3 +233,23 @@ async fn a_repeated_delivery_is_applied_once(stack: &Stack) {
     assert_eq!(again["applied"], false);
     assert_eq!(first["generation"], again["generation"]);
 }
+
+/// The ledger unreachable: a stored copy is never served blindly — it is revalidated
+/// with the origin (a conditional request), and with the origin down too it stands in
+/// only as stale-on-error, marked so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_ledger_unreachable_hits_are_revalidated_not_served_blindly() {
+    let mut stack =
+        Stack::start_with(EdgeOptions::default().var("PURGE_LEDGER_FAULT", "unreachable")).await;
+    let url = stack.edge.url("/api/videos/3");
+    assert_eq!(status(&get(&url).await), "MISS", "{}", stack.edge.log());
+    for _ in 0..3 {
+        let again = get(&url).await;
+        assert_eq!(status(&again), "REVALIDATED", "never a blind HIT");
+        assert_eq!(again.status(), 200);
+    }
+    stack.origin.stop();
+    let down = get(&url).await;
+    assert_eq!(down.status(), 200);
+    assert_eq!(status(&down), "STALE", "stale-on-error, marked");
+}

@@ -49,6 +49,9 @@ pub mod vars {
     /// How long an isolate trusts the purge ledger's latest generation, in ms: with one
     /// Durable Object round trip, the bound on serving a purged entry.
     pub const PURGE_MEMO_MS: &str = "PURGE_MEMO_MS";
+    /// Fault injection (tests only): `unreachable` makes every purge-ledger call fail,
+    /// as when the Durable Object cannot be reached.
+    pub const PURGE_LEDGER_FAULT: &str = "PURGE_LEDGER_FAULT";
     /// Secret: when set, image URLs need `sig=` (hex HMAC-SHA256, see `image::sign`).
     pub const IMAGE_SIGNING_KEY: &str = "IMAGE_SIGNING_KEY";
     // Per-class cache policy overrides: `POLICY_<CLASS>`, see `policy::table`.
@@ -82,6 +85,8 @@ pub struct Config {
     pub purge_secret: Option<String>,
     /// How long the isolate memoizes the purge ledger's answers.
     pub purge_memo: Duration,
+    /// Fault injection: the ledger is unreachable.
+    pub purge_ledger_down: bool,
 }
 
 impl Config {
@@ -199,9 +204,21 @@ impl Config {
                 Duration::from_millis(parse_bounded(vars::PURGE_MEMO_MS, &raw, 0, 60_000)?)
             }
         };
+        let purge_ledger_down = match lookup(vars::PURGE_LEDGER_FAULT).as_deref() {
+            None | Some("") => false,
+            Some("unreachable") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: vars::PURGE_LEDGER_FAULT,
+                    value: other.to_owned(),
+                    why: "is unset, or `unreachable` (fault injection for tests)",
+                });
+            }
+        };
         Ok(Self {
             purge_secret,
             purge_memo,
+            purge_ledger_down,
             origin_url,
             origin_timeout,
             retry_after_secs,

@@ -135,6 +135,11 @@ fn stub(env: &Env) -> Result<worker::Stub> {
 }
 
 async fn ledger_call(env: &Env, path: &str, body: String) -> Result<Response> {
+    if FAULT.with(|f| *f.borrow()) {
+        return Err(worker::Error::RustError(String::from(
+            "the purge ledger is unreachable (PURGE_LEDGER_FAULT)",
+        )));
+    }
     let mut init = RequestInit::new();
     init.with_method(HttpMethod::Post)
         .with_body(Some(body.into()));
@@ -225,11 +230,13 @@ struct Memo {
 thread_local! {
     static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
     static ENV: RefCell<Option<(Env, f64)>> = const { RefCell::new(None) };
+    static FAULT: RefCell<bool> = const { RefCell::new(false) };
 }
 
 /// Binds this request's environment and memo time (set once per request).
 pub(super) fn enter(env: &Env, config: &Config) {
     ENV.with(|e| *e.borrow_mut() = Some((env.clone(), config.purge_memo.as_secs_f64() * 1000.0)));
+    FAULT.with(|f| *f.borrow_mut() = config.purge_ledger_down);
 }
 
 fn env_and_memo() -> Option<(Env, f64)> {
