@@ -103,6 +103,13 @@ pub struct Config {
     #[arg(long, env = "ADMIN_TOKENS", hide_env_values = true)]
     pub admin_tokens: Option<String>,
 
+    /// The secret the edge presents on every request (`x-edge-secret`; the worker's
+    /// ORIGIN_SECRET). Set: segment headers and `?segment=` are honoured only from
+    /// requests that carry it, and admin routes refuse requests that do (they came
+    /// through the edge). Unset (dev): segments are taken as sent.
+    #[arg(long, env = "EDGE_SECRET", hide_env_values = true)]
+    pub edge_secret: Option<String>,
+
     /// `nats://…`: tell the other origin instances about purges over NATS (else Redis
     /// pub/sub when REDIS_URL is set, else nobody).
     #[arg(long, env = "NATS_URL")]
@@ -201,6 +208,8 @@ pub struct Settings {
     pub admin_tokens: Vec<(String, String)>,
     /// How long an admin write waits for its purge's acknowledgement.
     pub admin_wait: Duration,
+    /// The edge's shared secret, when requests must prove they came through the edge.
+    pub edge_secret: Option<String>,
 }
 
 impl Default for Settings {
@@ -215,6 +224,7 @@ impl Default for Settings {
             client_ip_header: Some(String::from(protocol::headers::CLIENT_IP)),
             admin_tokens: Vec::new(),
             admin_wait: Duration::from_secs(3),
+            edge_secret: None,
         }
     }
 }
@@ -278,6 +288,13 @@ impl Config {
         }
         if let Some(spec) = &self.admin_tokens {
             parse_admin_tokens(spec)?;
+        }
+        if self
+            .edge_secret
+            .as_ref()
+            .is_some_and(|s| !s.is_empty() && s.len() < 24)
+        {
+            return Err(String::from("EDGE_SECRET must be at least 24 characters"));
         }
         if self.edge_purge_url.is_some() != self.edge_purge_secret.is_some() {
             return Err(String::from(
@@ -343,6 +360,7 @@ impl Config {
                 .and_then(|spec| parse_admin_tokens(spec).ok())
                 .unwrap_or_default(),
             admin_wait: Duration::from_millis(self.admin_wait_ms),
+            edge_secret: self.edge_secret.clone().filter(|s| !s.is_empty()),
         }
     }
 

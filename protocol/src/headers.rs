@@ -9,6 +9,9 @@ pub const CACHE_TAG: &str = "cache-tag";
 /// The audience segment the edge derived from the verified session cookie; the origin
 /// keys per-segment content (the feed) by it. Never a user id.
 pub const SEGMENT: &str = "x-course-segment";
+/// The shared secret the edge presents on every origin request (a wrangler secret at
+/// the edge, `EDGE_SECRET` at the origin). Never taken from a client.
+pub const EDGE_SECRET: &str = "x-edge-secret";
 /// Correlates one request across edge and origin logs.
 pub const REQUEST_ID: &str = "x-request-id";
 /// The client's IP as the edge saw it (Cloudflare's `cf-connecting-ip` on the request

@@ -466,6 +466,9 @@ pub const TEST_SESSION_KEYS: &str = "test:KioqKioqKioqKioqKioqKioqKioqKioqKioqKi
 
 /// The origin's admin token in every test stack (as `tester`).
 pub const TEST_ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef";
+/// The secret the edge presents to the origin in every test stack (segments are
+/// trusted only with it).
+pub const TEST_EDGE_SECRET: &str = "e2e-edge-secret-0123456789abcdef";
 /// The secret the origin presents on the edge's purge route in every test stack.
 pub const TEST_PURGE_SECRET: &str = "e2e-purge-secret-0123456789abcdef";
 
@@ -493,6 +496,7 @@ impl Stack {
                 format!("http://127.0.0.1:{edge_port}/__edge/purge"),
             ),
             ("EDGE_PURGE_SECRET", String::from(TEST_PURGE_SECRET)),
+            ("EDGE_SECRET", String::from(TEST_EDGE_SECRET)),
             ("PURGE_RETRY_BASE_MS", String::from("100")),
             ("PURGE_RETRY_MAX_MS", String::from("1000")),
         ] {
@@ -508,6 +512,10 @@ impl Stack {
             .secrets
             .entry(String::from("EDGE_PURGE_SECRET"))
             .or_insert_with(|| String::from(TEST_PURGE_SECRET));
+        options
+            .secrets
+            .entry(String::from("ORIGIN_SECRET"))
+            .or_insert_with(|| String::from(TEST_EDGE_SECRET));
         options
             .vars
             .entry(String::from("INTERNAL_PATHS"))

@@ -49,6 +49,9 @@ pub mod vars {
     /// How long an isolate trusts the purge ledger's latest generation, in ms: with one
     /// Durable Object round trip, the bound on serving a purged entry.
     pub const PURGE_MEMO_MS: &str = "PURGE_MEMO_MS";
+    /// The secret the edge presents to the origin on every request (`x-edge-secret`),
+    /// the origin's `EDGE_SECRET` (a wrangler secret).
+    pub const ORIGIN_SECRET: &str = "ORIGIN_SECRET";
     /// Fault injection (tests only): `unreachable` makes every purge-ledger call fail,
     /// as when the Durable Object cannot be reached.
     pub const PURGE_LEDGER_FAULT: &str = "PURGE_LEDGER_FAULT";
@@ -87,6 +90,8 @@ pub struct Config {
     pub purge_memo: Duration,
     /// Fault injection: the ledger is unreachable.
     pub purge_ledger_down: bool,
+    /// Presented to the origin on every request.
+    pub origin_secret: Option<String>,
 }
 
 impl Config {
@@ -215,7 +220,18 @@ impl Config {
                 });
             }
         };
+        let origin_secret = match lookup(vars::ORIGIN_SECRET).filter(|s| !s.is_empty()) {
+            Some(secret) if secret.len() < 24 || !secret.bytes().all(|b| b.is_ascii_graphic()) => {
+                return Err(ConfigError::Invalid {
+                    name: vars::ORIGIN_SECRET,
+                    value: String::from("(hidden)"),
+                    why: "must be at least 24 visible ASCII characters",
+                });
+            }
+            other => other,
+        };
         Ok(Self {
+            origin_secret,
             purge_secret,
             purge_memo,
             purge_ledger_down,

@@ -131,8 +131,21 @@ pub(super) async fn video(
     Ok(respond(&entry, lookup, Domain::Video.ttl(), &headers))
 }
 
-/// The segment: the header the edge sets, else `?segment=` for direct calls.
-fn segment_of(headers: &HeaderMap, raw: Option<&str>) -> Result<Segment, InputError> {
+/// The segment of a caller that may not choose one (a direct call while `EDGE_SECRET`
+/// is set): the anonymous English feed.
+const UNTRUSTED_SEGMENT: &str = "anon-en";
+
+/// The segment: the header the edge sets, else `?segment=` for direct calls; both only
+/// from the edge when its secret is configured (else the anonymous segment).
+fn segment_of(
+    headers: &HeaderMap,
+    raw: Option<&str>,
+    via: super::Via,
+) -> Result<Segment, InputError> {
+    if via == super::Via::Direct {
+        return Segment::parse(UNTRUSTED_SEGMENT)
+            .ok_or_else(|| InputError::new("segment", "the anonymous segment is not valid"));
+    }
     let bad = || {
         InputError::new(
             "segment",
@@ -157,7 +170,11 @@ pub(super) async fn feed(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let segment = segment_of(&headers, raw.as_deref())?;
+    let segment = segment_of(
+        &headers,
+        raw.as_deref(),
+        super::via(&state.settings, &headers),
+    )?;
     let _guard = match state.admission.enter(Class::Feed).await {
         Ok(guard) => guard,
         Err(shed) => {
@@ -185,6 +202,7 @@ pub(super) async fn feed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::Via;
 
     #[test]
     fn if_none_match_uses_weak_comparison_and_lists() {
@@ -205,23 +223,36 @@ mod tests {
     fn the_segment_header_wins_over_the_query() {
         let mut headers = HeaderMap::new();
         assert_eq!(
-            segment_of(&headers, Some("segment=pro-de"))
+            segment_of(&headers, Some("segment=pro-de"), Via::Unchecked)
                 .unwrap()
                 .to_string(),
             "pro-de"
         );
         headers.insert(SEGMENT, HeaderValue::from_static("free-en"));
         assert_eq!(
-            segment_of(&headers, Some("segment=pro-de"))
+            segment_of(&headers, Some("segment=pro-de"), Via::Unchecked)
                 .unwrap()
                 .to_string(),
             "free-en"
         );
         headers.insert(SEGMENT, HeaderValue::from_static("gold-en"));
-        assert_eq!(segment_of(&headers, None).unwrap_err().field, "segment");
         assert_eq!(
-            segment_of(&HeaderMap::new(), None).unwrap_err().field,
+            segment_of(&headers, None, Via::Unchecked)
+                .unwrap_err()
+                .field,
             "segment"
         );
+        assert_eq!(
+            segment_of(&HeaderMap::new(), None, Via::Unchecked)
+                .unwrap_err()
+                .field,
+            "segment"
+        );
+        // With the edge's secret configured, a direct caller chooses no segment.
+        headers.insert(SEGMENT, HeaderValue::from_static("pro-de"));
+        let direct = segment_of(&headers, Some("segment=pro-de"), Via::Direct).unwrap();
+        assert_eq!(direct.to_string(), UNTRUSTED_SEGMENT);
+        let edge = segment_of(&headers, None, Via::Edge).unwrap();
+        assert_eq!(edge.to_string(), "pro-de");
     }
 }

@@ -21,6 +21,35 @@ pub use error::ApiError;
 
 use crate::AppState;
 
+/// Where a request came from, as far as the edge's shared secret tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// It carries the edge's secret.
+    Edge,
+    /// It does not, and the secret is configured: a direct caller.
+    Direct,
+    /// No secret configured (development): trust what is sent.
+    Unchecked,
+}
+
+/// Checks `x-edge-secret` against `EDGE_SECRET` (SHA-256 digests, constant time).
+pub(crate) fn via(settings: &crate::config::Settings, headers: &axum::http::HeaderMap) -> Via {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    let Some(secret) = &settings.edge_secret else {
+        return Via::Unchecked;
+    };
+    let presented = headers
+        .get(protocol::headers::EDGE_SECRET)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if bool::from(Sha256::digest(presented).ct_eq(&Sha256::digest(secret.as_bytes()))) {
+        Via::Edge
+    } else {
+        Via::Direct
+    }
+}
+
 /// Largest request body any route accepts.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 

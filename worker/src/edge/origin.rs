@@ -196,6 +196,12 @@ pub(super) async fn fetch(
         detail,
         retry_after_secs: config.retry_after_secs,
     };
+    if let Some(secret) = &config.origin_secret {
+        // The origin trusts segment headers only from requests that carry it.
+        headers
+            .set(protocol::headers::EDGE_SECRET, secret)
+            .map_err(|e| unreachable(format!("setting the edge secret: {e}")))?;
+    }
     let mut init = RequestInit::new();
     // Redirects are the client's to follow: a shared cache passes a 3xx on (and stores
     // it by its own freshness), never the page it points at under this URL.

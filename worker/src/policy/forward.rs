@@ -5,7 +5,7 @@
 //! conditionals and ranges on a cached request (the edge answers those from its entry;
 //! a 304 or 206 meant for the client must never be taken for the edge's own answer).
 
-use protocol::headers::{CLIENT_IP, REQUEST_ID, SEGMENT};
+use protocol::headers::{CLIENT_IP, EDGE_SECRET, REQUEST_ID, SEGMENT};
 
 use super::table::Audience;
 
@@ -39,6 +39,7 @@ pub fn forwarded(audience: Audience, bypassed: bool, name: &str, listed: &[Strin
         || listed.iter().any(|l| l == name)
         || name == SEGMENT
         || name == CLIENT_IP
+        || name == EDGE_SECRET
     {
         return false;
     }
@@ -63,6 +64,8 @@ mod tests {
         // (audience, bypassed, header, forwarded)
         let table = [
             (Shared, false, "x-request-id", true),
+            (Origin, true, "x-edge-secret", false),
+            (Origin, false, "x-edge-secret", false),
             (Shared, false, "accept", false),
             (Shared, false, "accept-language", false),
             (Shared, false, "user-agent", false),
