@@ -101,7 +101,14 @@ async fn serve(config: Config) -> Result<(), String> {
             url,
             &format!("{}:{}", config.redis_prefix, config.purge_subject),
         )?,
-        (None, None) => Bus::Local,
+        (None, None) => {
+            if config.database_url.is_some() {
+                tracing::warn!(
+                    "DATABASE_URL is shared but neither NATS_URL nor REDIS_URL is set: other origin instances will not hear of purges and keep serving their in-process copies until TTL"
+                );
+            }
+            Bus::Local
+        }
     };
     let client = Targets::client();
     let targets = Targets {

@@ -207,7 +207,7 @@ async fn refusals_change_nothing(app: TestApp) {
         None,
         Some("Bearer wrong-token-wrong-token-wrong"),
         Some("Bearer "),
-        Some("bearer test-admin-token-0123456789abcdef"),
+        Some("Basic test-admin-token-0123456789abcdef"),
         Some(""),
     ] {
         let response = send(token, Some(etag.clone()), good.clone(), "application/json")
@@ -379,3 +379,64 @@ async fn invalidate_and_rebuild(app: TestApp) {
     );
 }
 on_every_backend!(invalidate_urls_prefixes_and_feeds, invalidate_and_rebuild);
+
+/// With `EDGE_SECRET` set, only requests carrying it choose a segment, and admin routes
+/// refuse requests that carry it (they came through the edge).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_secret_gates_segments_and_keeps_admin_off_the_edge() {
+    const SECRET: &str = "edge-secret-for-tests-0123456789";
+    let settings = course_edge_origin::config::Settings {
+        edge_secret: Some(SECRET.into()),
+        ..support::test_settings()
+    };
+    let app = support::spawn_app_with(support::Backend::Sqlite, settings)
+        .await
+        .unwrap();
+    let segment = |extra: Option<(&'static str, &'static str)>, query: &'static str| {
+        let mut request = app
+            .client
+            .get(app.url(&format!("/api/feed{query}")))
+            .header("x-course-segment", "pro-en");
+        if let Some((name, value)) = extra {
+            request = request.header(name, value);
+        }
+        async move {
+            let body: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+            body["segment"].as_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(
+        segment(None, "").await,
+        "anon-en",
+        "a direct caller chooses no segment"
+    );
+    assert_eq!(
+        segment(Some(("x-edge-secret", "wrong")), "").await,
+        "anon-en"
+    );
+    assert_eq!(segment(Some(("x-edge-secret", SECRET)), "").await, "pro-en");
+    let query: serde_json::Value = app
+        .client
+        .get(app.url("/api/feed?segment=pro-en"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(query["segment"], "anon-en");
+
+    let invalidate = |with_edge_secret: bool| {
+        let mut request = app
+            .client
+            .post(app.url("/admin/invalidate"))
+            .header("authorization", bearer())
+            .json(&serde_json::json!({"tags": ["catalog"]}));
+        if with_edge_secret {
+            request = request.header("x-edge-secret", SECRET);
+        }
+        request.send()
+    };
+    assert_eq!(invalidate(true).await.unwrap().status(), 404);
+    assert_eq!(invalidate(false).await.unwrap().status(), 202);
+}

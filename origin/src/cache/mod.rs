@@ -292,23 +292,26 @@ impl Caches {
             self.count(domain, Lookup::Hit);
             return Ok((entry, Lookup::Hit));
         }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.load_once(key, &load, attempt == LOAD_ATTEMPTS).await {
-                Err(e) if matches!(*e, LoadError::Superseded) && attempt < LOAD_ATTEMPTS => {
+        for _ in 1..LOAD_ATTEMPTS {
+            match self.load_once(key, &load).await {
+                Err(e) if matches!(*e, LoadError::Superseded) => {
                     metrics::counter!("origin_cache_superseded_loads_total").increment(1);
                 }
                 done => return done,
             }
         }
+        // Evicted over and over while loading: answer from the store, keep nothing.
+        let entry = load().await.map_err(Arc::new)?;
+        self.count(domain, Lookup::Miss);
+        Ok((Arc::new(entry), Lookup::Miss))
     }
 
+    /// One coalesced load. `Err(Superseded)` when an eviction covered it before its value
+    /// was inserted, or between the check and the insert (it is then removed again).
     async fn load_once<F, Fut>(
         &self,
         key: &CacheKey,
         load: &F,
-        last: bool,
     ) -> Result<(Arc<Entry>, Lookup), Arc<LoadError>>
     where
         F: Fn() -> Fut,
@@ -317,10 +320,8 @@ impl Caches {
         let domain = key.domain;
         // 0: not loaded by us, 1: from Redis, 2: from the store.
         let source = AtomicU8::new(0);
-        // The last attempt's value is served even if overtaken, but never kept.
-        let uncached = Mutex::new(None);
+        let since = self.epoch();
         let init = async {
-            let since = self.epoch();
             if let Some(l2) = &self.l2
                 && let Some(entry) = l2.get(key.as_str()).await
             {
@@ -336,9 +337,6 @@ impl Caches {
             };
             let entry = load().await?;
             if self.superseded(since, key, &entry.tags) {
-                if last && let Ok(mut slot) = uncached.lock() {
-                    *slot = Some(Arc::new(entry));
-                }
                 return Err(LoadError::Superseded);
             }
             source.store(2, Ordering::Relaxed);
@@ -347,28 +345,25 @@ impl Caches {
             }
             Ok::<_, LoadError>(Arc::new(entry))
         };
-        let inserted = self
+        let entry = self
             .l1(domain)
             .entry(key.as_str().to_owned())
             .or_try_insert_with(init)
-            .await;
-        let entry = match inserted {
-            Ok(entry) => entry,
-            Err(e) => {
-                if let Some(entry) = uncached.lock().ok().and_then(|mut slot| slot.take()) {
-                    self.count(domain, Lookup::Miss);
-                    return Ok((entry, Lookup::Miss));
-                }
-                return Err(e);
-            }
-        };
+            .await?
+            .into_value();
         let lookup = match source.load(Ordering::Relaxed) {
             1 => Lookup::L2Hit,
             2 => Lookup::Miss,
             _ => Lookup::Hit,
         };
+        // An eviction between the check above and moka's insert found nothing to remove:
+        // look again now that the value is in, and take it back out if so.
+        if lookup != Lookup::Hit && self.superseded(since, key, &entry.tags) {
+            self.l1(domain).invalidate(key.as_str()).await;
+            return Err(Arc::new(LoadError::Superseded));
+        }
         self.count(domain, lookup);
-        Ok((entry.into_value(), lookup))
+        Ok((entry, lookup))
     }
 
     fn count(&self, domain: Domain, lookup: Lookup) {
@@ -379,6 +374,12 @@ impl Caches {
     /// delivers a change does it once; peers told over the bus evict locally only).
     /// Redis failures are returned so the caller (the outbox) retries.
     pub async fn evict(&self, eviction: &Eviction, shared: bool) -> Result<(), String> {
+        // Redis first: a local load that starts after the local eviction must not find
+        // the old value still in Redis (it would pass the generation check).
+        let shared_result = match (&self.l2, shared) {
+            (Some(l2), true) => l2.evict(eviction).await.map(|_| ()),
+            _ => Ok(()),
+        };
         if let Ok(mut log) = self.evictions.lock() {
             log.record(eviction.clone());
         }
@@ -395,11 +396,8 @@ impl Caches {
             Eviction::Domain(domain) => self.l1(*domain).invalidate_all(),
             Eviction::All => self.l1.iter().for_each(|cache| cache.invalidate_all()),
         }
-        if shared && let Some(l2) = &self.l2 {
-            l2.evict(eviction).await?;
-        }
         metrics::counter!("origin_cache_evictions_total").increment(1);
-        Ok(())
+        shared_result
     }
 
     /// Entries currently held in process for a domain (approximate; for tests/metrics).

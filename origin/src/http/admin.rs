@@ -37,12 +37,13 @@ use crate::storage::{EditRules, Edited, Store};
 /// configured token is compared (digests, in constant time), so timing says nothing
 /// about which one or how much of one matched.
 fn who(headers: &HeaderMap, tokens: &[(String, String)]) -> Option<String> {
-    let presented = headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")?
-        .trim();
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    let (scheme, presented) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let presented = presented.trim();
     let presented = Sha256::digest(presented.as_bytes());
     let mut found = None;
     for (name, token) in tokens {
@@ -73,6 +74,22 @@ fn authorize(
     action: &str,
     what: &str,
 ) -> Result<String, ApiError> {
+    let what: String = what.chars().take(120).collect();
+    let what = what.as_str();
+    if super::via(&state.settings, headers) == super::Via::Edge {
+        // The edge never passes /admin through; a request that carries its secret here
+        // did not come from an operator.
+        audit(
+            "edge",
+            action,
+            what,
+            "refused: admin routes are not served through the edge",
+            None,
+        );
+        return Err(ApiError::NotFound {
+            what: String::from("that route"),
+        });
+    }
     if state.settings.admin_tokens.is_empty() {
         audit(
             "anonymous",
@@ -394,6 +411,7 @@ mod tests {
             (format!("Bearer {}", "a".repeat(32)), Some("ops")),
             (format!("Bearer {}", "a".repeat(31)), None),
             (format!("Basic {}", "a".repeat(32)), None),
+            (format!("bearer {}", "a".repeat(32)), Some("ops")),
             (String::from("Bearer "), None),
         ] {
             headers.insert(

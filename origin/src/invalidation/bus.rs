@@ -144,37 +144,44 @@ async fn forget_everything(caches: &Caches, why: &str) {
 }
 
 async fn listen_nats(client: async_nats::Client, subject: String, me: String, caches: Arc<Caches>) {
-    let mut subscriber = loop {
-        match client.subscribe(subject.clone()).await {
-            Ok(s) => break s,
+    let mut first = true;
+    loop {
+        let mut subscriber = match client.subscribe(subject.clone()).await {
+            Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "bus: NATS subscribe failed; retrying");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if !first {
+            forget_everything(&caches, "resubscribed to NATS").await;
+        }
+        first = false;
+        tracing::info!(%subject, "bus: listening on NATS");
+        let mut state = client.connection_state();
+        let mut watch = tokio::time::interval(std::time::Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                message = subscriber.next() => match message {
+                    Some(message) => apply(&message.payload, &me, &caches).await,
+                    None => {
+                        tracing::warn!("bus: the NATS subscription ended; subscribing again");
+                        break;
+                    }
+                },
+                _ = watch.tick() => {
+                    let now = client.connection_state();
+                    let reconnected = now == async_nats::connection::State::Connected
+                        && state != async_nats::connection::State::Connected;
+                    if reconnected {
+                        forget_everything(&caches, "reconnected to NATS").await;
+                    }
+                    state = now;
+                }
             }
         }
-    };
-    tracing::info!(%subject, "bus: listening on NATS");
-    let mut state = client.connection_state();
-    let mut watch = tokio::time::interval(std::time::Duration::from_millis(250));
-    loop {
-        tokio::select! {
-            message = subscriber.next() => match message {
-                Some(message) => apply(&message.payload, &me, &caches).await,
-                None => {
-                    tracing::error!("bus: the NATS subscription ended");
-                    return;
-                }
-            },
-            _ = watch.tick() => {
-                let now = client.connection_state();
-                let reconnected = now == async_nats::connection::State::Connected
-                    && state != async_nats::connection::State::Connected;
-                if reconnected {
-                    forget_everything(&caches, "reconnected to NATS").await;
-                }
-                state = now;
-            }
-        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
 

@@ -63,6 +63,9 @@ impl Default for DeliverySettings {
     }
 }
 
+/// How long an acknowledged purge stays in the outbox.
+const RETENTION_MS: i64 = 7 * 24 * 3_600_000;
+
 /// Names of the steps a row needs acknowledged.
 const ORIGIN_STEP: &str = "origin";
 const BUS_STEP: &str = "bus";
@@ -167,13 +170,37 @@ impl Invalidator {
 
     async fn run(self: Arc<Self>) {
         tracing::info!(instance = %self.instance, "invalidator: delivering purges ({})", self.describe());
+        let mut pruned_at = 0_i64;
         loop {
-            match self
-                .store
-                .claim_purges(now_ms(), self.settings.lease.as_millis() as i64, 16)
-                .await
-            {
-                Ok(rows) => {
+            // Acknowledged purges are kept a week for `GET /admin/purges/{id}`, then go.
+            if now_ms() - pruned_at > 3_600_000 {
+                pruned_at = now_ms();
+                match self.store.prune_purges(pruned_at - RETENTION_MS).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(deleted = n, "invalidator: old acknowledged purges pruned")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "invalidator: pruning the outbox failed"),
+                }
+            }
+            // One row per claim: a claim's lease covers one delivery, never a batch
+            // that could outlast it.
+            loop {
+                let rows = match self
+                    .store
+                    .claim_purges(now_ms(), self.settings.lease.as_millis() as i64, 1)
+                    .await
+                {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::error!(error = %e, "invalidator: reading the outbox failed");
+                        break;
+                    }
+                };
+                if rows.is_empty() {
+                    break;
+                }
+                {
                     for row in rows {
                         if self.settings.fault_pause.as_deref() == Some("before-delivery") {
                             tracing::warn!(
@@ -185,7 +212,6 @@ impl Invalidator {
                         self.deliver(row).await;
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "invalidator: reading the outbox failed"),
             }
             if let Ok(pending) = self.store.pending_purges().await {
                 metrics::gauge!("origin_purges_pending").set(pending as f64);
@@ -204,13 +230,23 @@ impl Invalidator {
         let now = now_ms();
         match outcome {
             Ok(()) => {
-                if let Err(e) = self
+                match self
                     .store
-                    .purge_attempted(row.id, &acked, None, None, now)
+                    .purge_attempted(row.id, row.lease, &acked, None, None, now)
                     .await
                 {
-                    tracing::error!(purge = row.id, error = %e, "invalidator: recording a delivery failed; it will be repeated");
-                    return;
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(
+                            purge = row.id,
+                            "invalidator: the claim ran out mid-delivery; the instance that took the row over records it"
+                        );
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!(purge = row.id, error = %e, "invalidator: recording a delivery failed; it will be repeated");
+                        return;
+                    }
                 }
                 metrics::counter!("origin_purges_total", "outcome" => "acknowledged").increment(1);
                 tracing::info!(
@@ -230,11 +266,11 @@ impl Invalidator {
                     refused.retry_after,
                     jitter(),
                 );
-                let next = now + delay.as_millis() as i64;
+                let next = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
                 let message = format!("{}: {}", refused.target, refused.message);
                 let _ = self
                     .store
-                    .purge_attempted(row.id, &acked, Some(next), Some(&message), now)
+                    .purge_attempted(row.id, row.lease, &acked, Some(next), Some(&message), now)
                     .await;
                 metrics::counter!("origin_purges_total", "outcome" => "retried").increment(1);
                 tracing::warn!(

@@ -73,7 +73,8 @@ pub fn evictions(change: &Change) -> Vec<Eviction> {
         }
     };
     for tag in &change.tags {
-        if let Some(tag) = CacheTag::parse(tag) {
+        // Tags match case-insensitively, as at the edge (ours are lowercase).
+        if let Some(tag) = CacheTag::parse(&tag.to_ascii_lowercase()) {
             add(Eviction::Tag(tag));
         }
     }
@@ -226,7 +227,8 @@ pub fn retry_delay(
     let delay = exp.min(max);
     let delay = delay + delay.mul_f64(jitter.clamp(0.0, 1.0) / 4.0);
     match retry_after {
-        Some(after) if after > delay => after,
+        // A target's Retry-After is honoured up to the configured maximum.
+        Some(after) if after > delay => after.min(max),
         _ => delay,
     }
 }
@@ -307,7 +309,7 @@ mod tests {
         let seg = Segment::parse("pro-en").unwrap();
         assert_eq!(
             evictions(&change(
-                r#"{"tags":["feed:pro-en","catalog","catalog","hero-banner"]}"#
+                r#"{"tags":["feed:pro-en","Catalog","catalog","hero-banner"]}"#
             )),
             [
                 Eviction::Tag(CacheTag::Feed(seg.to_string())),
@@ -353,6 +355,11 @@ mod tests {
         assert_eq!(d(5, None), Duration::from_secs(8));
         assert_eq!(d(40, None), max);
         assert_eq!(d(1, Some(Duration::from_secs(30))), Duration::from_secs(30));
+        assert_eq!(
+            d(1, Some(Duration::from_secs(86_400))),
+            max,
+            "Retry-After is capped"
+        );
         let jittered = retry_delay(3, base, max, None, 1.0);
         assert_eq!(jittered, Duration::from_millis(2500));
         for n in 0..64 {

@@ -169,14 +169,19 @@ impl Store for CountingStore {
     async fn purge_attempted(
         &self,
         id: i64,
+        lease: i64,
         acked: &[String],
         next_at_ms: Option<i64>,
         error: Option<&str>,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.inner
-            .purge_attempted(id, acked, next_at_ms, error, now_ms)
+            .purge_attempted(id, lease, acked, next_at_ms, error, now_ms)
             .await
+    }
+
+    async fn prune_purges(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.inner.prune_purges(before_ms).await
     }
 
     async fn pending_purges(&self) -> Result<i64, StoreError> {

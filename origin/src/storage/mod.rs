@@ -30,6 +30,9 @@ pub struct OutboxRow {
     pub acked: Vec<String>,
     pub delivered_at_ms: Option<i64>,
     pub last_error: Option<String>,
+    /// The claim this copy was read under (its `leased_until`): an attempt is recorded
+    /// only while the claim is still this one.
+    pub lease: i64,
 }
 
 /// What an `If-Match` edit did.
@@ -148,15 +151,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<OutboxRow>, StoreError>;
 
     /// Records a delivery attempt: acknowledged by every target (`next_at_ms: None`) or
-    /// to be retried at `next_at_ms`.
+    /// to be retried at `next_at_ms`. `false` when the claim `lease` was lost (another
+    /// instance took the row over): nothing is written.
     async fn purge_attempted(
         &self,
         id: i64,
+        lease: i64,
         acked: &[String],
         next_at_ms: Option<i64>,
         error: Option<&str>,
         now_ms: i64,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes purges acknowledged before `before_ms` (the outbox keeps a week).
+    async fn prune_purges(&self, before_ms: i64) -> Result<u64, StoreError>;
 
     /// Purges not yet acknowledged by every target.
     async fn pending_purges(&self) -> Result<i64, StoreError>;

@@ -24,6 +24,24 @@ use crate::domain::{
 /// update becomes a 412, never a 5xx.
 const EDIT_ATTEMPTS: usize = 5;
 
+/// Runs `attempt` again (a fresh transaction) while the engine reports a conflict.
+async fn retry_conflicts<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Err(e) if tries < EDIT_ATTEMPTS && is_conflict(&e) => {
+                tokio::time::sleep(Duration::from_millis(5 * tries as u64)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
 fn is_conflict(e: &StoreError) -> bool {
     match e {
         StoreError::Database(sqlx::Error::Database(db)) => matches!(
@@ -167,11 +185,12 @@ fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow, StoreError> {
             .collect(),
         delivered_at_ms: row.try_get("delivered_at")?,
         last_error: row.try_get("last_error")?,
+        lease: row.try_get("leased_until")?,
     })
 }
 
 const OUTBOX_COLUMNS: &str =
-    "id, change, actor, created_at, attempts, acked, delivered_at, last_error";
+    "id, change, actor, created_at, attempts, acked, delivered_at, last_error, leased_until";
 
 /// RFC 3339 UTC with milliseconds, from unix milliseconds (the `updated_at` spelling).
 fn rfc3339_ms(ms: i64) -> String {
@@ -669,16 +688,7 @@ impl Store for SqlStore {
         edit: &CourseEdit,
         rules: EditRules<'_, CourseDetail>,
     ) -> Result<Edited<CourseDetail>, StoreError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.try_edit_course(slug, if_match, edit, &rules).await {
-                Err(e) if attempt < EDIT_ATTEMPTS && is_conflict(&e) => {
-                    tokio::time::sleep(Duration::from_millis(5 * attempt as u64)).await;
-                }
-                done => return done,
-            }
-        }
+        retry_conflicts(|| self.try_edit_course(slug, if_match, edit, &rules)).await
     }
 
     async fn edit_video(
@@ -688,16 +698,7 @@ impl Store for SqlStore {
         edit: &VideoEdit,
         rules: EditRules<'_, Video>,
     ) -> Result<Edited<Video>, StoreError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.try_edit_video(id, if_match, edit, &rules).await {
-                Err(e) if attempt < EDIT_ATTEMPTS && is_conflict(&e) => {
-                    tokio::time::sleep(Duration::from_millis(5 * attempt as u64)).await;
-                }
-                done => return done,
-            }
-        }
+        retry_conflicts(|| self.try_edit_video(id, if_match, edit, &rules)).await
     }
 
     async fn rebuild_feeds(
@@ -761,28 +762,52 @@ impl Store for SqlStore {
     async fn purge_attempted(
         &self,
         id: i64,
+        lease: i64,
         acked: &[String],
         next_at_ms: Option<i64>,
         error: Option<&str>,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let acked = acked.join(",");
-        let query = match next_at_ms {
-            None => sqlx::query(
-                "UPDATE outbox SET delivered_at = $1, acked = $2, leased_until = 0, last_error = NULL WHERE id = $3",
-            )
-            .bind(now_ms),
-            Some(next) => sqlx::query(
-                "UPDATE outbox SET next_attempt_at = $1, acked = $2, leased_until = 0, last_error = $4 WHERE id = $3",
-            )
-            .bind(next),
+        let done = match next_at_ms {
+            None => {
+                sqlx::query(
+                    "UPDATE outbox SET delivered_at = $1, acked = $2, leased_until = 0, last_error = NULL \
+                     WHERE id = $3 AND leased_until = $4",
+                )
+                .bind(now_ms)
+                .bind(acked)
+                .bind(id)
+                .bind(lease)
+                .execute(&self.pool)
+                .await?
+            }
+            Some(next) => {
+                let error: String = error.unwrap_or("").chars().take(500).collect();
+                sqlx::query(
+                    "UPDATE outbox SET next_attempt_at = $1, acked = $2, leased_until = 0, last_error = $5 \
+                     WHERE id = $3 AND leased_until = $4",
+                )
+                .bind(next)
+                .bind(acked)
+                .bind(id)
+                .bind(lease)
+                .bind(error)
+                .execute(&self.pool)
+                .await?
+            }
         };
-        let mut query = query.bind(acked).bind(id);
-        if next_at_ms.is_some() {
-            query = query.bind(error.unwrap_or("").chars().take(500).collect::<String>());
-        }
-        query.execute(&self.pool).await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn prune_purges(&self, before_ms: i64) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < $1")
+                .bind(before_ms)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
     }
 
     async fn pending_purges(&self) -> Result<i64, StoreError> {

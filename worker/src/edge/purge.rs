@@ -79,28 +79,50 @@ impl PurgeLedger {
         let mut ledger = self.loaded().await?;
         let (applied, dropped) = ledger.apply(purge);
         if applied.applied {
-            let storage = self.state.storage();
-            let mark = serde_json::to_string(&purge::Mark {
-                generation: applied.generation,
-                mode: purge.change.mode,
-            })
-            .map_err(|e| worker::Error::RustError(e.to_string()))?;
-            for item in purge::items(purge) {
-                storage.put(&format!("i:{item}"), mark.clone()).await?;
+            if let Err(e) = self.persist(purge, &ledger, dropped).await {
+                // Storage and memory may now differ: read storage again next time.
+                *self.ledger.borrow_mut() = None;
+                return Err(e);
             }
-            storage
-                .put(&format!("a:{}", purge.id), applied.generation)
-                .await?;
-            storage.put("latest", ledger.latest).await?;
-            storage.put("floor", ledger.floor).await?;
-            if !dropped.is_empty() {
-                storage.delete_multiple(dropped).await?;
-            }
+            *self.ledger.borrow_mut() = Some(ledger);
         }
-        *self.ledger.borrow_mut() = Some(ledger);
         Response::from_json(&applied)
     }
+
+    /// Writes what a purge changed, in batches the storage API accepts (≤ 128 keys).
+    async fn persist(&self, purge: &Purge, ledger: &Ledger, dropped: Vec<String>) -> Result<()> {
+        let storage = self.state.storage();
+        let mut writes: Vec<(String, String)> = Vec::new();
+        for item in purge::items(purge) {
+            if let Some(mark) = ledger.items.get(&item) {
+                let json = serde_json::to_string(mark)
+                    .map_err(|e| worker::Error::RustError(e.to_string()))?;
+                writes.push((format!("i:{item}"), json));
+            }
+        }
+        for chunk in writes.chunks(STORAGE_BATCH) {
+            let object = worker::js_sys::Object::new();
+            for (key, value) in chunk {
+                worker::js_sys::Reflect::set(&object, &key.into(), &value.into()).map_err(
+                    |_| worker::Error::RustError(String::from("building a storage batch")),
+                )?;
+            }
+            storage.put_multiple_raw(object).await?;
+        }
+        if let Some((_, generation)) = ledger.applied.back() {
+            storage.put(&format!("a:{}", purge.id), *generation).await?;
+        }
+        storage.put("latest", ledger.latest).await?;
+        storage.put("floor", ledger.floor).await?;
+        for chunk in dropped.chunks(STORAGE_BATCH) {
+            storage.delete_multiple(chunk.to_vec()).await?;
+        }
+        Ok(())
+    }
 }
+
+/// Keys per storage call (the Durable Object storage API's limit is 128).
+const STORAGE_BATCH: usize = 128;
 
 impl DurableObject for PurgeLedger {
     fn new(state: State, _env: Env) -> Self {
@@ -122,8 +144,16 @@ impl DurableObject for PurgeLedger {
             }
             (HttpMethod::Post, "/check") => {
                 let probes: Vec<String> = req.json().await.unwrap_or_default();
-                let ledger = self.loaded().await?;
-                Response::from_json(&ledger.check(probes.iter().map(String::as_str)))
+                if self.ledger.borrow().is_none() {
+                    self.loaded().await?;
+                }
+                let marks = self
+                    .ledger
+                    .borrow()
+                    .as_ref()
+                    .map(|ledger| ledger.check(probes.iter().map(String::as_str)))
+                    .unwrap_or_default();
+                Response::from_json(&marks)
             }
             _ => Response::error("no such ledger route", 404),
         }
@@ -159,7 +189,13 @@ pub(super) async fn route(
         .get("authorization")
         .ok()
         .flatten()
-        .and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned))
+        .and_then(|v| {
+            // The scheme is case-insensitive (RFC 9110 §11.1).
+            let (scheme, token) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
+        })
         .unwrap_or_default();
     let authorized = config.purge_secret.as_deref().is_some_and(|secret| {
         bool::from(Sha256::digest(presented.as_bytes()).ct_eq(&Sha256::digest(secret.as_bytes())))

@@ -46,6 +46,7 @@ pub fn probes(path_and_query: &str, tags: &[String], aliases: &[String]) -> Vec<
         }
         out.extend(prefixes_of(path).map(|p| format!("p:{p}")));
     }
+    let mut out: Vec<String> = out.into_iter().map(spelled).collect();
     out.sort_unstable();
     out.dedup();
     out
@@ -63,14 +64,33 @@ pub fn items(purge: &Purge) -> Vec<String> {
                 .iter()
                 .map(|p| format!("p:{}", normalize_prefix(p))),
         )
+        .map(spelled)
         .collect()
 }
 
-/// One item's last purge.
+/// Longest item kept as written; longer ones are named by their SHA-256 (the Durable
+/// Object's storage keys are limited to 2 KiB).
+pub const MAX_ITEM_BYTES: usize = 512;
+
+/// One spelling per item, bounded: long items become `h:<sha-256 hex>`.
+pub fn spelled(item: String) -> String {
+    use sha2::{Digest, Sha256};
+    if item.len() <= MAX_ITEM_BYTES {
+        return item;
+    }
+    let digest = Sha256::digest(item.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("h:{hex}")
+}
+
+/// One item's purges: the last of any mode, and the last hard one (a later soft purge
+/// must not soften an earlier hard one for entries stored before both).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mark {
     pub generation: u64,
     pub mode: Mode,
+    #[serde(default)]
+    pub hard: u64,
 }
 
 /// What the ledger answers a check: its latest generation and floor, and the marks of
@@ -112,11 +132,16 @@ impl Ledger {
             return (same, Vec::new());
         }
         self.latest += 1;
-        let mark = Mark {
-            generation: self.latest,
-            mode: purge.change.mode,
-        };
         for item in items(purge) {
+            let hard = match purge.change.mode {
+                Mode::Hard => self.latest,
+                Mode::Soft => self.items.get(&item).map_or(0, |m| m.hard),
+            };
+            let mark = Mark {
+                generation: self.latest,
+                mode: purge.change.mode,
+                hard,
+            };
             self.items.insert(item, mark);
         }
         let mut dropped = Vec::new();
@@ -189,11 +214,13 @@ pub fn verdict(generation: u64, marks: Option<&Marks>) -> Verdict {
     if marks.latest <= generation {
         return Verdict::Clean;
     }
-    let newer = marks.marks.values().filter(|m| m.generation > generation);
-    let strongest = newer.fold(None, |acc: Option<Mode>, m| match (acc, m.mode) {
-        (Some(Mode::Hard), _) | (_, Mode::Hard) => Some(Mode::Hard),
-        _ => Some(Mode::Soft),
-    });
+    let hard = marks.marks.values().any(|m| m.hard > generation);
+    let any = marks.marks.values().any(|m| m.generation > generation);
+    let strongest = match (hard, any) {
+        (true, _) => Some(Mode::Hard),
+        (false, true) => Some(Mode::Soft),
+        (false, false) => None,
+    };
     match strongest {
         Some(mode) => Verdict::Purged(mode),
         None if generation < marks.floor => Verdict::Unconfirmed,
@@ -307,6 +334,36 @@ mod tests {
             verdict_of(&ledger, 3, "/api/courses/x", &["course:7"], &[]),
             Verdict::Clean
         );
+    }
+
+    #[test]
+    fn a_later_soft_purge_does_not_soften_an_earlier_hard_one() {
+        let mut ledger = Ledger::default();
+        ledger.apply(&purge("a", r#"{"tags":["x"]}"#));
+        ledger.apply(&purge("b", r#"{"tags":["x"],"mode":"soft"}"#));
+        // Stored before both: the hard purge still holds.
+        assert_eq!(
+            verdict_of(&ledger, 0, "/p", &["x"], &[]),
+            Verdict::Purged(Mode::Hard)
+        );
+        // Stored between them: only the soft one covers it.
+        assert_eq!(
+            verdict_of(&ledger, 1, "/p", &["x"], &[]),
+            Verdict::Purged(Mode::Soft)
+        );
+    }
+
+    #[test]
+    fn long_items_are_spelled_by_their_digest_on_both_sides() {
+        let mut ledger = Ledger::default();
+        let long = format!("/{}", "a".repeat(2000));
+        ledger.apply(&purge("a", &format!(r#"{{"urls":["{long}"]}}"#)));
+        assert!(ledger.items.keys().all(|k| k.len() <= MAX_ITEM_BYTES));
+        assert_eq!(
+            verdict_of(&ledger, 0, &long, &[], &[]),
+            Verdict::Purged(Mode::Hard)
+        );
+        assert_eq!(verdict_of(&ledger, 0, "/b", &[], &[]), Verdict::Clean);
     }
 
     #[test]
