@@ -171,6 +171,20 @@ pub struct Config {
     #[arg(long, env = "ADMIN_WAIT_MS", default_value_t = 3_000)]
     pub admin_wait_ms: u64,
 
+    /// The edge's public base URL (`https://cdn.example.com`) purged URLs are warmed
+    /// through; unset: no warming.
+    #[arg(long, env = "WARM_AFTER_PURGE_BASE")]
+    pub warm_after_purge_base: Option<String>,
+
+    /// Path prefixes whose purged URLs are re-requested through the edge after the purge
+    /// (comma separated, e.g. `/api/courses,/api/catalog`).
+    #[arg(
+        long,
+        env = "WARM_AFTER_PURGE",
+        default_value = "/api/courses,/api/catalog,/api/videos"
+    )]
+    pub warm_after_purge: String,
+
     /// Fault injection for crash tests: `before-delivery` stops the deliverer after it
     /// claims a purge. Never set in production.
     #[arg(long, env = "ORIGIN_FAULT_PAUSE", value_parser = ["before-delivery"])]
@@ -330,6 +344,14 @@ impl Config {
             retry_base: Duration::from_millis(self.purge_retry_base_ms.max(10)),
             retry_max: Duration::from_millis(self.purge_retry_max_ms.max(self.purge_retry_base_ms)),
             fault_pause: self.fault_pause.clone(),
+            warm_base: self.warm_after_purge_base.clone().filter(|b| !b.is_empty()),
+            warm_prefixes: self
+                .warm_after_purge
+                .split(',')
+                .map(str::trim)
+                .filter(|p| p.starts_with('/'))
+                .map(str::to_owned)
+                .collect(),
             ..crate::invalidation::DeliverySettings::default()
         }
     }

@@ -270,6 +270,23 @@ async fn app_with_targets(
     per_minute: u32,
     burst: u32,
 ) -> TestApp {
+    app_with(
+        recorder,
+        limits,
+        per_minute,
+        burst,
+        DeliverySettings::default(),
+    )
+    .await
+}
+
+async fn app_with(
+    recorder: &Recorder,
+    limits: CallLimits,
+    per_minute: u32,
+    burst: u32,
+    delivery: DeliverySettings,
+) -> TestApp {
     let store = SqlStore::open_sqlite(&std::env::temp_dir().join(format!("ce-inv-{}", unique())))
         .await
         .unwrap();
@@ -297,7 +314,7 @@ async fn app_with_targets(
     let delivery = DeliverySettings {
         retry_base: Duration::from_millis(50),
         retry_max: Duration::from_millis(400),
-        ..DeliverySettings::default()
+        ..delivery
     };
     let state = AppState::new(
         Arc::new(store),
@@ -470,4 +487,55 @@ async fn unacknowledged_purges_are_retried_until_acknowledged() {
     );
     assert!(metrics.contains("origin_purges_total{outcome=\"acknowledged\"}"));
     assert!(metrics.contains("origin_purges_pending"));
+}
+
+/// Warming after a purge: once the edge acknowledged an edit's purge, the purged URLs
+/// under the configured prefixes are requested through the edge (and nothing else).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purged_hot_urls_are_warmed_through_the_edge() {
+    let recorder = Recorder::start(Plan::FREE).await;
+    let delivery = DeliverySettings {
+        warm_base: Some(recorder.public_base()),
+        warm_prefixes: vec![String::from("/api/courses")],
+        ..DeliverySettings::default()
+    };
+    let app = app_with(&recorder, CallLimits::default(), 5, 25, delivery).await;
+    let page = app.get_json("/api/catalog").await;
+    let slug = page["items"][0]["slug"].as_str().unwrap().to_owned();
+    let etag = app.get(&format!("/api/courses/{slug}")).await.headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let edit = app
+        .client
+        .put(app.url(&format!("/admin/courses/{slug}")))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .header("if-match", &etag)
+        .json(&serde_json::json!({
+            "title": "Warmed", "summary": "s", "locale": "en", "level": "beginner",
+            "tags": ["rust"], "plan": "free", "cover_image": null
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edit.status(), 200);
+    let started = std::time::Instant::now();
+    while recorder.warmed().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "nothing was warmed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        recorder.warmed(),
+        [format!("/api/courses/{slug}")],
+        "only the configured prefix"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("origin_purge_warms_total{outcome=\"warmed\"}"),
+        "{metrics}"
+    );
 }

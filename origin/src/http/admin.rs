@@ -229,7 +229,7 @@ pub(super) async fn put_course(
         let expected = if_match(&headers)?;
         let edit = CourseEdit::parse(&body(bytes, &headers)?)?;
         let change = |detail: &CourseDetail, segments: &[String]| {
-            plan::course_edited(detail.course.id, segments)
+            plan::course_edited(detail.course.id, &detail.course.slug, segments)
         };
         let rules = EditRules {
             etag: course_etag,

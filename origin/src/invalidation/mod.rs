@@ -48,6 +48,10 @@ pub struct DeliverySettings {
     pub settle: Duration,
     /// `Some("before-delivery")`: stop after claiming a row (fault injection).
     pub fault_pause: Option<String>,
+    /// Warming after a purge: the edge's public base URL and the path prefixes whose
+    /// purged URLs are re-requested through it (empty: no warming).
+    pub warm_base: Option<String>,
+    pub warm_prefixes: Vec<String>,
 }
 
 impl Default for DeliverySettings {
@@ -59,9 +63,14 @@ impl Default for DeliverySettings {
             retry_max: Duration::from_secs(300),
             settle: Duration::from_millis(50),
             fault_pause: None,
+            warm_base: None,
+            warm_prefixes: Vec::new(),
         }
     }
 }
+
+/// Most URLs one purge warms.
+const MAX_WARM_URLS: usize = 32;
 
 /// How long an acknowledged purge stays in the outbox.
 const RETENTION_MS: i64 = 7 * 24 * 3_600_000;
@@ -80,6 +89,7 @@ pub struct Invalidator {
     instance: String,
     wake: Notify,
     delivered: broadcast::Sender<i64>,
+    warm_client: reqwest::Client,
 }
 
 fn now_ms() -> i64 {
@@ -114,6 +124,7 @@ impl Invalidator {
             instance,
             wake: Notify::new(),
             delivered: broadcast::channel(256).0,
+            warm_client: Targets::client(),
         }
     }
 
@@ -257,6 +268,7 @@ impl Invalidator {
                     "purge acknowledged by every target"
                 );
                 let _ = self.delivered.send(row.id);
+                self.warm(&row.change);
             }
             Err(refused) => {
                 let delay = plan::retry_delay(
@@ -331,6 +343,31 @@ impl Invalidator {
             cloudflare.deliver(&row.change, acked).await?;
         }
         Ok(())
+    }
+
+    /// Re-requests the purged hot URLs through the edge in the background, so the first
+    /// visitor after a purge does not pay the miss (best effort, counted).
+    fn warm(&self, change: &Change) {
+        let Some(base) = &self.settings.warm_base else {
+            return;
+        };
+        let urls = plan::warm_urls(change, &self.settings.warm_prefixes, MAX_WARM_URLS);
+        if urls.is_empty() {
+            return;
+        }
+        let base = base.trim_end_matches('/').to_owned();
+        let client = self.warm_client.clone();
+        tokio::spawn(async move {
+            for url in urls {
+                let outcome = match client.get(format!("{base}{url}")).send().await {
+                    Ok(r) if r.status().is_success() => "warmed",
+                    Ok(_) => "refused",
+                    Err(_) => "failed",
+                };
+                metrics::counter!("origin_purge_warms_total", "outcome" => outcome).increment(1);
+                tracing::debug!(%url, outcome, "warm after purge");
+            }
+        });
     }
 
     /// Records a purge that is not part of a content change (`POST /admin/invalidate`).

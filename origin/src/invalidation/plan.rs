@@ -11,8 +11,10 @@ use crate::cache::{CacheKey, Domain, Eviction};
 use crate::domain::{CatalogQuery, SearchQuery, Slug, VideoId};
 
 /// What a course edit purges: the course, every list that shows it (catalog, search)
-/// and every feed (they were recomputed in the same transaction).
-pub fn course_edited(course_id: i64, feed_segments: &[String]) -> Change {
+/// and every feed (they were recomputed in the same transaction). The course's own URL
+/// and the catalog's first page are named too: the tags already cover them, the URLs
+/// are what warming after the purge re-requests.
+pub fn course_edited(course_id: i64, slug: &str, feed_segments: &[String]) -> Change {
     let mut tags = vec![
         CacheTag::Course(course_id).to_string(),
         CacheTag::Catalog.to_string(),
@@ -25,6 +27,7 @@ pub fn course_edited(course_id: i64, feed_segments: &[String]) -> Change {
     );
     Change {
         tags,
+        urls: vec![format!("/api/courses/{slug}"), String::from("/api/catalog")],
         mode: Mode::Hard,
         ..Change::default()
     }
@@ -34,9 +37,26 @@ pub fn course_edited(course_id: i64, feed_segments: &[String]) -> Change {
 pub fn video_edited(video_id: i64) -> Change {
     Change {
         tags: vec![CacheTag::Video(video_id).to_string()],
+        urls: vec![format!("/api/videos/{video_id}")],
         mode: Mode::Hard,
         ..Change::default()
     }
+}
+
+/// The purged URLs worth re-requesting through the edge right after the purge, so the
+/// first visitor does not pay the miss: those under one of `warm_prefixes` (path-segment
+/// boundaries), at most `max`. Prefix purges and tags name no URL and warm nothing.
+pub fn warm_urls(change: &Change, warm_prefixes: &[String], max: usize) -> Vec<String> {
+    change
+        .urls
+        .iter()
+        .filter(|url| {
+            let path = url.split('?').next().unwrap_or(url);
+            warm_prefixes.iter().any(|p| prefix_covers(p, path))
+        })
+        .take(max)
+        .cloned()
+        .collect()
 }
 
 /// What a feed rebuild purges: every feed.
@@ -244,7 +264,8 @@ mod tests {
 
     #[test]
     fn a_course_edit_purges_the_course_its_lists_and_every_feed() {
-        let c = course_edited(7, &["free-en".into(), "pro-en".into()]);
+        let c = course_edited(7, "intro", &["free-en".into(), "pro-en".into()]);
+        assert_eq!(c.urls, ["/api/courses/intro", "/api/catalog"]);
         assert_eq!(
             c.tags,
             [
@@ -258,6 +279,19 @@ mod tests {
         assert!(c.check().is_ok());
         assert_eq!(video_edited(3).tags, ["video:3"]);
         assert_eq!(feeds_rebuilt(&["anon-de".into()]).tags, ["feed:anon-de"]);
+    }
+
+    #[test]
+    fn warming_takes_the_purged_urls_under_the_configured_prefixes() {
+        let c = course_edited(7, "intro", &[]);
+        let prefixes = vec![String::from("/api/courses")];
+        assert_eq!(warm_urls(&c, &prefixes, 10), ["/api/courses/intro"]);
+        let all = vec![String::from("/")];
+        assert_eq!(warm_urls(&c, &all, 10).len(), 2);
+        assert_eq!(warm_urls(&c, &all, 1).len(), 1);
+        assert!(warm_urls(&c, &[], 10).is_empty());
+        let cat = vec![String::from("/api/cat")];
+        assert!(warm_urls(&c, &cat, 10).is_empty(), "segment boundaries");
     }
 
     #[test]

@@ -61,6 +61,8 @@ struct Inner {
     duplicates: usize,
     /// Answer this many edge purges with 503 before accepting (failure injection).
     edge_failures: usize,
+    /// Paths GET through the stand-in edge (warming after a purge).
+    warmed: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -224,6 +226,11 @@ async fn edge_purge(
     axum::Json(json!({"applied": true})).into_response()
 }
 
+async fn warm(State(inner): State<Arc<Mutex<Inner>>>, uri: axum::http::Uri) -> Response {
+    inner.lock().unwrap().warmed.push(uri.to_string());
+    (StatusCode::OK, "warm").into_response()
+}
+
 impl Recorder {
     pub const ZONE: &'static str = "0123456789abcdef0123456789abcdef";
     pub const TOKEN: &'static str = "cf-test-token";
@@ -242,10 +249,12 @@ impl Recorder {
             applied: HashSet::new(),
             duplicates: 0,
             edge_failures: 0,
+            warmed: Vec::new(),
         }));
         let router = Router::new()
             .route("/client/v4/zones/{zone}/purge_cache", post(purge_cache))
             .route("/__edge/purge", post(edge_purge))
+            .fallback(warm)
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -275,6 +284,15 @@ impl Recorder {
     pub fn applied(&self) -> (usize, usize) {
         let inner = self.inner.lock().unwrap();
         (inner.applied.len(), inner.duplicates)
+    }
+
+    /// The stand-in edge's public base (what warming requests go to).
+    pub fn public_base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn warmed(&self) -> Vec<String> {
+        self.inner.lock().unwrap().warmed.clone()
     }
 
     pub fn fail_edge(&self, times: usize) {
