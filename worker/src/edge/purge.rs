@@ -10,11 +10,8 @@
 //!   ledger's latest generation in the isolate for `PURGE_MEMO_MS`.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use protocol::purge::Purge;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use worker::{
     DurableObject, Env, Method as HttpMethod, Request, RequestInit, Response, Result, State,
     durable_object,
@@ -22,7 +19,7 @@ use worker::{
 
 use crate::config::Config;
 use crate::error::EdgeError;
-use crate::policy::purge::{self, Ledger, Marks, Verdict};
+use crate::policy::purge::{self, Ledger, Marks, Memo, Verdict};
 use crate::policy::stored::Entry;
 
 /// The Durable Object binding (wrangler.toml).
@@ -184,23 +181,8 @@ pub(super) async fn route(
     env: &Env,
     config: &Config,
 ) -> std::result::Result<Response, EdgeError> {
-    let presented = req
-        .headers()
-        .get("authorization")
-        .ok()
-        .flatten()
-        .and_then(|v| {
-            // The scheme is case-insensitive (RFC 9110 §11.1).
-            let (scheme, token) = v.split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| token.trim().to_owned())
-        })
-        .unwrap_or_default();
-    let authorized = config.purge_secret.as_deref().is_some_and(|secret| {
-        bool::from(Sha256::digest(presented.as_bytes()).ct_eq(&Sha256::digest(secret.as_bytes())))
-    });
-    if !authorized {
+    let authorization = req.headers().get("authorization").ok().flatten();
+    if !purge::bearer_matches(authorization.as_deref(), config.purge_secret.as_deref()) {
         return Err(EdgeError::Unauthorized {
             why: "send Authorization: Bearer <EDGE_PURGE_SECRET>",
         });
@@ -244,7 +226,7 @@ pub(super) async fn route(
         .await
         .map_err(|e| EdgeError::Runtime(format!("the purge ledger: {e}")))?;
     // This isolate sees its own purge at once.
-    MEMO.with(|m| m.borrow_mut().latest = None);
+    MEMO.with(|m| m.borrow_mut().forget());
     worker::console_log!(
         "purge {} applied={} generation={}",
         purge.id,
@@ -254,16 +236,8 @@ pub(super) async fn route(
     Response::from_json(&applied).map_err(|e| EdgeError::Runtime(e.to_string()))
 }
 
-/// The isolate's memo of the ledger.
-#[derive(Default)]
-struct Memo {
-    /// (latest, floor, fetched at ms).
-    latest: Option<(u64, u64, f64)>,
-    /// Entries proven clean, by probe set, up to a latest generation, with when.
-    clean: HashMap<String, (u64, f64)>,
-}
-
 thread_local! {
+    /// The isolate's memo of the ledger (its rules: `policy::purge::Memo`).
     static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
     static ENV: RefCell<Option<(Env, f64)>> = const { RefCell::new(None) };
     static FAULT: RefCell<bool> = const { RefCell::new(false) };
@@ -295,60 +269,39 @@ pub(super) async fn generation() -> u64 {
     let Some((env, memo_ms)) = env_and_memo() else {
         return 0;
     };
-    if let Some((latest, _, at)) = MEMO.with(|m| m.borrow().latest)
-        && now - at < memo_ms
-    {
+    if let Some(latest) = MEMO.with(|m| m.borrow().latest(now, memo_ms)) {
         return latest;
     }
     match ask(&env, &[]).await {
         Some(marks) => {
-            MEMO.with(|m| m.borrow_mut().latest = Some((marks.latest, marks.floor, now)));
+            MEMO.with(|m| {
+                m.borrow_mut()
+                    .record(0, &[], &marks, Verdict::Unconfirmed, now)
+            });
             marks.latest
         }
         None => 0,
     }
 }
 
-/// A hit's verdict: clean without a question when no purge is newer than the entry (as
-/// of the memo); otherwise one ledger round trip for the entry's probes.
+/// A hit's verdict: from the memo when it can prove the entry clean, otherwise one
+/// ledger round trip for the entry's probes.
 pub(super) async fn check(path_and_query: &str, aliases: &[String], entry: &Entry) -> Verdict {
     let Some((env, memo_ms)) = env_and_memo() else {
         return Verdict::Unconfirmed;
     };
     let now = super::now_ms();
     let generation = entry.meta.generation;
-    if let Some((latest, floor, at)) = MEMO.with(|m| m.borrow().latest)
-        && now - at < memo_ms
-        && latest <= generation
-        && generation >= floor
-    {
-        return Verdict::Clean;
-    }
     let probes = purge::probes(path_and_query, &entry.tags, aliases);
-    let memo_key = format!("{generation}|{}", probes.join("|"));
-    if let Some((latest, _, at)) = MEMO.with(|m| m.borrow().latest)
-        && now - at < memo_ms
-        && MEMO.with(|m| {
-            m.borrow()
-                .clean
-                .get(&memo_key)
-                .is_some_and(|(upto, when)| *upto >= latest && now - when < memo_ms)
-        })
-    {
-        return Verdict::Clean;
+    if let Some(verdict) = MEMO.with(|m| m.borrow().verdict(generation, &probes, now, memo_ms)) {
+        return verdict;
     }
     let marks = ask(&env, &probes).await;
     let verdict = purge::verdict(generation, marks.as_ref());
     if let Some(marks) = &marks {
         MEMO.with(|m| {
-            let mut m = m.borrow_mut();
-            m.latest = Some((marks.latest, marks.floor, now));
-            if verdict == Verdict::Clean {
-                if m.clean.len() > 10_000 {
-                    m.clean.clear();
-                }
-                m.clean.insert(memo_key, (marks.latest, now));
-            }
+            m.borrow_mut()
+                .record(generation, &probes, marks, verdict, now)
         });
     }
     verdict

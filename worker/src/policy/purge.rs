@@ -228,6 +228,95 @@ pub fn verdict(generation: u64, marks: Option<&Marks>) -> Verdict {
     }
 }
 
+/// Entries proven clean remembered per isolate, at most.
+const MAX_CLEAN: usize = 10_000;
+
+/// What an isolate remembers of the ledger for `memo_ms`: its latest generation and
+/// floor, and the entries (by generation and probes) it proved clean up to a latest.
+/// Every decision about trusting the memo is here; the glue only asks and stores.
+#[derive(Debug, Default)]
+pub struct Memo {
+    latest: Option<(u64, u64, f64)>,
+    clean: HashMap<String, (u64, f64)>,
+}
+
+impl Memo {
+    /// The memoized latest generation, if younger than `memo_ms`.
+    pub fn latest(&self, now_ms: f64, memo_ms: f64) -> Option<u64> {
+        self.latest
+            .filter(|(_, _, at)| now_ms - at < memo_ms)
+            .map(|(latest, _, _)| latest)
+    }
+
+    /// `Some(Clean)` when the memo alone proves an entry stored under `generation` with
+    /// `probes` clean: no purge newer than it (and it is above the floor), or the same
+    /// entry was proven clean up to the memoized latest. `None`: ask the ledger.
+    pub fn verdict(
+        &self,
+        generation: u64,
+        probes: &[String],
+        now_ms: f64,
+        memo_ms: f64,
+    ) -> Option<Verdict> {
+        let (latest, floor, at) = self.latest?;
+        if now_ms - at >= memo_ms {
+            return None;
+        }
+        if latest <= generation && generation >= floor {
+            return Some(Verdict::Clean);
+        }
+        let proven = self
+            .clean
+            .get(&Self::key(generation, probes))
+            .is_some_and(|(upto, when)| *upto >= latest && now_ms - when < memo_ms);
+        proven.then_some(Verdict::Clean)
+    }
+
+    /// Records the ledger's answer (and the verdict drawn from it) at `now_ms`.
+    pub fn record(
+        &mut self,
+        generation: u64,
+        probes: &[String],
+        marks: &Marks,
+        verdict: Verdict,
+        now_ms: f64,
+    ) {
+        self.latest = Some((marks.latest, marks.floor, now_ms));
+        if verdict == Verdict::Clean && !probes.is_empty() {
+            if self.clean.len() >= MAX_CLEAN {
+                self.clean.clear();
+            }
+            self.clean
+                .insert(Self::key(generation, probes), (marks.latest, now_ms));
+        }
+    }
+
+    /// A purge went through this isolate: trust nothing memoized.
+    pub fn forget(&mut self) {
+        self.latest = None;
+    }
+
+    fn key(generation: u64, probes: &[String]) -> String {
+        format!("{generation}|{}", probes.join("|"))
+    }
+}
+
+/// Whether an `Authorization` value carries `secret` as a bearer token (the scheme is
+/// case-insensitive, RFC 9110 §11.1; compared as SHA-256 digests in constant time). No
+/// (or an empty) secret configured: nothing is authorized.
+pub fn bearer_matches(authorization: Option<&str>, secret: Option<&str>) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    let Some(secret) = secret.filter(|s| !s.is_empty()) else {
+        return false;
+    };
+    let presented = authorization
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim());
+    bool::from(Sha256::digest(presented.as_bytes()).ct_eq(&Sha256::digest(secret.as_bytes())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,6 +505,84 @@ mod tests {
         assert_eq!(
             verdict_of(&ledger, ledger.floor, "/q", &["zzz"], &[]),
             Verdict::Clean
+        );
+    }
+
+    #[test]
+    fn the_memo_answers_only_what_it_can_prove_within_its_time() {
+        let probes = vec![String::from("t:x")];
+        let mut memo = Memo::default();
+        assert_eq!(memo.verdict(5, &probes, 0.0, 1000.0), None, "empty: ask");
+        let marks = Marks {
+            latest: 5,
+            floor: 0,
+            ..Marks::default()
+        };
+        memo.record(5, &probes, &marks, Verdict::Clean, 0.0);
+        assert_eq!(memo.latest(999.0, 1000.0), Some(5));
+        assert_eq!(
+            memo.verdict(5, &probes, 999.0, 1000.0),
+            Some(Verdict::Clean)
+        );
+        assert_eq!(memo.verdict(5, &probes, 1000.0, 1000.0), None, "expired");
+        // A newer purge than the entry: ask, unless this entry was proven clean at it.
+        let newer = Marks {
+            latest: 9,
+            floor: 0,
+            ..Marks::default()
+        };
+        memo.record(3, &probes, &newer, Verdict::Clean, 10.0);
+        assert_eq!(memo.verdict(3, &probes, 20.0, 1000.0), Some(Verdict::Clean));
+        assert_eq!(memo.verdict(4, &probes, 20.0, 1000.0), None);
+        // Purged entries are never memoized as clean; below the floor: ask.
+        memo.record(2, &probes, &newer, Verdict::Purged(Mode::Hard), 30.0);
+        assert_eq!(memo.verdict(2, &probes, 40.0, 1000.0), None);
+        let floored = Marks {
+            latest: 9,
+            floor: 8,
+            ..Marks::default()
+        };
+        memo.record(0, &[], &floored, Verdict::Unconfirmed, 50.0);
+        assert_eq!(memo.verdict(9, &probes, 60.0, 1000.0), Some(Verdict::Clean));
+        assert_eq!(
+            memo.verdict(7, &[String::from("t:y")], 60.0, 1000.0),
+            None,
+            "below the floor"
+        );
+        memo.forget();
+        assert_eq!(
+            memo.verdict(9, &probes, 60.0, 1000.0),
+            None,
+            "a purge passed here"
+        );
+        assert_eq!(memo.latest(60.0, 1000.0), None);
+    }
+
+    #[test]
+    fn only_the_configured_bearer_secret_authorizes_a_purge() {
+        let secret = Some("s".repeat(24));
+        let good = format!("Bearer {}", "s".repeat(24));
+        assert!(bearer_matches(Some(&good), secret.as_deref()));
+        assert!(bearer_matches(
+            Some(&good.replace("Bearer", "bearer")),
+            secret.as_deref()
+        ));
+        for bad in [
+            None,
+            Some("Bearer"),
+            Some("Bearer "),
+            Some("Basic sss"),
+            Some("Bearer wrong"),
+        ] {
+            assert!(!bearer_matches(bad, secret.as_deref()), "{bad:?}");
+        }
+        assert!(
+            !bearer_matches(Some(&good), None),
+            "no secret: nothing passes"
+        );
+        assert!(
+            !bearer_matches(Some("Bearer "), Some("")),
+            "an empty secret never matches"
         );
     }
 
