@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use protocol::auth::Tokens;
 
 use crate::admission::Limits;
 
@@ -219,7 +220,7 @@ pub struct Settings {
     /// The header naming the client IP, lowercase; `None`: the TCP peer.
     pub client_ip_header: Option<String>,
     /// Admin tokens: (who, token).
-    pub admin_tokens: Vec<(String, String)>,
+    pub admin_tokens: Tokens,
     /// How long an admin write waits for its purge's acknowledgement.
     pub admin_wait: Duration,
     /// The edge's shared secret, when requests must prove they came through the edge.
@@ -236,46 +237,16 @@ impl Default for Settings {
             test_routes: false,
             login: crate::login_limits::LoginSettings::default(),
             client_ip_header: Some(String::from(protocol::headers::CLIENT_IP)),
-            admin_tokens: Vec::new(),
+            admin_tokens: Tokens::default(),
             admin_wait: Duration::from_secs(3),
             edge_secret: None,
         }
     }
 }
 
-/// Shortest admin token accepted.
-pub const MIN_ADMIN_TOKEN: usize = 24;
-
-/// `name:token[,name:token…]` into pairs; the error names the entry (never the token).
-pub fn parse_admin_tokens(spec: &str) -> Result<Vec<(String, String)>, String> {
-    spec.split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .enumerate()
-        .map(|(i, entry)| {
-            let (name, token) = entry
-                .split_once(':')
-                .ok_or_else(|| format!("ADMIN_TOKENS entry {} is not name:token", i + 1))?;
-            let name_ok = !name.is_empty()
-                && name.len() <= 64
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'));
-            if !name_ok {
-                return Err(format!(
-                    "ADMIN_TOKENS entry {}: the name is 1-64 of A-Z a-z 0-9 - _ . @",
-                    i + 1
-                ));
-            }
-            if token.len() < MIN_ADMIN_TOKEN {
-                return Err(format!(
-                    "ADMIN_TOKENS entry {} ({name}): the token is shorter than {MIN_ADMIN_TOKEN} characters",
-                    i + 1
-                ));
-            }
-            Ok((name.to_owned(), token.to_owned()))
-        })
-        .collect()
+/// `name:token[,name:token…]` (see `protocol::auth::Tokens`).
+pub fn parse_admin_tokens(spec: &str) -> Result<Tokens, String> {
+    Tokens::parse("ADMIN_TOKENS", spec)
 }
 
 impl Config {

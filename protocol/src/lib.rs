@@ -5,6 +5,7 @@
 //! spelling the origin emits and the purge path later consumes, the session-cookie
 //! format, segments, and HTTP dates. Neither side may write these by hand.
 
+pub mod auth;
 pub mod cache_status;
 pub mod error;
 pub mod headers;

@@ -34,16 +34,14 @@ pub(crate) enum Via {
 
 /// Checks `x-edge-secret` against `EDGE_SECRET` (SHA-256 digests, constant time).
 pub(crate) fn via(settings: &crate::config::Settings, headers: &axum::http::HeaderMap) -> Via {
-    use sha2::{Digest, Sha256};
-    use subtle::ConstantTimeEq;
-    let Some(secret) = &settings.edge_secret else {
+    if settings.edge_secret.is_none() {
         return Via::Unchecked;
-    };
+    }
     let presented = headers
         .get(protocol::headers::EDGE_SECRET)
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    if bool::from(Sha256::digest(presented).ct_eq(&Sha256::digest(secret.as_bytes()))) {
+    if protocol::auth::secret_matches(presented, settings.edge_secret.as_deref()) {
         Via::Edge
     } else {
         Via::Direct

@@ -99,7 +99,11 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 /// Default settings plus the test admin token.
 pub fn test_settings() -> Settings {
     Settings {
-        admin_tokens: vec![(String::from("tester"), String::from(ADMIN_TOKEN))],
+        admin_tokens: protocol::auth::Tokens::parse(
+            "ADMIN_TOKENS",
+            &format!("tester:{ADMIN_TOKEN}"),
+        )
+        .unwrap_or_else(|e| panic!("{e}")),
         ..Settings::default()
     }
 }

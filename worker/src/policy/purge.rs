@@ -301,21 +301,7 @@ impl Memo {
     }
 }
 
-/// Whether an `Authorization` value carries `secret` as a bearer token (the scheme is
-/// case-insensitive, RFC 9110 §11.1; compared as SHA-256 digests in constant time). No
-/// (or an empty) secret configured: nothing is authorized.
-pub fn bearer_matches(authorization: Option<&str>, secret: Option<&str>) -> bool {
-    use sha2::{Digest, Sha256};
-    use subtle::ConstantTimeEq;
-    let Some(secret) = secret.filter(|s| !s.is_empty()) else {
-        return false;
-    };
-    let presented = authorization
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map_or("", |(_, token)| token.trim());
-    bool::from(Sha256::digest(presented.as_bytes()).ct_eq(&Sha256::digest(secret.as_bytes())))
-}
+pub use protocol::auth::bearer_matches;
 
 #[cfg(test)]
 mod tests {
