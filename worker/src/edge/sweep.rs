@@ -100,7 +100,7 @@ async fn sweep(env: &Env) -> worker::Result<Report> {
                 },
             },
         };
-        if let Verdict::Delete(reason) = verdict(from.as_ref(), current.as_deref()) {
+        if let Verdict::Delete(reason) = verdict(&key, from.as_ref(), current.as_deref()) {
             *report.reasons.entry(reason.as_str()).or_default() += 1;
             doomed.push(key);
         }

@@ -1,7 +1,9 @@
 //! The one spelling of a derivative's identity: source key + source ETag + normalized
 //! options + output format. It names the Cache API entry and the R2 object under
 //! `derived/`. Including the source ETag means a replaced original can never serve an
-//! old derivative: the new ETag is a new key, and the old entries simply age out.
+//! old derivative: the new ETag is a new key. R2 files every derivative of one source
+//! under one folder ([`DerivativeKey::r2_prefix`]), so replacing the source deletes its
+//! old derivatives with one listing.
 
 use sha2::{Digest, Sha256};
 
@@ -14,6 +16,15 @@ pub struct DerivativeKey {
     identity: String,
     /// Hex SHA-256 of the identity (stable across machines; never `DefaultHasher`).
     digest: String,
+    /// The source's folder under `derived/`.
+    prefix: String,
+}
+
+fn hex_sha256(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl DerivativeKey {
@@ -29,25 +40,28 @@ impl DerivativeKey {
             options.pixels_identity(),
             format.as_str()
         );
-        let digest = Sha256::digest(identity.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Self { identity, digest }
+        let digest = hex_sha256(&identity);
+        Self {
+            identity,
+            digest,
+            prefix: Self::r2_prefix(source_key),
+        }
+    }
+
+    /// The folder of every derivative of `source_key`: `derived/<32 hex of its SHA-256>/`
+    /// (a fixed length, so any key up to R2's 1024 bytes fits, and no key can reach
+    /// another's folder).
+    pub fn r2_prefix(source_key: &str) -> String {
+        format!("derived/{}/", &hex_sha256(source_key)[..32])
     }
 
     pub fn identity(&self) -> &str {
         &self.identity
     }
 
-    /// The R2 object key: `derived/<2-char shard>/<digest>.<ext>`.
+    /// The R2 object key: `<r2_prefix>/<digest>.<ext>`.
     pub fn r2_key(&self, format: OutputFormat) -> String {
-        format!(
-            "derived/{}/{}.{}",
-            &self.digest[..2],
-            self.digest,
-            format.as_str()
-        )
+        format!("{}{}.{}", self.prefix, self.digest, format.as_str())
     }
 
     /// The edge cache key of a derivative: source key + options + format, *without* the
@@ -60,11 +74,10 @@ impl DerivativeKey {
             options.pixels_identity(),
             format.as_str()
         );
-        let digest: String = Sha256::digest(identity.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        format!("https://derived.course-edge.internal/{digest}")
+        format!(
+            "https://derived.course-edge.internal/{}",
+            hex_sha256(&identity)
+        )
     }
 
     /// A strong ETag for the derivative.
@@ -113,6 +126,26 @@ mod tests {
         assert!(base.r2_key(OutputFormat::Webp).starts_with("derived/"));
         assert!(base.r2_key(OutputFormat::Webp).ends_with(".webp"));
         assert_eq!(base.etag().len(), 34);
+    }
+
+    #[test]
+    fn every_derivative_of_a_source_lives_in_that_source_s_folder() {
+        let folder = DerivativeKey::r2_prefix("demo/a.jpg");
+        assert_eq!(folder.len(), "derived/".len() + 33);
+        for (etag, o, f) in [
+            ("e1", "w=800", OutputFormat::Webp),
+            ("e2", "w=100,fit=cover", OutputFormat::Avif),
+        ] {
+            let key = DerivativeKey::new("demo/a.jpg", etag, &opts(o), f).r2_key(f);
+            assert!(key.starts_with(&folder), "{key}");
+            assert!(!key[folder.len()..].contains('/'), "{key}");
+        }
+        assert_ne!(folder, DerivativeKey::r2_prefix("demo/a.jpg/x"));
+        assert_ne!(folder, DerivativeKey::r2_prefix("demo/b.jpg"));
+        // The longest key a source may have still gives a key R2 accepts (1024 bytes).
+        let long = "k".repeat(1024);
+        let key = DerivativeKey::new(&long, "e", &opts("w=1"), OutputFormat::Webp);
+        assert!(key.r2_key(OutputFormat::Webp).len() <= 1024);
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub enum Reason {
     /// No record of its source (written before sources were recorded): it is rebuilt on
     /// demand if still wanted.
     Unattributed,
+    /// Not in its source's folder (the layout before per-source folders): no listing
+    /// of that folder would find it when the source is replaced.
+    Misfiled,
 }
 
 impl Reason {
@@ -65,16 +68,20 @@ impl Reason {
             Self::SourceGone => "source-gone",
             Self::SourceReplaced => "source-replaced",
             Self::Unattributed => "unattributed",
+            Self::Misfiled => "misfiled",
         }
     }
 }
 
-/// The verdict for a derivative made `from` a source whose current ETag is
+/// The verdict for the derivative at `key`, made `from` a source whose current ETag is
 /// `current_etag` (`None`: the source is gone).
-pub fn verdict(from: Option<&DerivedFrom>, current_etag: Option<&str>) -> Verdict {
+pub fn verdict(key: &str, from: Option<&DerivedFrom>, current_etag: Option<&str>) -> Verdict {
     let Some(from) = from else {
         return Verdict::Delete(Reason::Unattributed);
     };
+    if !key.starts_with(&super::key::DerivativeKey::r2_prefix(&from.source_key)) {
+        return Verdict::Delete(Reason::Misfiled);
+    }
     match current_etag {
         None => Verdict::Delete(Reason::SourceGone),
         Some(etag) if etag.trim_matches('"') != from.source_etag => {
@@ -96,19 +103,29 @@ mod tests {
             DerivedFrom::from_metadata(&from.to_metadata()),
             Some(from.clone())
         );
-        assert_eq!(verdict(Some(&from), Some("\"e1\"")), Verdict::Keep);
-        assert_eq!(verdict(Some(&from), Some("e1")), Verdict::Keep);
+        let key = format!(
+            "{}abc.webp",
+            crate::image::key::DerivativeKey::r2_prefix("demo/a.jpg")
+        );
+        let key = key.as_str();
+        assert_eq!(verdict(key, Some(&from), Some("\"e1\"")), Verdict::Keep);
+        assert_eq!(verdict(key, Some(&from), Some("e1")), Verdict::Keep);
         assert_eq!(
-            verdict(Some(&from), Some("\"e2\"")),
+            verdict(key, Some(&from), Some("\"e2\"")),
             Verdict::Delete(Reason::SourceReplaced)
         );
         assert_eq!(
-            verdict(Some(&from), None),
+            verdict(key, Some(&from), None),
             Verdict::Delete(Reason::SourceGone)
         );
         assert_eq!(
-            verdict(None, Some("e1")),
+            verdict(key, None, Some("e1")),
             Verdict::Delete(Reason::Unattributed)
+        );
+        // The old two-character shards: deleted, and made again in the right folder.
+        assert_eq!(
+            verdict("derived/ab/abc.webp", Some(&from), Some("e1")),
+            Verdict::Delete(Reason::Misfiled)
         );
         assert_eq!(DerivedFrom::from_metadata(&HashMap::new()), None);
     }
