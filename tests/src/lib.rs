@@ -471,6 +471,8 @@ pub const TEST_ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef";
 pub const TEST_EDGE_SECRET: &str = "e2e-edge-secret-0123456789abcdef";
 /// The secret the origin presents on the edge's purge route in every test stack.
 pub const TEST_PURGE_SECRET: &str = "e2e-purge-secret-0123456789abcdef";
+/// The edge's upload token in every test stack (as `content`).
+pub const TEST_UPLOAD_TOKEN: &str = "e2e-upload-token-0123456789abcdef";
 
 /// An origin and an edge in front of it, sharing session keys, with the origin's
 /// purges delivered to the edge. The edge lets the origin's `/test/*` diagnostics
@@ -516,6 +518,10 @@ impl Stack {
             .secrets
             .entry(String::from("ORIGIN_SECRET"))
             .or_insert_with(|| String::from(TEST_EDGE_SECRET));
+        options
+            .secrets
+            .entry(String::from("UPLOAD_TOKENS"))
+            .or_insert_with(|| format!("content:{TEST_UPLOAD_TOKEN}"));
         options
             .vars
             .entry(String::from("INTERNAL_PATHS"))

@@ -1,7 +1,8 @@
 //! Invalidation end to end, in workerd with the real origin: an edit through the admin
 //! API reaches the edge within the documented bound, soft purges serve the old copy
 //! only while it is revalidated, purging an original reaches its derivatives, and
-//! nothing unauthenticated changes anything. One stack for the file.
+//! nothing unauthenticated changes anything; uploads through the edge replace an
+//! original and every derivative of it (`purge/uploads.rs`). One stack for the file.
 
 // A test crate: a failed unwrap is a failed assertion.
 #![allow(clippy::unwrap_used)]
@@ -12,12 +13,17 @@ use course_edge_e2e::{
     EdgeOptions, Stack, TEST_ADMIN_TOKEN, TEST_PURGE_SECRET, client, fixtures, header,
 };
 
+#[path = "purge/uploads.rs"]
+mod uploads;
+
 /// One stack, the scenarios in turn (they use different keys; the stack is torn down
 /// when the test ends).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidation_end_to_end() {
     let stack = Stack::start_with(
-        EdgeOptions::default().object("covers/purge-me.jpg", fixtures::photo(320, 200)),
+        EdgeOptions::default()
+            .object("covers/purge-me.jpg", fixtures::photo(320, 200))
+            .var("UPLOAD_MAX_BYTES", &uploads::LIMIT.to_string()),
     )
     .await;
     an_edit_through_the_admin_api_reaches_the_edge_within_the_bound(&stack).await;
@@ -25,6 +31,9 @@ async fn invalidation_end_to_end() {
     purging_an_original_reaches_its_derivatives(&stack).await;
     unauthenticated_purges_and_admin_calls_through_the_edge_change_nothing(&stack).await;
     a_repeated_delivery_is_applied_once(&stack).await;
+    uploads::replacing_an_original_changes_every_derivative_and_removes_the_old_ones(&stack).await;
+    uploads::bad_or_unauthenticated_uploads_are_refused_and_change_nothing(&stack).await;
+    uploads::the_upload_script_shows_progress_and_resumes(&stack).await;
 }
 
 async fn get(url: &str) -> reqwest::Response {
@@ -248,6 +257,7 @@ async fn with_the_ledger_unreachable_hits_are_revalidated_not_served_blindly() {
         assert_eq!(status(&again), "REVALIDATED", "never a blind HIT");
         assert_eq!(again.status(), 200);
     }
+    uploads::an_upload_whose_purge_fails_says_so_and_is_retried(&stack).await;
     stack.origin.stop();
     let down = get(&url).await;
     assert_eq!(down.status(), 200);

@@ -55,6 +55,11 @@ pub mod vars {
     /// Fault injection (tests only): `unreachable` makes every purge-ledger call fail,
     /// as when the Durable Object cannot be reached.
     pub const PURGE_LEDGER_FAULT: &str = "PURGE_LEDGER_FAULT";
+    /// Secret: who may upload originals through `PUT /admin/media/<key>`,
+    /// `name:token[,name:token…]` (tokens of 24+ characters; the name goes to the log).
+    pub const UPLOAD_TOKENS: &str = "UPLOAD_TOKENS";
+    /// Largest upload, bytes (default 104857600; at most 5000000000, R2's single put).
+    pub const UPLOAD_MAX_BYTES: &str = "UPLOAD_MAX_BYTES";
     /// Secret: when set, image URLs need `sig=` (hex HMAC-SHA256, see `image::sign`).
     pub const IMAGE_SIGNING_KEY: &str = "IMAGE_SIGNING_KEY";
     // Per-class cache policy overrides: `POLICY_<CLASS>`, see `policy::table`.
@@ -92,6 +97,10 @@ pub struct Config {
     pub purge_ledger_down: bool,
     /// Presented to the origin on every request.
     pub origin_secret: Option<String>,
+    /// Who may upload; empty: the upload route refuses everything.
+    pub upload_tokens: protocol::auth::Tokens,
+    /// Largest upload, bytes.
+    pub upload_max_bytes: u64,
 }
 
 impl Config {
@@ -230,7 +239,23 @@ impl Config {
             }
             other => other,
         };
+        let upload_tokens = match lookup(vars::UPLOAD_TOKENS) {
+            None => protocol::auth::Tokens::default(),
+            Some(spec) => protocol::auth::Tokens::parse(vars::UPLOAD_TOKENS, &spec)
+                .map_err(ConfigError::Tokens)?,
+        };
+        let upload_max_bytes = match lookup(vars::UPLOAD_MAX_BYTES) {
+            None => crate::upload::DEFAULT_MAX_BYTES,
+            Some(raw) => parse_bounded(
+                vars::UPLOAD_MAX_BYTES,
+                &raw,
+                1,
+                crate::upload::MAX_MAX_BYTES,
+            )?,
+        };
         Ok(Self {
+            upload_tokens,
+            upload_max_bytes,
             origin_secret,
             purge_secret,
             purge_memo,
@@ -272,6 +297,9 @@ pub enum ConfigError {
     Presets(String),
     #[error("secret SESSION_KEYS is invalid: {0}; set it with `wrangler secret put SESSION_KEYS`")]
     SessionKeys(String),
+    /// The message names the variable and the entry, never a token.
+    #[error("{0}; set it with `wrangler secret put UPLOAD_TOKENS`")]
+    Tokens(String),
 }
 
 /// The derivative policy from its vars; unset vars keep the documented defaults.
@@ -539,5 +567,37 @@ mod tests {
         .unwrap();
         assert_eq!(config.origin_timeout, Duration::from_millis(250));
         assert_eq!(config.retry_after_secs, 30);
+    }
+
+    #[test]
+    fn upload_tokens_and_limit_are_read_without_echoing_tokens() {
+        let off = parse(&[("ORIGIN_URL", "http://o")]).unwrap();
+        assert!(off.upload_tokens.is_empty());
+        assert_eq!(off.upload_max_bytes, crate::upload::DEFAULT_MAX_BYTES);
+        let token = "t".repeat(30);
+        let on = parse(&[
+            ("ORIGIN_URL", "http://o"),
+            ("UPLOAD_TOKENS", &format!("content:{token}")),
+            ("UPLOAD_MAX_BYTES", "5000"),
+        ])
+        .unwrap();
+        assert_eq!(
+            on.upload_tokens.holder(Some(&format!("Bearer {token}"))),
+            Some("content")
+        );
+        assert_eq!(on.upload_max_bytes, 5000);
+        let short = "s".repeat(10);
+        let err = parse(&[
+            ("ORIGIN_URL", "http://o"),
+            ("UPLOAD_TOKENS", &format!("content:{short}")),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("UPLOAD_TOKENS entry 1 (content)"), "{err}");
+        assert!(!err.contains(&short), "{err}");
+        for bad in ["0", "6000000000", "ten"] {
+            let err = parse(&[("ORIGIN_URL", "http://o"), ("UPLOAD_MAX_BYTES", bad)]).unwrap_err();
+            assert!(err.to_string().contains("UPLOAD_MAX_BYTES"), "{err}");
+        }
     }
 }

@@ -84,6 +84,12 @@ pub enum EdgeError {
         waited_ms: u64,
         retry_after_secs: u32,
     },
+    /// An upload refused before anything was stored.
+    #[error("upload refused: {0}")]
+    Upload(crate::upload::UploadError),
+    /// An upload stored, but its edge purge not applied: retrying re-applies it.
+    #[error("stored {key}, but the edge purge failed: {detail}")]
+    UploadPurgeFailed { key: String, detail: String },
     #[error("runtime: {0}")]
     Runtime(String),
     #[error("configuration: {0}")]
@@ -102,13 +108,15 @@ impl EdgeError {
             | Self::BadImageOption { .. }
             | Self::BadSignature
             | Self::Unauthorized { .. }
-            | Self::BadPurge { .. } => Fault::Client,
+            | Self::BadPurge { .. }
+            | Self::Upload(_) => Fault::Client,
             Self::Image(crate::image::TransformError::Internal(_)) => Fault::Internal,
             Self::Image(_) => Fault::Client,
             Self::OriginUnreachable { .. }
             | Self::OriginTimeout { .. }
             | Self::NotReady { .. }
-            | Self::TransformBusy { .. } => Fault::Upstream,
+            | Self::TransformBusy { .. }
+            | Self::UploadPurgeFailed { .. } => Fault::Upstream,
             Self::Config(_) | Self::Runtime(_) => Fault::Internal,
         }
     }
@@ -125,6 +133,7 @@ impl EdgeError {
             Self::BadSignature => 403,
             Self::Unauthorized { .. } => 401,
             Self::BadPurge { .. } => 400,
+            Self::Upload(e) => e.status(),
             Self::Image(e) => match e {
                 crate::image::TransformError::Unsupported(_) => 415,
                 crate::image::TransformError::Corrupt(_)
@@ -134,7 +143,8 @@ impl EdgeError {
             Self::OriginUnreachable { .. }
             | Self::OriginTimeout { .. }
             | Self::NotReady { .. }
-            | Self::TransformBusy { .. } => 503,
+            | Self::TransformBusy { .. }
+            | Self::UploadPurgeFailed { .. } => 503,
             Self::Config(_) | Self::Runtime(_) => 500,
         }
     }
@@ -283,6 +293,21 @@ impl EdgeError {
                     "internal edge error; it has been logged",
                 ),
             },
+            Self::Upload(e) => {
+                let code = match status {
+                    411 => "length_required",
+                    413 => codes::PAYLOAD_TOO_LARGE,
+                    415 => "unsupported_media_type",
+                    422 => "unprocessable_upload",
+                    _ => codes::BAD_REQUEST,
+                };
+                ErrorBody::new(status, code, e.to_string()).with_field(e.field())
+            }
+            Self::UploadPurgeFailed { .. } => ErrorBody::new(
+                status,
+                "purge_failed",
+                "the file is stored, but the edge could not purge its old copies; upload it again",
+            ),
             Self::Runtime(_) => ErrorBody::new(
                 status,
                 codes::INTERNAL,
@@ -328,6 +353,11 @@ mod tests {
                 retry_after_secs: 3,
             },
             EdgeError::Runtime("js exception at 10.0.0.1".into()),
+            EdgeError::Upload(crate::upload::UploadError::Svg),
+            EdgeError::UploadPurgeFailed {
+                key: "a.jpg".into(),
+                detail: "ledger at 10.0.0.1".into(),
+            },
             EdgeError::Config(ConfigError::Missing("ORIGIN_URL")),
         ]
     }

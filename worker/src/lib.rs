@@ -17,6 +17,7 @@
 //! | [`segment`] | the viewer's segment from the verified session cookie |
 //! | [`error`] | [`error::EdgeError`]: every failure, its fault class, status and public message |
 //! | [`timing`] | the `Server-Timing` header value |
+//! | [`upload`] | uploads of originals: type by magic bytes, dimensions, limits, purge URLs |
 //! | `edge` (wasm32) | `#[event(fetch)]`, proxying, Workers API glue |
 
 pub mod assets;
@@ -28,6 +29,7 @@ pub mod policy;
 pub mod route;
 pub mod segment;
 pub mod timing;
+pub mod upload;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

@@ -23,7 +23,13 @@ pub enum Route {
     Image { options: String, key: ObjectKey },
     /// `POST /__edge/purge`: the origin delivers a purge (secret-authenticated).
     Purge,
+    /// `PUT /admin/media/<key>`: a content team uploads an original (token-authenticated).
+    /// The one admin path the edge serves itself; nothing under `/admin` reaches the origin.
+    Upload { key: ObjectKey },
 }
+
+/// Where uploads go: `PUT /admin/media/<key>`, spelled exactly so.
+pub const UPLOAD_PREFIX: &str = "/admin/media/";
 
 /// The edge's own endpoints live under this prefix; nothing under it reaches the origin.
 pub const EDGE_PREFIX: &str = "/__edge/";
@@ -62,6 +68,7 @@ pub enum Method {
     Get,
     Head,
     Post,
+    Put,
     Delete,
     Other,
 }
@@ -72,6 +79,7 @@ impl Method {
             "GET" => Self::Get,
             "HEAD" => Self::Head,
             "POST" => Self::Post,
+            "PUT" => Self::Put,
             "DELETE" => Self::Delete,
             _ => Self::Other,
         }
@@ -118,6 +126,14 @@ impl Route {
             }
         };
         let origin = |class| Route::Origin { class };
+        if let Some(rest) = path.strip_prefix(UPLOAD_PREFIX) {
+            if method != Method::Put {
+                return Err(EdgeError::MethodNotAllowed { allow: "PUT" });
+            }
+            return Ok(Route::Upload {
+                key: ObjectKey::parse("", rest)?,
+            });
+        }
         if is_admin_path(path) {
             return Err(EdgeError::NoRoute {
                 path: path.to_owned(),
@@ -245,6 +261,41 @@ mod tests {
         );
         assert!(Route::parse(Method::Get, "/__edge/purge").is_err());
         assert!(Route::parse(Method::Get, "/__edge/other").is_err());
+    }
+
+    #[test]
+    fn uploads_are_the_one_admin_path_the_edge_serves_itself() {
+        assert_eq!(
+            Route::parse(Method::Put, "/admin/media/demo/a%20b.jpg"),
+            Ok(Route::Upload {
+                key: ObjectKey::parse("", "demo/a b.jpg").unwrap()
+            })
+        );
+        assert_eq!(
+            Route::parse(Method::Post, "/admin/media/demo/a.jpg"),
+            Err(EdgeError::MethodNotAllowed { allow: "PUT" })
+        );
+        for path in [
+            "/admin/media/../courses/x",
+            "/admin/media/",
+            "/admin/media//a.jpg",
+        ] {
+            assert!(Route::parse(Method::Put, path).is_err(), "{path}");
+        }
+        // Any other spelling is the origin's admin API, which the edge never serves.
+        for path in [
+            "/ADMIN/media/a.jpg",
+            "//admin/media/a.jpg",
+            "/%61dmin/media/a.jpg",
+        ] {
+            assert!(
+                matches!(
+                    Route::parse(Method::Put, path),
+                    Err(EdgeError::NoRoute { .. })
+                ),
+                "{path}"
+            );
+        }
     }
 
     #[test]

@@ -101,6 +101,13 @@ impl Source for ObjectSource {
         for (name, value) in safety_headers(self.uploaded, &content_type) {
             set(name, value)?;
         }
+        if self.uploaded
+            && let Ok(meta) = object.custom_metadata()
+        {
+            for (name, value) in crate::upload::dimension_headers(&meta) {
+                set(name, &value)?;
+            }
+        }
         match object.body() {
             // The precondition failed: the stored copy is current.
             None if stored.is_some() => Ok(Response::empty()

@@ -15,6 +15,7 @@ mod purge;
 mod respond;
 mod slot;
 mod sweep;
+mod upload;
 
 use protocol::EdgeCacheStatus;
 use worker::{Context, Env, Method as HttpMethod, Request, Response, Result, event};
@@ -23,7 +24,6 @@ use crate::config::Config;
 use crate::error::EdgeError;
 use crate::route::{Method, Route};
 use crate::timing::ServerTiming;
-use origin::runtime;
 
 /// What a handler hands back: the response plus what the cache did.
 pub(crate) struct Served {
@@ -101,8 +101,18 @@ async fn handle(
         Route::Image { options, key } => {
             images::serve(req, env, ctx, &config, options, key, timing).await
         }
+        Route::Upload { key } => {
+            // Another handle on the same JS request, not `clone()`: that tees the body,
+            // and the unread branch would buffer the whole upload.
+            let mut req = Request::from(Clone::clone(req.inner()));
+            let response = upload::route(&mut req, env, &config, key, timing).await?;
+            Ok(Served {
+                response,
+                cache: EdgeCacheStatus::Bypass,
+            })
+        }
         Route::Purge => {
-            let mut req = req.clone().map_err(runtime)?;
+            let mut req = Request::from(Clone::clone(req.inner()));
             let response = purge::route(&mut req, env, &config).await?;
             Ok(Served {
                 response,

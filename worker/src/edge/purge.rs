@@ -174,6 +174,36 @@ async fn ledger_call(env: &Env, path: &str, body: String) -> Result<Response> {
     stub(env)?.fetch_with_request(req).await
 }
 
+/// Writes `purge` into the ledger (applied once per id) and forgets this isolate's memo,
+/// so the isolate sees its own purge at once.
+pub(super) async fn apply(
+    env: &Env,
+    purge: &Purge,
+) -> std::result::Result<purge::Applied, EdgeError> {
+    let body = serde_json::to_string(purge).map_err(|e| EdgeError::Runtime(e.to_string()))?;
+    let mut applied = ledger_call(env, "/apply", body)
+        .await
+        .map_err(|e| EdgeError::Runtime(format!("the purge ledger: {e}")))?;
+    if applied.status_code() != 200 {
+        return Err(EdgeError::Runtime(format!(
+            "the purge ledger answered {}",
+            applied.status_code()
+        )));
+    }
+    let applied: purge::Applied = applied
+        .json()
+        .await
+        .map_err(|e| EdgeError::Runtime(format!("the purge ledger: {e}")))?;
+    MEMO.with(|m| m.borrow_mut().forget());
+    worker::console_log!(
+        "purge {} applied={} generation={}",
+        purge.id,
+        applied.applied,
+        applied.generation
+    );
+    Ok(applied)
+}
+
 /// `POST /__edge/purge`: the origin's delivery. Refused (401, changing nothing) without
 /// the secret; 400 naming the field on a bad purge.
 pub(super) async fn route(
@@ -198,41 +228,28 @@ pub(super) async fn route(
             limit: MAX_PURGE_BYTES,
         });
     }
-    let bytes = req
-        .bytes()
-        .await
-        .map_err(|e| EdgeError::Runtime(format!("reading the purge: {e}")))?;
-    if bytes.len() > MAX_PURGE_BYTES {
-        return Err(EdgeError::PayloadTooLarge {
-            limit: MAX_PURGE_BYTES,
-        });
+    // Read in chunks and stopped at the limit: a body without a Content-Length (chunked)
+    // is never held past it.
+    let mut bytes = Vec::new();
+    // No body at all reads as empty, which the parser refuses naming it.
+    let mut body = req.stream().ok();
+    while let Some(chunk) = match body.as_mut() {
+        Some(body) => futures_util::StreamExt::next(body).await,
+        None => None,
+    } {
+        let chunk = chunk.map_err(|e| EdgeError::Runtime(format!("reading the purge: {e}")))?;
+        if bytes.len() + chunk.len() > MAX_PURGE_BYTES {
+            return Err(EdgeError::PayloadTooLarge {
+                limit: MAX_PURGE_BYTES,
+            });
+        }
+        bytes.extend_from_slice(&chunk);
     }
     let purge = Purge::parse(&bytes).map_err(|e| EdgeError::BadPurge {
         field: e.field,
         message: e.message,
     })?;
-    let body = serde_json::to_string(&purge).map_err(|e| EdgeError::Runtime(e.to_string()))?;
-    let mut applied = ledger_call(env, "/apply", body)
-        .await
-        .map_err(|e| EdgeError::Runtime(format!("the purge ledger: {e}")))?;
-    if applied.status_code() != 200 {
-        return Err(EdgeError::Runtime(format!(
-            "the purge ledger answered {}",
-            applied.status_code()
-        )));
-    }
-    let applied: purge::Applied = applied
-        .json()
-        .await
-        .map_err(|e| EdgeError::Runtime(format!("the purge ledger: {e}")))?;
-    // This isolate sees its own purge at once.
-    MEMO.with(|m| m.borrow_mut().forget());
-    worker::console_log!(
-        "purge {} applied={} generation={}",
-        purge.id,
-        applied.applied,
-        applied.generation
-    );
+    let applied = apply(env, &purge).await?;
     Response::from_json(&applied).map_err(|e| EdgeError::Runtime(e.to_string()))
 }
 

@@ -18,7 +18,7 @@ pub mod resize;
 pub mod sign;
 pub mod sweep;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 use decode::{DecodeError, SourceFormat};
 use format::OutputFormat;
 use limits::{LimitError, Limits};
