@@ -123,7 +123,8 @@ fn is_tag(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_graphic() && b != b',')
 }
 
-fn is_path(s: &str) -> bool {
+/// Whether `s` is a URL path (with an optional query) a purge may name.
+pub fn is_path(s: &str) -> bool {
     s.starts_with('/')
         && !s.starts_with("//")
         && s.len() <= MAX_PATH_BYTES

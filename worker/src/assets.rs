@@ -94,6 +94,17 @@ impl ObjectKey {
 }
 
 impl ObjectKey {
+    /// The one URL path purges name this object by: `/media/<key>` for an upload served
+    /// from `/media/`, otherwise `/<key>` (`/static/…`, `/video/…`). Every spelling of a
+    /// request that reaches the object is checked against it.
+    pub fn purge_path(&self, uploaded: bool) -> String {
+        if uploaded {
+            format!("/media/{}", self.url_path())
+        } else {
+            format!("/{}", self.url_path())
+        }
+    }
+
     /// The key as a URL path (no leading `/`): each segment percent-encoded — everything
     /// but RFC 3986's `pchar` (unreserved, sub-delims, `:` and `@`) escaped — so a key
     /// with `?`, `#`, `%`, spaces or non-Latin-1 characters is a valid `Location` that
@@ -246,6 +257,16 @@ impl ByteRange {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_spelling_of_an_object_s_url_has_one_purge_path() {
+        let media = |rest: &str| super::ObjectKey::parse("", rest).unwrap().purge_path(true);
+        assert_eq!(media("caf%c3%a9.jpg"), media("caf%C3%A9.jpg"));
+        assert_eq!(media("%61.jpg"), "/media/a.jpg");
+        assert_eq!(media("a b.jpg"), "/media/a%20b.jpg");
+        let video = super::ObjectKey::parse("video/", "42/x.ts").unwrap();
+        assert_eq!(video.purge_path(false), "/video/42/x.ts");
+    }
+
     #[test]
     fn url_paths_escape_every_segment_and_name_the_same_key() {
         let table = [

@@ -169,7 +169,9 @@ pub(super) async fn serve(
         follow_timeout: Duration::from_secs(30),
         vary_headers: Vec::new(),
         purge_path: req.path(),
-        aliases: Vec::new(),
+        // However the request spelled the key (`%61.jpg`, lowercase escapes), purges name
+        // it one way.
+        aliases: vec![key.purge_path(uploaded)],
     };
     let source = ObjectSource {
         env: env.clone(),

@@ -352,7 +352,7 @@ pub(super) async fn serve(
         vary_headers: Vec::new(),
         purge_path: req.path(),
         // Purging the original reaches every derivative of it.
-        aliases: vec![format!("/media/{}", key.url_path())],
+        aliases: vec![key.purge_path(true)],
     };
     let source_for = |format: OutputFormat, plan: &Plan| ImageSource {
         env: env.clone(),
