@@ -300,6 +300,11 @@ impl Upstream {
         );
         directives.expires_in =
             expires_in(get("expires").as_deref(), get("date").as_deref(), now_ms);
+        // An answer with more tags than an entry keeps could not be reached by a purge of
+        // the tags it dropped: it is served but never stored.
+        if super::stored::too_many_tags(get(protocol::headers::CACHE_TAG).as_deref()) {
+            directives.no_store = true;
+        }
         Self {
             status,
             age: initial_age(get("age").as_deref(), get("date").as_deref(), now_ms),

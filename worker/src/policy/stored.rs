@@ -51,6 +51,16 @@ pub struct Entry {
     pub tags: Vec<String>,
 }
 
+/// Whether a `Cache-Tag` value names more tags than an entry keeps (and a purge probes).
+pub fn too_many_tags(value: Option<&str>) -> bool {
+    value
+        .unwrap_or("")
+        .split(',')
+        .filter(|t| !t.trim().is_empty())
+        .nth(super::purge::MAX_TAGS_PROBED)
+        .is_some()
+}
+
 /// Tags from a `Cache-Tag` value (comma separated, Cloudflare's spelling), bounded.
 pub fn tags_of(value: Option<&str>) -> Vec<String> {
     value

@@ -1061,3 +1061,31 @@ fn unconfirmed_entries_stand_in_only_as_stale_on_error() {
         assert_eq!(outside, OnUpstream::Fail, "{class}");
     }
 }
+
+#[test]
+fn an_answer_with_more_tags_than_an_entry_keeps_is_never_stored() {
+    let tags = |n: usize| {
+        (0..n)
+            .map(|i| format!("t{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let read = |value: String| {
+        Upstream::read(
+            200,
+            |name| match name {
+                "cache-control" => Some(String::from("public, max-age=60")),
+                "cache-tag" => Some(value.clone()),
+                _ => None,
+            },
+            0.0,
+            false,
+        )
+    };
+    let fits = read(tags(crate::policy::purge::MAX_TAGS_PROBED));
+    assert!(!fits.directives.no_store);
+    assert_eq!(fits.tags.len(), crate::policy::purge::MAX_TAGS_PROBED);
+    // One more: a purge of the dropped tag could not reach the entry, so there is none.
+    let over = read(tags(crate::policy::purge::MAX_TAGS_PROBED + 1));
+    assert!(over.directives.no_store);
+}
