@@ -87,9 +87,6 @@ pub enum EdgeError {
     /// An upload refused before anything was stored.
     #[error("upload refused: {0}")]
     Upload(crate::upload::UploadError),
-    /// An upload stored, but its edge purge not applied: retrying re-applies it.
-    #[error("stored {key}, but the edge purge failed: {detail}")]
-    UploadPurgeFailed { key: String, detail: String },
     #[error("runtime: {0}")]
     Runtime(String),
     #[error("configuration: {0}")]
@@ -115,8 +112,7 @@ impl EdgeError {
             Self::OriginUnreachable { .. }
             | Self::OriginTimeout { .. }
             | Self::NotReady { .. }
-            | Self::TransformBusy { .. }
-            | Self::UploadPurgeFailed { .. } => Fault::Upstream,
+            | Self::TransformBusy { .. } => Fault::Upstream,
             Self::Config(_) | Self::Runtime(_) => Fault::Internal,
         }
     }
@@ -143,8 +139,7 @@ impl EdgeError {
             Self::OriginUnreachable { .. }
             | Self::OriginTimeout { .. }
             | Self::NotReady { .. }
-            | Self::TransformBusy { .. }
-            | Self::UploadPurgeFailed { .. } => 503,
+            | Self::TransformBusy { .. } => 503,
             Self::Config(_) | Self::Runtime(_) => 500,
         }
     }
@@ -164,6 +159,15 @@ impl EdgeError {
             | Self::TransformBusy {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+
+    /// `WWW-Authenticate` for 401s (RFC 9110 §11.6.1): every secret-authenticated route
+    /// takes a bearer token (RFC 6750).
+    pub fn www_authenticate(&self) -> Option<&'static str> {
+        match self {
+            Self::Unauthorized { .. } => Some("Bearer realm=\"course-edge\""),
             _ => None,
         }
     }
@@ -303,11 +307,6 @@ impl EdgeError {
                 };
                 ErrorBody::new(status, code, e.to_string()).with_field(e.field())
             }
-            Self::UploadPurgeFailed { .. } => ErrorBody::new(
-                status,
-                "purge_failed",
-                "the file is stored, but the edge could not purge its old copies; upload it again",
-            ),
             Self::Runtime(_) => ErrorBody::new(
                 status,
                 codes::INTERNAL,
@@ -354,9 +353,8 @@ mod tests {
             },
             EdgeError::Runtime("js exception at 10.0.0.1".into()),
             EdgeError::Upload(crate::upload::UploadError::Svg),
-            EdgeError::UploadPurgeFailed {
-                key: "a.jpg".into(),
-                detail: "ledger at 10.0.0.1".into(),
+            EdgeError::Unauthorized {
+                why: "send a token",
             },
             EdgeError::Config(ConfigError::Missing("ORIGIN_URL")),
         ]
@@ -393,6 +391,17 @@ mod tests {
         assert_eq!(err.retry_after_secs(), Some(9));
         assert_eq!(err.to_body().error.code, "origin_unavailable");
         assert_eq!(EdgeError::UriTooLong { limit: 1 }.retry_after_secs(), None);
+    }
+
+    #[test]
+    fn a_401_names_its_scheme_and_nothing_else_does() {
+        for err in all() {
+            assert_eq!(
+                err.www_authenticate().is_some(),
+                err.status() == 401,
+                "{err:?}"
+            );
+        }
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub(super) fn error(err: &EdgeError) -> Result<Response> {
     if let Some(allow) = err.allow() {
         response = response.with_header("allow", allow)?;
     }
+    if let Some(challenge) = err.www_authenticate() {
+        response = response.with_header("www-authenticate", challenge)?;
+    }
     Ok(response.fixed(body.into_bytes()))
 }
 
