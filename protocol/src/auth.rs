@@ -56,6 +56,7 @@ impl Tokens {
                 let n = i + 1;
                 let (name, token) = entry
                     .split_once(':')
+                    .map(|(name, token)| (name.trim(), token.trim()))
                     .ok_or_else(|| format!("{var} entry {n} is not name:token"))?;
                 let name_ok = !name.is_empty()
                     && name.len() <= 64
@@ -107,7 +108,7 @@ mod tests {
 
     #[test]
     fn only_a_configured_bearer_token_names_its_holder() {
-        let spec = format!("ops:{},content:{}", "a".repeat(32), "b".repeat(32));
+        let spec = format!("ops:{}, content: {}", "a".repeat(32), "b".repeat(32));
         let tokens = Tokens::parse("ADMIN_TOKENS", &spec).unwrap();
         assert_eq!(tokens.len(), 2);
         assert_eq!(tokens.holder(None), None);

@@ -488,8 +488,17 @@ impl Stack {
     }
 
     pub async fn start_with(options: EdgeOptions) -> Self {
+        Self::start_with_origin_env(options, |_| BTreeMap::new()).await
+    }
+
+    /// A stack whose origin also gets `origin_env(edge_url)` (settings that name the edge,
+    /// such as where to warm purged URLs).
+    pub async fn start_with_origin_env(
+        options: EdgeOptions,
+        origin_env: impl FnOnce(&str) -> BTreeMap<String, String>,
+    ) -> Self {
         let edge_port = free_port();
-        let mut env = BTreeMap::new();
+        let mut env = origin_env(&format!("http://127.0.0.1:{edge_port}"));
         for (name, value) in [
             ("SESSION_KEYS", String::from(TEST_SESSION_KEYS)),
             ("ADMIN_TOKENS", format!("tester:{TEST_ADMIN_TOKEN}")),
@@ -502,7 +511,7 @@ impl Stack {
             ("PURGE_RETRY_BASE_MS", String::from("100")),
             ("PURGE_RETRY_MAX_MS", String::from("1000")),
         ] {
-            env.insert(String::from(name), value);
+            env.entry(String::from(name)).or_insert(value);
         }
         let origin = Origin::start_with_env(env).await;
         let mut options = options;

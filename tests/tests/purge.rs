@@ -34,6 +34,7 @@ async fn invalidation_end_to_end() {
     uploads::replacing_an_original_changes_every_derivative_and_removes_the_old_ones(&stack).await;
     uploads::bad_or_unauthenticated_uploads_are_refused_and_change_nothing(&stack).await;
     uploads::the_upload_script_shows_progress_and_resumes(&stack).await;
+    uploads::the_cron_run_applies_purges_left_in_the_outbox(&stack).await;
 }
 
 async fn get(url: &str) -> reqwest::Response {
@@ -243,6 +244,67 @@ async fn a_repeated_delivery_is_applied_once(stack: &Stack) {
     assert_eq!(first["generation"], again["generation"]);
 }
 
+/// Warm after purge, in workerd: once the edge acknowledged an edit's purge, the origin
+/// re-requests the course through the edge, so the first visitor after the edit gets
+/// the new course as a HIT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purged_hot_urls_are_warmed_so_the_first_visitor_hits() {
+    let stack = Stack::start_with_origin_env(EdgeOptions::default(), |edge| {
+        std::collections::BTreeMap::from([
+            (String::from("WARM_AFTER_PURGE_BASE"), edge.to_owned()),
+            (
+                String::from("WARM_AFTER_PURGE"),
+                String::from("/api/courses"),
+            ),
+        ])
+    })
+    .await;
+    let slug = "sql-beginner";
+    let url = stack.edge.url(&format!("/api/courses/{slug}"));
+    get(&url).await;
+    let hit = get(&url).await;
+    assert_eq!(status(&hit), "HIT", "{}", stack.edge.log());
+    let etag = header(&hit, "etag");
+    let title = "Warmed before anyone asked";
+    let edit = admin(
+        &stack,
+        reqwest::Method::PUT,
+        &format!("/admin/courses/{slug}"),
+    )
+    .await
+    .header("if-match", &etag)
+    .json(&serde_json::json!({
+        "title": title, "summary": "s", "locale": "en", "level": "beginner",
+        "tags": ["sql"], "plan": "free", "cover_image": null
+    }))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(edit.status(), 200, "{}", stack.origin.log());
+    let started = Instant::now();
+    let warmed = "origin_purge_warms_total{outcome=\"warmed\"}";
+    loop {
+        let metrics = get(&format!("{}/metrics", stack.origin.url()))
+            .await
+            .text()
+            .await
+            .unwrap();
+        if metrics.lines().any(|l| l.starts_with(warmed)) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "nothing warmed:\n{}",
+            stack.origin.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = get(&url).await;
+    assert_eq!(status(&first), "HIT", "the warm request paid the miss");
+    let body: serde_json::Value = first.json().await.unwrap();
+    assert_eq!(body["title"], title);
+}
+
 /// The ledger unreachable: a stored copy is never served blindly — it is revalidated
 /// with the origin (a conditional request), and with the origin down too it stands in
 /// only as stale-on-error, marked so.
@@ -257,7 +319,7 @@ async fn with_the_ledger_unreachable_hits_are_revalidated_not_served_blindly() {
         assert_eq!(status(&again), "REVALIDATED", "never a blind HIT");
         assert_eq!(again.status(), 200);
     }
-    uploads::an_upload_whose_purge_fails_says_so_and_is_retried(&stack).await;
+    uploads::an_upload_whose_purge_cannot_be_applied_keeps_it_in_the_outbox(&stack).await;
     stack.origin.stop();
     let down = get(&url).await;
     assert_eq!(down.status(), 200);

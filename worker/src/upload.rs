@@ -19,6 +19,19 @@ use crate::assets::ObjectKey;
 /// Bytes read before deciding: enough for a JPEG's EXIF and ICC segments ahead of its
 /// frame header, an AVIF's `meta` box, a few MPEG-TS packets.
 pub const SNIFF_BYTES: usize = 256 * 1024;
+
+impl Admitted {
+    /// How much of the body to read before deciding: a playlist whole (it is small and
+    /// all of it must be UTF-8), anything else its first [`SNIFF_BYTES`].
+    pub fn sniff_bytes(&self) -> usize {
+        let cap = if self.expected == Kind::Playlist {
+            MAX_PLAYLIST_BYTES as usize
+        } else {
+            SNIFF_BYTES
+        };
+        usize::try_from(self.length).map_or(cap, |n| n.min(cap))
+    }
+}
 /// Default upload limit: the request body limit of Workers' Free and Pro plans.
 pub const DEFAULT_MAX_BYTES: u64 = 100 * 1024 * 1024;
 /// The largest limit `UPLOAD_MAX_BYTES` may set: R2's limit for a single `put`.
@@ -129,6 +142,11 @@ pub enum UploadError {
     #[error("the upload is empty")]
     Empty,
     #[error(
+        "the key's URL, escaped, is longer than {} bytes, which no purge can name; use a shorter key or fewer non-ASCII characters",
+        protocol::purge::MAX_PATH_BYTES
+    )]
+    KeyTooLong,
+    #[error(
         "keys under {prefix} are not uploads (that folder belongs to the edge or the site build)"
     )]
     ReservedKey { prefix: &'static str },
@@ -164,7 +182,11 @@ impl UploadError {
         match self {
             Self::LengthRequired => 411,
             Self::TooLarge { .. } => 413,
-            Self::Empty | Self::ReservedKey { .. } | Self::BadChecksum | Self::Corrupted => 400,
+            Self::Empty
+            | Self::ReservedKey { .. }
+            | Self::KeyTooLong
+            | Self::BadChecksum
+            | Self::Corrupted => 400,
             Self::UnknownExtension { .. }
             | Self::Svg
             | Self::Heif
@@ -178,7 +200,7 @@ impl UploadError {
     pub fn field(&self) -> &'static str {
         match self {
             Self::LengthRequired | Self::TooLarge { .. } => "content-length",
-            Self::ReservedKey { .. } | Self::UnknownExtension { .. } => "key",
+            Self::ReservedKey { .. } | Self::KeyTooLong | Self::UnknownExtension { .. } => "key",
             Self::BadChecksum => "content-md5",
             _ => "body",
         }
@@ -203,6 +225,13 @@ pub fn admit(
 ) -> Result<Admitted, UploadError> {
     if let Some(prefix) = RESERVED.into_iter().find(|p| key.as_str().starts_with(p)) {
         return Err(UploadError::ReservedKey { prefix });
+    }
+    if !purge_urls(key)
+        .iter()
+        .all(|url| protocol::purge::is_path(url))
+    {
+        // Stored, it could never be purged: refused before anything is written.
+        return Err(UploadError::KeyTooLong);
     }
     let extension = extension(key);
     if extension == "svg" || extension == "svgz" {
@@ -374,10 +403,15 @@ fn iso_bmff(bytes: &[u8]) -> Result<Option<Kind>, UploadError> {
 /// length is the client's to send again (`Some`); anything else is R2's (`None`).
 pub fn put_failure(detail: &str) -> Option<UploadError> {
     let lower = detail.to_ascii_lowercase();
-    ["md5", "checksum", "digest", "length"]
-        .iter()
-        .any(|w| lower.contains(w))
-        .then_some(UploadError::Corrupted)
+    [
+        "md5",
+        "checksum",
+        "digest",
+        "different length than expected",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
+    .then_some(UploadError::Corrupted)
 }
 
 /// Headers that give an uploaded image's displayed size to whoever fetches it (pages
@@ -425,21 +459,30 @@ pub fn metadata(inspected: &Inspected, holder: &str) -> HashMap<String, String> 
 /// every derivative (the image route files its entries under the original's `/media/`
 /// URL).
 pub fn purge_urls(key: &ObjectKey) -> Vec<String> {
-    let mut urls = vec![format!("/media/{}", key.url_path())];
-    if let Some(rest) = key.as_str().strip_prefix("video/")
-        && let Ok(video) = ObjectKey::parse("", rest)
-    {
-        urls.push(format!("/video/{}", video.url_path()));
+    let mut urls = vec![key.purge_path(true)];
+    if key.as_str().starts_with("video/") {
+        urls.push(key.purge_path(false));
     }
     urls
 }
 
-/// The purge id of one stored version of a key (R2's `version`, unique per write): a
-/// retried delivery is applied once, while the same bytes uploaded again after other
-/// bytes are a new purge.
-pub fn purge_id(key: &ObjectKey, version: &str) -> String {
+/// Where an upload's purge waits until the ledger has it: written before the object, deleted
+/// once the purge is applied, re-applied by the next upload and by every cron run while
+/// it stays (an outbox, as at the origin: a purge is never lost, whatever fails between
+/// the write and the purge). Inside `derived/`, which no route serves.
+pub const PENDING_PREFIX: &str = "derived/_purges/";
+
+/// The outbox object of a purge.
+pub fn pending_key(purge_id: &str) -> String {
+    format!("{PENDING_PREFIX}{purge_id}.json")
+}
+
+/// The purge id of one upload attempt (`nonce`: unique per attempt, e.g. the time it
+/// began): a retried delivery is applied once, while the same bytes uploaded again
+/// after other bytes are a new purge.
+pub fn purge_id(key: &ObjectKey, nonce: &str) -> String {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("{}|{}", key.as_str(), version.trim_matches('"')));
+    let digest = Sha256::digest(format!("{}|{}", key.as_str(), nonce.trim_matches('"')));
     let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
     format!("upload-{hex}")
 }

@@ -13,6 +13,12 @@ pub const SOURCE_ETAG: &str = "source-etag";
 /// serves; the sweeper skips it).
 pub const CURSOR_KEY: &str = "derived/_sweep-cursor";
 
+/// Whether a `derived/` key is the edge's own bookkeeping (the sweep cursor, the upload
+/// purge outbox), never a derivative: derivative folders are hex, so `derived/_` is free.
+pub fn is_internal(key: &str) -> bool {
+    key.starts_with("derived/_")
+}
+
 /// What a derivative was made from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DerivedFrom {
@@ -122,6 +128,8 @@ mod tests {
             verdict(key, None, Some("e1")),
             Verdict::Delete(Reason::Unattributed)
         );
+        assert!(is_internal(CURSOR_KEY));
+        assert!(!is_internal(key));
         // The old two-character shards: deleted, and made again in the right folder.
         assert_eq!(
             verdict("derived/ab/abc.webp", Some(&from), Some("e1")),

@@ -322,6 +322,12 @@ fn purges_name_every_url_an_object_is_served_under() {
     );
     let k = key("demo/a.jpg");
     assert_eq!(purge_id(&k, "v1"), purge_id(&k, "\"v1\""));
+    let pending = pending_key(&purge_id(&k, "v1"));
+    assert!(pending.starts_with(PENDING_PREFIX) && pending.ends_with(".json"));
+    assert!(
+        crate::image::sweep::is_internal(&pending),
+        "the sweeper never takes an outbox entry for a derivative"
+    );
     assert_ne!(purge_id(&k, "v1"), purge_id(&k, "v2"));
     assert_ne!(purge_id(&k, "v1"), purge_id(&key("demo/b.jpg"), "v1"));
 }
@@ -350,4 +356,25 @@ fn put_failures_and_dimension_headers() {
         (meta::HEIGHT.to_owned(), String::from("3")),
     ]);
     assert!(dimension_headers(&forged).is_empty());
+}
+
+#[test]
+fn a_key_no_purge_could_name_is_refused_before_anything_is_stored() {
+    // 500 two-byte characters: a 1004-byte key whose URL escapes to 3004 bytes.
+    let long = ObjectKey::parse("", &format!("{}.jpg", "é".repeat(500))).unwrap();
+    assert_eq!(
+        admit(&long, Some("10"), None, DEFAULT_MAX_BYTES),
+        Err(UploadError::KeyTooLong)
+    );
+    assert_eq!(UploadError::KeyTooLong.field(), "key");
+    assert_eq!(UploadError::KeyTooLong.status(), 400);
+    let plain = key(&format!("{}.jpg", "a".repeat(1000)));
+    assert!(admit(&plain, Some("10"), None, DEFAULT_MAX_BYTES).is_ok());
+}
+
+#[test]
+fn a_playlist_is_read_whole_and_anything_else_by_its_head() {
+    assert_eq!(admitted("p.m3u8", 500_000).sniff_bytes(), 500_000);
+    assert_eq!(admitted("a.jpg", 500_000).sniff_bytes(), SNIFF_BYTES);
+    assert_eq!(admitted("a.jpg", 10).sniff_bytes(), 10);
 }
