@@ -35,6 +35,7 @@ async fn invalidation_end_to_end() {
     uploads::bad_or_unauthenticated_uploads_are_refused_and_change_nothing(&stack).await;
     uploads::the_upload_script_shows_progress_and_resumes(&stack).await;
     uploads::the_cron_run_applies_purges_left_in_the_outbox(&stack).await;
+    uploads::the_next_upload_flushes_the_outbox_and_large_bodies_arrive_whole(&stack).await;
 }
 
 async fn get(url: &str) -> reqwest::Response {

@@ -400,7 +400,8 @@ fn iso_bmff(bytes: &[u8]) -> Result<Option<Kind>, UploadError> {
 }
 
 /// What a failed R2 `put` means: a body that did not match its declared digest or
-/// length is the client's to send again (`Some`); anything else is R2's (`None`).
+/// length is the client's to send again (`Some`: nothing was stored); anything else is
+/// R2's (`None`: it may or may not have stored it).
 pub fn put_failure(detail: &str) -> Option<UploadError> {
     let lower = detail.to_ascii_lowercase();
     [
@@ -408,6 +409,7 @@ pub fn put_failure(detail: &str) -> Option<UploadError> {
         "checksum",
         "digest",
         "different length than expected",
+        "expected bytes",
     ]
     .iter()
     .any(|w| lower.contains(w))
@@ -475,6 +477,47 @@ pub const PENDING_PREFIX: &str = "derived/_purges/";
 /// The outbox object of a purge.
 pub fn pending_key(purge_id: &str) -> String {
     format!("{PENDING_PREFIX}{purge_id}.json")
+}
+
+/// The cron schedule (wrangler.toml `[triggers]`) that only applies the outbox; every
+/// other schedule runs the `derived/` sweeper, which applies it too.
+pub const OUTBOX_CRON: &str = "*/5 * * * *";
+
+/// How long an outbox entry belongs to the upload that wrote it: others apply it only
+/// after this, so a purge is not applied (and its id spent) while that upload's body is
+/// still streaming, before the new bytes are in R2.
+pub const PENDING_GRACE_MS: f64 = 10.0 * 60.0 * 1000.0;
+
+/// An outbox entry: the purge, and when others may apply it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pending {
+    pub purge: protocol::purge::Purge,
+    /// Milliseconds since the epoch (whole, so the entry compares exactly).
+    pub not_before_ms: u64,
+}
+
+impl Pending {
+    pub fn new(purge: protocol::purge::Purge, now_ms: f64) -> Self {
+        Self {
+            purge,
+            not_before_ms: (now_ms + PENDING_GRACE_MS).max(0.0) as u64,
+        }
+    }
+
+    /// Whether a flusher (another upload, the cron run) may apply it now.
+    pub fn is_due(&self, now_ms: f64) -> bool {
+        now_ms >= self.not_before_ms as f64
+    }
+
+    /// The purge its own upload applies once the object is stored: another id than the
+    /// entry's, so a flusher that applied the entry early (an upload longer than the
+    /// grace) cannot make it a no-op in the ledger.
+    pub fn after_store(&self) -> protocol::purge::Purge {
+        protocol::purge::Purge {
+            id: format!("{}-stored", self.purge.id),
+            change: self.purge.change.clone(),
+        }
+    }
 }
 
 /// The purge id of one upload attempt (`nonce`: unique per attempt, e.g. the time it

@@ -18,6 +18,15 @@ use crate::image::sweep::{CURSOR_KEY, DerivedFrom, Verdict, is_internal, verdict
 
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    if event.cron() == crate::upload::OUTBOX_CRON {
+        if let Ok(bucket) = env.bucket(BUCKET) {
+            let applied = super::upload::flush_pending(&env, &bucket, 100).await;
+            if applied > 0 {
+                worker::console_log!("outbox ({}): applied {applied} upload purges", event.cron());
+            }
+        }
+        return;
+    }
     match sweep(&env).await {
         Ok(report) => worker::console_log!(
             "sweep ({}): examined {}, deleted {} ({}), skipped {}, {}",

@@ -94,16 +94,22 @@ pub(super) async fn route(
     })?;
     // The purge goes into the outbox before the object is written: whatever fails after
     // this (the put, the ledger, the isolate), it is applied later, never lost.
-    let purge = Purge {
-        id: upload::purge_id(key, &format!("{}|{}", now_ms(), admitted.length)),
-        change: Change {
-            urls: upload::purge_urls(key),
-            mode: Mode::Hard,
-            ..Change::default()
+    // The nonce: the clock only moves at I/O in Workers, so a random part keeps two
+    // uploads of one key in one instant apart.
+    let nonce = format!("{}|{}", now_ms(), worker::js_sys::Math::random());
+    let entry = upload::Pending::new(
+        Purge {
+            id: upload::purge_id(key, &nonce),
+            change: Change {
+                urls: upload::purge_urls(key),
+                mode: Mode::Hard,
+                ..Change::default()
+            },
         },
-    };
-    let pending = upload::pending_key(&purge.id);
-    let outbox = serde_json::to_vec(&purge).map_err(|e| EdgeError::Runtime(e.to_string()))?;
+        now_ms(),
+    );
+    let pending = upload::pending_key(&entry.purge.id);
+    let outbox = serde_json::to_vec(&entry).map_err(|e| EdgeError::Runtime(e.to_string()))?;
     bucket.put(&pending, outbox).execute().await.map_err(|e| {
         audit(&who, key, "failed: R2 outbox write");
         runtime(e)
@@ -124,16 +130,43 @@ pub(super) async fn route(
     }
     let feed = async {
         let writer = writable.get_writer()?;
-        JsFuture::from(writer.write_with_chunk(&Uint8Array::from(&head[..]))).await?;
+        if let Err(e) = JsFuture::from(writer.write_with_chunk(&Uint8Array::from(&head[..]))).await
+        {
+            // The put must not wait for bytes that will never come.
+            quietly(writer.abort());
+            return Err(e);
+        }
         writer.release_lock();
         JsFuture::from(body.pipe_to(&writable)).await
     };
-    let (put, fed) = futures_util::future::join(put.execute(), feed).await;
-    if let Err(e) = &fed {
-        worker::console_warn!("upload {}: the body stopped: {e:?}", key.as_str());
-    }
-    if !matches!(put, Ok(Some(_))) {
-        // Nothing was written: nothing to purge.
+    let put = put.execute();
+    futures_util::pin_mut!(put, feed);
+    // Whichever ends first decides: a put that ended early no longer reads the stream
+    // (the feed is dropped and the stream aborted); a feed that failed aborts the stream,
+    // so the put fails instead of waiting.
+    let put = match futures_util::future::select(put, feed).await {
+        futures_util::future::Either::Left((put, _feed)) => {
+            if put.is_err() {
+                quietly(writable.abort());
+            }
+            put
+        }
+        futures_util::future::Either::Right((fed, put)) => {
+            if let Err(e) = fed {
+                worker::console_warn!("upload {}: the body stopped: {e:?}", key.as_str());
+                quietly(writable.abort());
+            }
+            put.await
+        }
+    };
+    let refused_by_r2 = match &put {
+        Err(e) => upload::put_failure(&e.to_string()).is_some(),
+        Ok(_) => false,
+    };
+    if refused_by_r2 {
+        // R2 refused the body (digest or length): nothing was stored, nothing to purge.
+        // Any other failure keeps the entry: R2 may have stored it, and an extra purge is
+        // harmless.
         let _ = bucket.delete(&pending).await;
     }
     let stored = match put {
@@ -159,7 +192,8 @@ pub(super) async fn route(
     let etag = stored.http_etag();
 
     let started = now_ms();
-    let applied = purge::apply(env, &purge).await;
+    let own = entry.after_store();
+    let applied = purge::apply(env, &own).await;
     timing.add("purge", now_ms() - started);
     let purge_state = match &applied {
         Ok(applied) => {
@@ -167,7 +201,7 @@ pub(super) async fn route(
             // The ledger answers: purges an earlier failure left behind go now too.
             let flushed = flush_pending(env, &bucket, FLUSH_PER_UPLOAD).await;
             serde_json::json!({
-                "id": purge.id, "applied": true, "generation": applied.generation,
+                "id": own.id, "applied": true, "generation": applied.generation,
                 "earlier_pending_applied": flushed,
             })
         }
@@ -175,8 +209,12 @@ pub(super) async fn route(
             // Stored; the purge stays in the outbox and the next upload or cron run
             // applies it. Meanwhile nothing stale is served as fresh: hits that the
             // ledger cannot confirm are revalidated with R2.
-            worker::console_error!("upload {}: purge {} pending: {e}", key.as_str(), purge.id);
-            serde_json::json!({ "id": purge.id, "applied": false, "pending": true })
+            worker::console_error!(
+                "upload {}: purge {} pending: {e}",
+                key.as_str(),
+                entry.purge.id
+            );
+            serde_json::json!({ "id": entry.purge.id, "applied": false, "pending": true })
         }
     };
 
@@ -261,6 +299,14 @@ async fn read_head(body: &ReadableStream, wanted: usize) -> Result<Vec<u8>, JsVa
     Ok(head)
 }
 
+/// Lets a promise settle without anyone waiting (an abort on a stream that is already
+/// closed or locked rejects, and nobody needs to hear it).
+fn quietly(promise: worker::js_sys::Promise) {
+    worker::wasm_bindgen_futures::spawn_local(async move {
+        let _ = JsFuture::from(promise).await;
+    });
+}
+
 /// A `FixedLengthStream` of `length` bytes (R2 needs the length of a streamed put).
 fn fixed_length(length: u64) -> Result<worker::worker_sys::FixedLengthStream, JsValue> {
     use worker::worker_sys::FixedLengthStream;
@@ -273,9 +319,10 @@ fn fixed_length(length: u64) -> Result<worker::worker_sys::FixedLengthStream, Js
 /// Outbox entries applied per upload at most (the cron run takes the rest).
 const FLUSH_PER_UPLOAD: u32 = 20;
 
-/// Applies up to `limit` purges left in the outbox (`upload::PENDING_PREFIX`) and deletes
-/// each once the ledger has it; returns how many. A purge the ledger refuses stays for
-/// the next try, and a broken entry is dropped (logged).
+/// Applies up to `limit` purges left in the outbox (`upload::PENDING_PREFIX`) that are due
+/// (`upload::Pending::is_due`) and deletes each once the ledger has it; returns how many.
+/// A purge the ledger refuses stays for the next try, and a broken entry is dropped
+/// (logged).
 pub(super) async fn flush_pending(env: &Env, bucket: &worker::Bucket, limit: u32) -> u32 {
     let Ok(page) = bucket
         .list()
@@ -298,9 +345,11 @@ pub(super) async fn flush_pending(env: &Env, bucket: &worker::Bucket, limit: u32
         }) else {
             continue;
         };
-        match serde_json::from_slice::<Purge>(&bytes) {
+        match serde_json::from_slice::<upload::Pending>(&bytes) {
+            // Its upload may still be streaming: it applies its own purge when stored.
+            Ok(pending) if !pending.is_due(now_ms()) => continue,
             Ok(pending) => {
-                if purge::apply(env, &pending).await.is_err() {
+                if purge::apply(env, &pending.purge).await.is_err() {
                     break;
                 }
                 applied += 1;

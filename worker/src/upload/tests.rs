@@ -342,6 +342,10 @@ fn put_failures_and_dimension_headers() {
         put_failure("fixed length stream had different length than expected"),
         Some(UploadError::Corrupted)
     );
+    assert_eq!(
+        put_failure("FixedLengthStream did not see all expected bytes before close()"),
+        Some(UploadError::Corrupted)
+    );
     assert_eq!(put_failure("internal error; reference = 5"), None);
     let inspected = check("a.png", &png_of(7, 3, false)).unwrap();
     assert_eq!(
@@ -377,4 +381,31 @@ fn a_playlist_is_read_whole_and_anything_else_by_its_head() {
     assert_eq!(admitted("p.m3u8", 500_000).sniff_bytes(), 500_000);
     assert_eq!(admitted("a.jpg", 500_000).sniff_bytes(), SNIFF_BYTES);
     assert_eq!(admitted("a.jpg", 10).sniff_bytes(), 10);
+}
+
+#[test]
+fn an_outbox_entry_waits_for_its_upload_and_its_own_purge_has_another_id() {
+    use protocol::purge::{Change, Purge};
+    let purge = Purge {
+        id: purge_id(&key("a.jpg"), "n1"),
+        change: Change {
+            urls: purge_urls(&key("a.jpg")),
+            ..Change::default()
+        },
+    };
+    let pending = Pending::new(purge.clone(), 1_000.0);
+    assert!(!pending.is_due(1_000.0));
+    assert!(!pending.is_due(1_000.0 + PENDING_GRACE_MS - 1.0));
+    assert!(pending.is_due(1_000.0 + PENDING_GRACE_MS));
+    let own = pending.after_store();
+    assert_ne!(own.id, purge.id);
+    assert_eq!(own.change, purge.change);
+    let json = serde_json::to_string(&pending).unwrap();
+    assert_eq!(serde_json::from_str::<Pending>(&json).unwrap(), pending);
+    // The ledger accepts it as the route would.
+    assert!(
+        Purge::parse(&serde_json::to_vec(&own).unwrap()).is_ok(),
+        "{}",
+        own.id
+    );
 }
