@@ -430,6 +430,12 @@ pub fn dimension_headers(meta: &HashMap<String, String>) -> Vec<(&'static str, S
     }
 }
 
+/// The status of a stored upload: 201 Created for a new key, 200 for a replacement
+/// (RFC 9110 §9.3.4).
+pub fn stored_status(replaced: bool) -> u16 {
+    if replaced { 200 } else { 201 }
+}
+
 /// Response headers naming an uploaded image's displayed size.
 pub mod headers {
     pub const WIDTH: &str = "x-media-width";

@@ -255,7 +255,7 @@ pub(super) async fn route(
         "uploaded_by": who,
     });
     let response = Response::from_json(&body).map_err(runtime)?;
-    let status = if previous.is_some() { 200 } else { 201 };
+    let status = upload::stored_status(previous.is_some());
     let response = response.with_status(status);
     response
         .headers()

@@ -409,3 +409,9 @@ fn an_outbox_entry_waits_for_its_upload_and_its_own_purge_has_another_id() {
         own.id
     );
 }
+
+#[test]
+fn a_new_key_is_created_and_a_replacement_is_ok() {
+    assert_eq!(stored_status(false), 201);
+    assert_eq!(stored_status(true), 200);
+}
