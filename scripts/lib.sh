@@ -59,3 +59,25 @@ run_group() {
   trap - INT TERM
   return "$rc"
 }
+
+# A loopback port free now, from below the kernel's ephemeral range: workerd binds ports of
+# its own with bind(:0) while it starts, and one drawn from that range could be taken
+# between our check and wrangler's bind (tests/src/lib.rs `free_port` does the same).
+free_port() {
+  python3 - <<'PY'
+import os, random, socket
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except Exception:
+    low = 32768
+high = max(low, 2048); low = max(1024, high - 12000)
+for port in random.sample(range(low, high), high - low):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port)); print(port); break
+    except OSError:
+        pass
+    finally:
+        s.close()
+PY
+}

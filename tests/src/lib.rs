@@ -32,24 +32,64 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// A port free right now on 127.0.0.1 (the OS picks; we release it for the child),
-/// never one this process handed out before: tests start stacks concurrently, and a
-/// port released by one and not yet bound by its child must not go to another.
+/// A port free right now on 127.0.0.1, for a child to bind. It comes from below the
+/// kernel's ephemeral range (`ip_local_port_range`): a port the OS picked would sit in the
+/// range every `bind(:0)` draws from, and workerd binds several such ports of its own while
+/// it starts, so another test's workerd could take ours between our release and wrangler's
+/// bind (CI saw "Address already in use" that way). Below the range only an explicit
+/// choice can take it, and this process never hands the same port out twice; the start
+/// offset comes from the pid, so concurrent test processes walk different ports.
 /// (Callers still confirm that their child bound it: see [`Edge::start`].)
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    for _ in 0..64 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("no free loopback port: {e}"));
-        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-        if !given.contains(&port) {
-            given.push(port);
+    static NEXT: std::sync::Mutex<Option<u16>> = std::sync::Mutex::new(None);
+    let (low, high) = outside_ephemeral_range();
+    let span = high - low;
+    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut offset = next.unwrap_or((std::process::id() % u32::from(span)) as u16);
+    for _ in 0..span {
+        let port = low + offset;
+        offset = (offset + 1) % span;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            *next = Some(offset);
             return port;
         }
     }
-    panic!("the OS kept offering ports this test process already handed out")
+    panic!("no free loopback port in {low}..{high}")
+}
+
+/// Ports `low..high` just below the kernel's ephemeral range (default 32768..60999).
+fn outside_ephemeral_range() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let high = ephemeral_low.max(2048);
+    (high.saturating_sub(12_000).max(1024), high)
+}
+
+#[cfg(test)]
+mod port_tests {
+    use super::*;
+
+    #[test]
+    fn ports_come_from_outside_the_ephemeral_range_and_never_twice() {
+        let (low, high) = outside_ephemeral_range();
+        let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
+        for &port in &ports {
+            assert!(
+                (low..high).contains(&port),
+                "{port} is not in {low}..{high}"
+            );
+            assert!(
+                TcpListener::bind(("127.0.0.1", port)).is_ok(),
+                "{port} is taken"
+            );
+        }
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len(), "a port was handed out twice");
+    }
 }
 
 /// A response header as a string; panics (naming what was there) when it is missing.
