@@ -26,6 +26,7 @@ pub mod invalidation;
 pub mod login_limits;
 pub mod service;
 pub mod sessions;
+pub mod site;
 pub mod storage;
 pub mod telemetry;
 pub mod warm;

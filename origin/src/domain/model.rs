@@ -17,8 +17,28 @@ pub struct CourseSummary {
     pub plan: Plan,
     /// R2 key of the cover image (serve it through `/img/<options>/<key>` at the edge).
     pub cover_image: Option<String>,
+    /// The cover's intrinsic size, when known (from the `media` table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cover_size: Option<Size>,
     pub views: i64,
     pub updated_at: String,
+}
+
+/// An image's intrinsic size in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Size {
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Who teaches a course.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instructor {
+    pub name: String,
+    /// R2 key of their photo.
+    pub photo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo_size: Option<Size>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +62,8 @@ pub struct CourseDetail {
     #[serde(flatten)]
     pub course: CourseSummary,
     pub lessons: Vec<Lesson>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructor: Option<Instructor>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +81,10 @@ pub struct Video {
     /// R2 key of the HLS master playlist.
     pub hls_playlist: String,
     pub renditions: Vec<Rendition>,
+    /// R2 key of a progressive file (WebM or MP4, served with ranges) for players
+    /// without HLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progressive: Option<String>,
     pub updated_at: String,
 }
 

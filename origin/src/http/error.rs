@@ -37,6 +37,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("unauthenticated: {0}")]
     Unauthorized(String),
+    /// A form post from another site (the origin check of the demo site's forms).
+    #[error("cross-site form post refused: {0}")]
+    CrossSite(String),
     #[error("shed: {0}")]
     Shed(&'static str),
     #[error("login refused: {0}")]
@@ -93,7 +96,7 @@ impl ApiError {
         }
     }
 
-    fn status(&self) -> StatusCode {
+    pub(super) fn status(&self) -> StatusCode {
         match self {
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -103,6 +106,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::CrossSite(_) => StatusCode::FORBIDDEN,
             Self::Shed(_) | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooManyLogins(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -152,6 +156,9 @@ impl ApiError {
             )
             .with_field("content-type"),
             Self::Unauthorized(message) => ErrorBody::new(status, "unauthorized", message.clone()),
+            Self::CrossSite(message) => {
+                ErrorBody::new(status, "cross_site", message.clone()).with_field("origin")
+            }
             Self::Shed(class) => ErrorBody::new(
                 status,
                 codes::OVERLOADED,

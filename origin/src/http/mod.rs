@@ -7,6 +7,7 @@ mod error;
 mod health;
 pub mod metrics;
 mod sessions;
+mod site;
 mod testing;
 
 use axum::Router;
@@ -73,6 +74,20 @@ pub fn app(state: AppState) -> Router {
             tracked("/api/videos/{id}", get(api::video)),
         )
         .route("/api/feed", tracked("/api/feed", get(api::feed)))
+        .route("/", tracked("/", get(site::home)))
+        .route(
+            "/courses/{slug}",
+            tracked("/courses/{slug}", get(site::course)),
+        )
+        .route(
+            "/learn/{slug}/{position}",
+            tracked("/learn/{slug}/{position}", get(site::lesson)),
+        )
+        .route(
+            "/signin",
+            tracked("/signin", get(site::sign_in_form).post(site::sign_in)),
+        )
+        .route("/signout", tracked("/signout", post(site::sign_out)))
         .route(
             "/api/sessions",
             tracked("/api/sessions", post(sessions::login)),

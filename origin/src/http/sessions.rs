@@ -24,7 +24,7 @@ pub(super) struct Login {
     password: String,
 }
 
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -48,7 +48,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 }
 
 /// The session cookie's value, if the request carries one.
-fn session_token(headers: &HeaderMap) -> Option<String> {
+pub(super) fn session_token(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -76,7 +76,7 @@ fn session_json(session: &Session) -> serde_json::Value {
     })
 }
 
-fn private(mut response: Response) -> Response {
+pub(super) fn private(mut response: Response) -> Response {
     response.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-store"),
@@ -84,7 +84,7 @@ fn private(mut response: Response) -> Response {
     response
 }
 
-fn cookie(value: &str, max_age: u64) -> Option<HeaderValue> {
+pub(super) fn cookie(value: &str, max_age: u64) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!(
         "{COOKIE_NAME}={value}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={max_age}"
     ))
@@ -123,21 +123,38 @@ pub(super) async fn login(
     body: Result<Json<Login>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(login) = body.map_err(json_rejection)?;
-    let email = login.email.trim().to_ascii_lowercase();
+    let (session, token) = sign_in(&state, peer, &headers, &login.email, &login.password).await?;
+    let mut response = (StatusCode::CREATED, Json(session_json(&session))).into_response();
+    if let Some(cookie) = cookie(&token, state.sessions.ttl().as_secs()) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(private(response))
+}
+
+/// Checks a login's fields and budgets and signs in: the JSON API and the site's form
+/// share it, so both have the same limits and errors.
+pub(super) async fn sign_in(
+    state: &AppState,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: &HeaderMap,
+    email: &str,
+    password: &str,
+) -> Result<(Session, String), ApiError> {
+    let email = email.trim().to_ascii_lowercase();
     if email.is_empty() || email.len() > 254 || !email.contains('@') {
         return Err(ApiError::BadRequest {
             field: "email",
             message: String::from("email must be an address of at most 254 characters"),
         });
     }
-    if login.password.is_empty() || login.password.len() > 256 {
+    if password.is_empty() || password.len() > 256 {
         return Err(ApiError::BadRequest {
             field: "password",
             message: String::from("password must be 1-256 characters"),
         });
     }
     let ip = client_ip(
-        &headers,
+        headers,
         state.settings.client_ip_header.as_deref(),
         peer.map(|Extension(ConnectInfo(addr))| addr),
     );
@@ -145,15 +162,10 @@ pub(super) async fn login(
         .login_limits
         .check(ip, &email)
         .map_err(ApiError::TooManyLogins)?;
-    let (session, token) = state
+    Ok(state
         .sessions
-        .login(&*state.store, &email, &login.password, now())
-        .await?;
-    let mut response = (StatusCode::CREATED, Json(session_json(&session))).into_response();
-    if let Some(cookie) = cookie(&token, state.sessions.ttl().as_secs()) {
-        response.headers_mut().insert(header::SET_COOKIE, cookie);
-    }
-    Ok(private(response))
+        .login(&*state.store, &email, password, now())
+        .await?)
 }
 
 pub(super) async fn current(

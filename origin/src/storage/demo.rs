@@ -13,6 +13,22 @@ pub struct DemoData {
     pub users: Vec<DemoUser>,
     pub videos: Vec<DemoVideo>,
     pub courses: Vec<DemoCourse>,
+    /// Intrinsic sizes of the demo images (the seed's answer to what an upload records).
+    #[serde(default)]
+    pub media: Vec<DemoMedia>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DemoMedia {
+    pub key: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DemoInstructor {
+    pub name: String,
+    pub photo: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -32,6 +48,8 @@ pub struct DemoVideo {
     pub duration_secs: i64,
     pub hls_playlist: String,
     pub renditions: Vec<Rendition>,
+    #[serde(default)]
+    pub progressive: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +66,8 @@ pub struct DemoCourse {
     pub updated_at: String,
     #[serde(default)]
     pub lessons: Vec<DemoLesson>,
+    #[serde(default)]
+    pub instructor: Option<DemoInstructor>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -115,6 +135,7 @@ mod tests {
             tags: vec![],
             plan,
             cover_image: None,
+            cover_size: None,
             views,
             updated_at: String::new(),
         }

@@ -15,8 +15,9 @@ use sqlx::{AnyPool, Executor, Row};
 use super::demo::{DemoData, compute_feeds};
 use super::{EditRules, Edited, OutboxRow, Store, StoreError};
 use crate::domain::{
-    CatalogPage, CatalogQuery, CourseDetail, CourseEdit, CourseSummary, Credentials, Feed, Lesson,
-    Level, SearchQuery, SearchResults, Session, Slug, User, Video, VideoEdit, VideoId,
+    CatalogPage, CatalogQuery, CourseDetail, CourseEdit, CourseSummary, Credentials, Feed,
+    Instructor, Lesson, Level, SearchQuery, SearchResults, Session, Size, Slug, User, Video,
+    VideoEdit, VideoId,
 };
 
 /// How many times an edit is retried when the engine reports a write conflict (SQLite's
@@ -80,12 +81,39 @@ async fn course_in(
         })
     })
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(Some(CourseDetail { course, lessons }))
+    let instructor = sqlx::query(
+        "SELECT c.instructor_name, c.instructor_photo_key, \
+         (SELECT m.width FROM media m WHERE m.key = c.instructor_photo_key) AS photo_width, \
+         (SELECT m.height FROM media m WHERE m.key = c.instructor_photo_key) AS photo_height \
+         FROM courses c WHERE c.id = $1",
+    )
+    .bind(course.id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let instructor = match instructor {
+        Some(row) => {
+            let name: Option<String> = row.try_get("instructor_name")?;
+            match name {
+                Some(name) => Some(Instructor {
+                    name,
+                    photo: row.try_get("instructor_photo_key")?,
+                    photo_size: size_from_row(&row, "photo_width", "photo_height")?,
+                }),
+                None => None,
+            }
+        }
+        None => None,
+    };
+    Ok(Some(CourseDetail {
+        course,
+        lessons,
+        instructor,
+    }))
 }
 
 async fn video_in(conn: &mut AnyConnection, id: i64) -> Result<Option<Video>, StoreError> {
     let row = sqlx::query(
-        "SELECT id, title, duration_secs, hls_playlist_key, renditions, updated_at FROM videos WHERE id = $1",
+        "SELECT id, title, duration_secs, hls_playlist_key, renditions, progressive_key, updated_at FROM videos WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(&mut *conn)
@@ -99,6 +127,7 @@ async fn video_in(conn: &mut AnyConnection, id: i64) -> Result<Option<Video>, St
         hls_playlist: row.try_get("hls_playlist_key")?,
         renditions: serde_json::from_str(&renditions)
             .map_err(|_| corrupt("renditions", &renditions))?,
+        progressive: row.try_get("progressive_key")?,
         updated_at: row.try_get("updated_at")?,
     }))
 }
@@ -232,7 +261,22 @@ pub struct SqlStore {
     engine: Engine,
 }
 
-const COURSE_COLUMNS: &str = "c.id, c.slug, c.title, c.summary, c.locale, c.level, c.tags, c.plan, c.cover_image_key, c.views, c.updated_at";
+const COURSE_COLUMNS: &str = "c.id, c.slug, c.title, c.summary, c.locale, c.level, c.tags, c.plan, c.cover_image_key, \
+     (SELECT m.width FROM media m WHERE m.key = c.cover_image_key) AS cover_width, \
+     (SELECT m.height FROM media m WHERE m.key = c.cover_image_key) AS cover_height, \
+     c.views, c.updated_at";
+
+/// A size from two nullable integer columns (both present and positive, else unknown).
+fn size_from_row(row: &AnyRow, width: &str, height: &str) -> Result<Option<Size>, StoreError> {
+    let width: Option<i64> = row.try_get(width)?;
+    let height: Option<i64> = row.try_get(height)?;
+    Ok(width.zip(height).and_then(|(w, h)| {
+        Some(Size {
+            width: u32::try_from(w).ok().filter(|w| *w > 0)?,
+            height: u32::try_from(h).ok().filter(|h| *h > 0)?,
+        })
+    }))
+}
 
 fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("{what} {value:?}"))
@@ -253,6 +297,7 @@ fn course_from_row(row: &AnyRow) -> Result<CourseSummary, StoreError> {
         tags: tags.split_whitespace().map(str::to_owned).collect(),
         plan: Plan::parse(&plan).ok_or_else(|| corrupt("plan", &plan))?,
         cover_image: row.try_get("cover_image_key")?,
+        cover_size: size_from_row(row, "cover_width", "cover_height")?,
         views: row.try_get("views")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -848,6 +893,17 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await?;
         }
+        for media in &demo.media {
+            sqlx::query(
+                "INSERT INTO media (key, width, height) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO UPDATE SET width = excluded.width, height = excluded.height",
+            )
+            .bind(&media.key)
+            .bind(i64::from(media.width))
+            .bind(i64::from(media.height))
+            .execute(&mut *tx)
+            .await?;
+        }
         for video in &demo.videos {
             let renditions = serde_json::to_string(&video.renditions).unwrap_or_default();
             sqlx::query(
@@ -864,6 +920,11 @@ impl Store for SqlStore {
             .bind("2026-11-01T00:00:00Z")
             .execute(&mut *tx)
             .await?;
+            sqlx::query("UPDATE videos SET progressive_key = $1 WHERE id = $2")
+                .bind(video.progressive.clone())
+                .bind(video.id)
+                .execute(&mut *tx)
+                .await?;
         }
         for course in &demo.courses {
             let id: i64 = sqlx::query(
@@ -887,6 +948,19 @@ impl Store for SqlStore {
             .fetch_one(&mut *tx)
             .await?
             .try_get("id")?;
+            let (name, photo) = course
+                .instructor
+                .as_ref()
+                .map(|i| (Some(i.name.clone()), i.photo.clone()))
+                .unwrap_or_default();
+            sqlx::query(
+                "UPDATE courses SET instructor_name = $1, instructor_photo_key = $2 WHERE id = $3",
+            )
+            .bind(name)
+            .bind(photo)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query("DELETE FROM lessons WHERE course_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
