@@ -270,7 +270,7 @@ impl Sessions {
         store: &dyn Store,
         token: &str,
         now: i64,
-    ) -> Result<(), SessionError> {
+    ) -> Result<protocol::Claims, SessionError> {
         let claims = self
             .keys
             .verify(token, now)
@@ -300,7 +300,7 @@ impl Sessions {
             }
         }
         store.delete_session(&claims.sid).await?;
-        Ok(())
+        Ok(claims)
     }
 }
 

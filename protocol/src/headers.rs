@@ -21,3 +21,7 @@ pub const CLIENT_IP: &str = "x-edge-client-ip";
 /// Set by the origin on an answer from a shed path (its last copy); the edge never keeps
 /// such an answer longer than the origin's own lifetime for it.
 pub const ORIGIN_DEGRADED: &str = "x-origin-degraded";
+
+/// The experiment arms a request is rendered for (`hero=bold, pricing=b`), set by the
+/// edge for the classes an experiment varies; never taken from the client.
+pub const EXPERIMENTS: &str = "x-course-experiments";

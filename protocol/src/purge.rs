@@ -10,6 +10,8 @@
 //!   `/api/courses`, `/api/courses/` and `/api/courses/intro`, never `/api/coursesx`.
 //! * **Hard** purges are never served after the bound; **soft** purges may be served
 //!   while one revalidation with their validator is in flight.
+//! * A **revoked session** (`sessions`: id and expiry) stops its cookie working at the
+//!   edge within the same bound; the edge keeps it until the cookie would have expired.
 
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +56,27 @@ pub struct Change {
     pub prefixes: Vec<String>,
     #[serde(default)]
     pub mode: Mode,
+    /// Sessions signed out: only the origin's logout names these (never the admin API).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sessions: Vec<Revoked>,
+}
+
+/// A session the edge must stop honouring, until `exp` (unix seconds, the cookie's own
+/// expiry: after it the cookie fails verification anyway).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revoked {
+    pub sid: String,
+    pub exp: i64,
+}
+
+/// Whether `sid` is a session id a revocation may name (1-64 of A-Z a-z 0-9 - _).
+pub fn is_session_id(sid: &str) -> bool {
+    !sid.is_empty()
+        && sid.len() <= MAX_ID_BYTES
+        && sid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A change as delivered to the edge: the outbox id makes a repeated delivery a no-op.
@@ -188,6 +211,18 @@ impl Change {
                 "a prefix is a path starting with one '/', without a query, at most 2048 visible ASCII characters",
             ),
         ];
+        if self.sessions.len() > MAX_ITEMS {
+            return Err(refuse(
+                "sessions",
+                format!("at most {MAX_ITEMS} sessions per purge"),
+            ));
+        }
+        if let Some(at) = self.sessions.iter().position(|r| !is_session_id(&r.sid)) {
+            return Err(refuse(
+                format!("sessions[{at}]"),
+                "a session id is 1-64 characters of A-Z, a-z, 0-9, '-' and '_'",
+            ));
+        }
         for (name, items, valid, rule) in lists {
             if items.len() > MAX_ITEMS {
                 return Err(refuse(
@@ -203,7 +238,10 @@ impl Change {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tags.is_empty() && self.urls.is_empty() && self.prefixes.is_empty()
+        self.tags.is_empty()
+            && self.urls.is_empty()
+            && self.prefixes.is_empty()
+            && self.sessions.is_empty()
     }
 
     /// `true` when this change covers an entry stored for `path` (with its query)

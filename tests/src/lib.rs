@@ -341,6 +341,19 @@ impl EdgeOptions {
 }
 
 /// Writes `bytes` to `course-media/<key>` in the local R2 state under `persist`.
+/// The content type a test object is stored with, by its extension (as an upload would).
+fn content_type_of(key: &str) -> Option<&'static str> {
+    let ext = key.rsplit_once('.')?.1;
+    Some(match ext {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "webp" => "image/webp",
+        "webm" => "video/webm",
+        "mp4" => "video/mp4",
+        _ => return None,
+    })
+}
+
 fn put_object(root: &Path, persist: &Path, key: &str, bytes: &[u8]) {
     let file = persist.with_file_name(format!("upload-{}", key.replace('/', "_")));
     std::fs::write(&file, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", file.display()));
@@ -350,6 +363,12 @@ fn put_object(root: &Path, persist: &Path, key: &str, bytes: &[u8]) {
         .arg(format!("course-media/{key}"))
         .arg("--file")
         .arg(&file)
+        .args(
+            content_type_of(key)
+                .map(|t| ["--content-type", t])
+                .into_iter()
+                .flatten(),
+        )
         .arg("--local")
         .arg("--persist-to")
         .arg(persist)
@@ -460,6 +479,11 @@ impl Edge {
 
     pub fn log(&self) -> String {
         self.group.log_tail()
+    }
+
+    /// Everything wrangler dev (and the worker's console) printed so far.
+    pub fn full_log(&self) -> String {
+        self.group.log_text()
     }
 
     /// Writes `course-media/<key>` into this edge's local R2 state while it runs (what a

@@ -62,6 +62,9 @@ pub mod vars {
     pub const UPLOAD_MAX_BYTES: &str = "UPLOAD_MAX_BYTES";
     /// Secret: when set, image URLs need `sig=` (hex HMAC-SHA256, see `image::sign`).
     pub const IMAGE_SIGNING_KEY: &str = "IMAGE_SIGNING_KEY";
+    /// Experiments, a JSON array: `[{"name":"hero","salt":"2026-12",
+    /// "arms":[["control",50],["bold",50]],"classes":["html"]}]` (see `visitor`).
+    pub const EXPERIMENTS: &str = "EXPERIMENTS";
     // Per-class cache policy overrides: `POLICY_<CLASS>`, see `policy::table`.
 }
 
@@ -101,6 +104,8 @@ pub struct Config {
     pub upload_tokens: protocol::auth::Tokens,
     /// Largest upload, bytes.
     pub upload_max_bytes: u64,
+    /// Experiments (sticky arms by the visitor id).
+    pub experiments: std::sync::Arc<Vec<crate::visitor::Experiment>>,
 }
 
 impl Config {
@@ -253,7 +258,15 @@ impl Config {
                 crate::upload::MAX_MAX_BYTES,
             )?,
         };
+        let experiments = match lookup(vars::EXPERIMENTS) {
+            None => Vec::new(),
+            Some(raw) if raw.trim().is_empty() => Vec::new(),
+            Some(raw) => {
+                crate::visitor::parse_experiments(&raw).map_err(ConfigError::Experiments)?
+            }
+        };
         Ok(Self {
+            experiments: std::sync::Arc::new(experiments),
             upload_tokens,
             upload_max_bytes,
             origin_secret,
@@ -273,6 +286,15 @@ impl Config {
             image_source_ttl,
             image_signing_key,
         })
+    }
+
+    /// How `<img>`s pointing at originals become responsive on the pages the edge
+    /// personalizes: the default ladder within `IMAGE_WIDTHS`, signed when signing is on.
+    pub fn responsive(&self) -> crate::personalize::Responsive {
+        crate::personalize::Responsive::new(
+            self.image_policy.widths.as_deref(),
+            self.image_signing_key.clone(),
+        )
     }
 
     /// The absolute origin URL for a path that starts with `/`.
@@ -295,6 +317,8 @@ pub enum ConfigError {
     Policy(#[from] PolicyError),
     #[error("wrangler var IMAGE_PRESETS is invalid: {0}")]
     Presets(String),
+    #[error("wrangler var EXPERIMENTS is invalid: {0}")]
+    Experiments(String),
     #[error("secret SESSION_KEYS is invalid: {0}; set it with `wrangler secret put SESSION_KEYS`")]
     SessionKeys(String),
     /// The message names the variable and the entry, never a token.

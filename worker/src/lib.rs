@@ -25,11 +25,13 @@ pub mod collapse;
 pub mod config;
 pub mod error;
 pub mod image;
+pub mod personalize;
 pub mod policy;
 pub mod route;
 pub mod segment;
 pub mod timing;
 pub mod upload;
+pub mod visitor;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

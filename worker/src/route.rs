@@ -222,6 +222,10 @@ impl Route {
                 uploaded: false,
             });
         }
+        if path == protocol::page::SIGN_IN_PATH || path == protocol::page::SIGN_OUT_PATH {
+            // The site's forms: never cached, cookies and the origin check go through.
+            return Ok(origin(ContentClass::Session));
+        }
         if path == "/" || path.starts_with("/courses/") || path.starts_with("/learn/") {
             return read_only(origin(ContentClass::Html));
         }
@@ -322,7 +326,7 @@ mod tests {
 
     #[test]
     fn paths_map_to_their_classes() {
-        let table: [(&str, ContentClass); 13] = [
+        let table: [(&str, ContentClass); 15] = [
             ("/api/catalog", Catalog),
             ("/api/courses/intro-to-rust", Catalog),
             ("/api/search", Search),
@@ -332,6 +336,8 @@ mod tests {
             ("/api/sessions/current", Session),
             ("/", Html),
             ("/courses/intro", Html),
+            ("/signin", Session),
+            ("/signout", Session),
             ("/robots.txt", PassThrough),
             ("/api/other", PassThrough),
             ("/api/catalogue", PassThrough),

@@ -131,6 +131,23 @@ pub(super) async fn login(
     Ok(private(response))
 }
 
+/// Tells the edge the session is over, through the invalidator's outbox (so the
+/// revocation is delivered whatever crashes): the edge stops honouring the cookie within
+/// the purge bound. The outbox row is written before the answer; a failure to write it
+/// is an error (the cookie must not keep working at the edge unnoticed).
+pub(super) async fn revoke_at_edge(
+    state: &AppState,
+    claims: &protocol::Claims,
+) -> Result<(), ApiError> {
+    let change = crate::invalidation::plan::session_revoked(&claims.sid, claims.exp);
+    state
+        .invalidator
+        .record(&change, "logout")
+        .await
+        .map(|_| ())
+        .map_err(|e| ApiError::Internal(format!("recording the edge revocation: {e}")))
+}
+
 /// Checks a login's fields and budgets and signs in: the JSON API and the site's form
 /// share it, so both have the same limits and errors.
 pub(super) async fn sign_in(
@@ -184,7 +201,8 @@ pub(super) async fn logout(
 ) -> Result<Response, ApiError> {
     let _guard = state.admission.enter(Class::Session).await?;
     let token = required_token(&headers)?;
-    state.sessions.logout(&*state.store, &token, now()).await?;
+    let claims = state.sessions.logout(&*state.store, &token, now()).await?;
+    revoke_at_edge(&state, &claims).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Some(cookie) = cookie("", 0) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);

@@ -13,13 +13,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
 use maud::Markup;
-use protocol::headers::{CACHE_TAG, SEGMENT};
+use protocol::headers::{CACHE_TAG, EXPERIMENTS, SEGMENT};
 use protocol::page::FORWARDED_HOST;
 use protocol::{CacheTag, Locale, Segment};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::sessions::{cookie, now, private, session_token, sign_in as authenticate};
+use super::sessions::{
+    cookie, now, private, revoke_at_edge, session_token, sign_in as authenticate,
+};
 use super::{ApiError, Via};
 use crate::AppState;
 use crate::admission::Class;
@@ -30,6 +32,29 @@ use crate::{service, site};
 
 /// How long a browser may keep a page (the edge keeps it per the policy table).
 const PAGE_CACHE_CONTROL: &str = "public, max-age=0, must-revalidate";
+
+/// What a page is rendered for: the segment's locale and the arms the edge assigned,
+/// both only when the edge vouches for them.
+fn context_of(headers: &HeaderMap, via: Via) -> site::Context<'_> {
+    let experiments = match via {
+        Via::Direct => None,
+        Via::Edge | Via::Unchecked => headers
+            .get(EXPERIMENTS)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| {
+                v.len() <= 512
+                    && v.bytes().all(|b| {
+                        b.is_ascii_lowercase()
+                            || b.is_ascii_digit()
+                            || matches!(b, b'-' | b'=' | b',' | b' ')
+                    })
+            }),
+    };
+    site::Context {
+        locale: locale_of(headers, via),
+        experiments,
+    }
+}
 
 /// The page's locale: the segment the edge vouches for, else English.
 fn locale_of(headers: &HeaderMap, via: Via) -> Locale {
@@ -89,9 +114,9 @@ fn parsed<T: serde::de::DeserializeOwned>(entry: &Entry) -> Result<T, ApiError> 
         .map_err(|e| ApiError::Internal(format!("a cached entry does not parse: {e}")))
 }
 
-fn not_found_page(locale: Locale, what: &str, request: &HeaderMap) -> Response {
+fn not_found_page(cx: site::Context<'_>, what: &str, request: &HeaderMap) -> Response {
     page(
-        site::not_found(locale, what),
+        site::not_found(cx, what),
         StatusCode::NOT_FOUND,
         &[],
         request,
@@ -104,7 +129,7 @@ pub(super) async fn home(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let locale = locale_of(&headers, super::via(&state.settings, &headers));
+    let cx = context_of(&headers, super::via(&state.settings, &headers));
     let pairs = query_pairs(raw.as_deref())?;
     if let Some(q) = pairs.get("q").map(|q| q.trim()).filter(|q| !q.is_empty()) {
         let _guard = state.admission.enter(Class::Search).await?;
@@ -120,7 +145,7 @@ pub(super) async fn home(
             per_page: query.limit,
             has_more: false,
         };
-        let markup = site::catalog(locale, &found, Some(q));
+        let markup = site::catalog(cx, &found, Some(q));
         return Ok(page(markup, StatusCode::OK, &[CacheTag::Search], &headers));
     }
     let _guard = state.admission.enter(Class::Catalog).await?;
@@ -128,12 +153,12 @@ pub(super) async fn home(
         Some(p) => format!("&page={}", form_escape(p)),
         None => String::new(),
     };
-    let query = CatalogQuery::parse(Some(&format!("locale={locale}{page_no}")))?;
+    let query = CatalogQuery::parse(Some(&format!("locale={}{page_no}", cx.locale)))?;
     let (entry, _) = service::catalog(&state, &query)
         .await
         .map_err(|e| ApiError::from_load(e, || String::from("that catalog page")))?;
     let catalog: CatalogPage = parsed(&entry)?;
-    let markup = site::catalog(locale, &catalog, None);
+    let markup = site::catalog(cx, &catalog, None);
     Ok(page(markup, StatusCode::OK, &[CacheTag::Catalog], &headers))
 }
 
@@ -164,17 +189,17 @@ pub(super) async fn course(
     Path(slug): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let locale = locale_of(&headers, super::via(&state.settings, &headers));
+    let cx = context_of(&headers, super::via(&state.settings, &headers));
     let _guard = state.admission.enter(Class::Course).await?;
     let Ok(slug) = Slug::parse(&slug) else {
-        return Ok(not_found_page(locale, "That course", &headers));
+        return Ok(not_found_page(cx, "That course", &headers));
     };
     let Some(detail) = course_detail(&state, &slug).await? else {
-        return Ok(not_found_page(locale, "That course", &headers));
+        return Ok(not_found_page(cx, "That course", &headers));
     };
     let tags = [CacheTag::Course(detail.course.id)];
     Ok(page(
-        site::course(locale, &detail),
+        site::course(cx, &detail),
         StatusCode::OK,
         &tags,
         &headers,
@@ -187,16 +212,16 @@ pub(super) async fn lesson(
     Path((slug, position)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let locale = locale_of(&headers, super::via(&state.settings, &headers));
+    let cx = context_of(&headers, super::via(&state.settings, &headers));
     let _guard = state.admission.enter(Class::Course).await?;
     let (Ok(slug), Ok(position)) = (Slug::parse(&slug), position.parse::<i64>()) else {
-        return Ok(not_found_page(locale, "That lesson", &headers));
+        return Ok(not_found_page(cx, "That lesson", &headers));
     };
     let Some(detail) = course_detail(&state, &slug).await? else {
-        return Ok(not_found_page(locale, "That course", &headers));
+        return Ok(not_found_page(cx, "That course", &headers));
     };
     let Some(lesson) = detail.lessons.iter().find(|l| l.position == position) else {
-        return Ok(not_found_page(locale, "That lesson", &headers));
+        return Ok(not_found_page(cx, "That lesson", &headers));
     };
     let mut tags = vec![CacheTag::Course(detail.course.id)];
     let video: Option<Video> = match lesson.video_id {
@@ -211,7 +236,7 @@ pub(super) async fn lesson(
         None => None,
     };
     Ok(page(
-        site::lesson(locale, &detail, lesson, video.as_ref()),
+        site::lesson(cx, &detail, lesson, video.as_ref()),
         StatusCode::OK,
         &tags,
         &headers,
@@ -225,10 +250,10 @@ pub(super) async fn sign_in_form(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let locale = locale_of(&headers, super::via(&state.settings, &headers));
+    let cx = context_of(&headers, super::via(&state.settings, &headers));
     let pairs = query_pairs(raw.as_deref())?;
     let next = site::local_next(pairs.get("next").map(String::as_str));
-    let markup = site::sign_in(locale, &next, None);
+    let markup = site::sign_in(cx, &next, None);
     Ok(private(page(
         markup,
         StatusCode::OK,
@@ -255,10 +280,19 @@ pub(super) async fn sign_in(
 ) -> Result<Response, ApiError> {
     let via = super::via(&state.settings, &headers);
     same_site_post(&headers, via).map_err(ApiError::CrossSite)?;
-    let locale = locale_of(&headers, via);
-    let Form(form) = form.map_err(|e| ApiError::BadRequest {
-        field: "body",
-        message: format!("send the sign-in form (email, password, next): {e}"),
+    let cx = context_of(&headers, via);
+    let Form(form) = form.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
+            limit: super::MAX_BODY_BYTES,
+        },
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::BadRequest {
+            field: "content-type",
+            message: String::from("send the form as application/x-www-form-urlencoded"),
+        },
+        _ => ApiError::BadRequest {
+            field: "body",
+            message: format!("send the sign-in form (email, password, next): {e}"),
+        },
     })?;
     let next = site::local_next(form.next.as_deref());
     match authenticate(&state, peer, &headers, &form.email, &form.password).await {
@@ -275,7 +309,7 @@ pub(super) async fn sign_in(
                 ApiError::Unauthorized(_) => String::from("Wrong email or password."),
                 other => other.to_string(),
             };
-            let markup = site::sign_in(locale, &next, Some(&why));
+            let markup = site::sign_in(cx, &next, Some(&why));
             Ok(private(page(markup, e.status(), &[], &HeaderMap::new())))
         }
     }
@@ -292,7 +326,8 @@ pub(super) async fn sign_out(
     if let Some(token) = session_token(&headers) {
         let _guard = state.admission.enter(Class::Session).await?;
         match state.sessions.logout(&*state.store, &token, now()).await {
-            Ok(()) | Err(crate::sessions::SessionError::Unauthenticated(_)) => {}
+            Ok(claims) => revoke_at_edge(&state, &claims).await?,
+            Err(crate::sessions::SessionError::Unauthenticated(_)) => {}
             Err(e) => return Err(e.into()),
         }
     }

@@ -33,6 +33,17 @@ pub fn course_edited(course_id: i64, slug: &str, feed_segments: &[String]) -> Ch
     }
 }
 
+/// What a sign-out revokes at the edge: the session, until its cookie would expire.
+pub fn session_revoked(sid: &str, exp: i64) -> Change {
+    Change {
+        sessions: vec![protocol::purge::Revoked {
+            sid: sid.to_owned(),
+            exp,
+        }],
+        ..Change::default()
+    }
+}
+
 /// What a video edit purges: its metadata (lessons name videos by id only).
 pub fn video_edited(video_id: i64) -> Change {
     Change {
@@ -360,6 +371,7 @@ mod tests {
             urls: vec!["/api/feed".into()],
             prefixes: vec!["/media/covers".into()],
             mode: Mode::Hard,
+            ..Change::default()
         };
         let calls = cloudflare_calls(&c, "https://courses.example.com/", CallLimits::default());
         assert_eq!(calls.len(), 5);

@@ -35,10 +35,27 @@ pub fn local_next(next: Option<&str>) -> String {
     .to_owned()
 }
 
-fn layout(locale: Locale, title: &str, query: Option<&str>, body: Markup) -> Markup {
+/// What every page is rendered for: the segment's locale, and the experiment arms the
+/// edge assigned (`hero=bold`), which a page may vary by and shows on `<html>`.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub locale: Locale,
+    pub experiments: Option<&'a str>,
+}
+
+impl Context<'_> {
+    pub fn english() -> Self {
+        Self {
+            locale: Locale::parse("en").unwrap_or_else(|| unreachable!("\"en\" is a locale")),
+            experiments: None,
+        }
+    }
+}
+
+fn layout(cx: Context<'_>, title: &str, query: Option<&str>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
-        html lang=(locale.as_str()) {
+        html lang=(cx.locale.as_str()) data-experiments=[cx.experiments] {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
@@ -106,13 +123,13 @@ fn card(course: &CourseSummary, eager: bool) -> Markup {
 }
 
 /// The catalog (or search results when `query` is set).
-pub fn catalog(locale: Locale, page: &CatalogPage, query: Option<&str>) -> Markup {
+pub fn catalog(cx: Context<'_>, page: &CatalogPage, query: Option<&str>) -> Markup {
     let title = match query {
         Some(q) => format!("Results for “{q}”"),
         None => String::from("Learn something new this week"),
     };
     layout(
-        locale,
+        cx,
         &title,
         query,
         html! {
@@ -141,12 +158,12 @@ fn lesson_href(slug: &str, lesson: &Lesson) -> String {
 }
 
 /// A course: cover, syllabus, instructor, and one call to action per audience.
-pub fn course(locale: Locale, detail: &CourseDetail) -> Markup {
+pub fn course(cx: Context<'_>, detail: &CourseDetail) -> Markup {
     let c = &detail.course;
     let first = detail.lessons.first().map(|l| lesson_href(&c.slug, l));
     let sign_in = format!("{SIGN_IN_PATH}?next=/courses/{}", c.slug);
     layout(
-        locale,
+        cx,
         &c.title,
         None,
         html! {
@@ -194,7 +211,7 @@ pub fn course(locale: Locale, detail: &CourseDetail) -> Markup {
 
 /// A lesson: its video (the progressive file, with ranges) and the way on.
 pub fn lesson(
-    locale: Locale,
+    cx: Context<'_>,
     detail: &CourseDetail,
     lesson: &Lesson,
     video: Option<&Video>,
@@ -205,7 +222,7 @@ pub fn lesson(
         .iter()
         .find(|l| l.position == lesson.position + 1);
     layout(
-        locale,
+        cx,
         &lesson.title,
         None,
         html! {
@@ -225,9 +242,9 @@ pub fn lesson(
 }
 
 /// The sign-in form. `failed` re-renders it after a wrong password.
-pub fn sign_in(locale: Locale, next: &str, failed: Option<&str>) -> Markup {
+pub fn sign_in(cx: Context<'_>, next: &str, failed: Option<&str>) -> Markup {
     layout(
-        locale,
+        cx,
         "Sign in",
         None,
         html! {
@@ -247,9 +264,9 @@ pub fn sign_in(locale: Locale, next: &str, failed: Option<&str>) -> Markup {
 }
 
 /// A page that does not exist.
-pub fn not_found(locale: Locale, what: &str) -> Markup {
+pub fn not_found(cx: Context<'_>, what: &str) -> Markup {
     layout(
-        locale,
+        cx,
         "Not found",
         None,
         html! {

@@ -47,8 +47,26 @@ fn detail(plan: Plan) -> CourseDetail {
     }
 }
 
-fn en() -> Locale {
-    Locale::parse("en").unwrap()
+fn en() -> Context<'static> {
+    Context::english()
+}
+
+#[test]
+fn the_arms_the_edge_assigned_are_on_the_page() {
+    let cx = Context {
+        experiments: Some("hero=bold"),
+        ..Context::english()
+    };
+    let html = not_found(cx, "x").into_string();
+    assert!(
+        html.contains(r#"<html lang="en" data-experiments="hero=bold">"#),
+        "{html}"
+    );
+    assert!(
+        !not_found(en(), "x")
+            .into_string()
+            .contains("data-experiments")
+    );
 }
 
 #[test]

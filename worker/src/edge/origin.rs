@@ -8,7 +8,13 @@
 use std::time::Duration;
 
 use futures_util::future::{Either, select};
-use protocol::headers::{CLIENT_IP, SEGMENT};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use futures_util::StreamExt;
+use protocol::headers::{CLIENT_IP, EXPERIMENTS, SEGMENT};
+use protocol::page::FORWARDED_HOST;
+use protocol::{Claims, Segment};
 use worker::{
     AbortController, Context, Date, Delay, Fetch, Headers, Method, Request, RequestInit,
     RequestRedirect, Response,
@@ -18,11 +24,15 @@ use super::cache::{self, Plan, Source};
 use super::{Served, now_ms};
 use crate::config::Config;
 use crate::error::EdgeError;
+use crate::personalize::{self, PageRewriter, Viewer};
 use crate::policy::forward;
 use crate::policy::key::normalize_query;
+use crate::policy::purge::SessionStanding;
 use crate::policy::stored::Entry;
 use crate::policy::{Audience, CacheKey, ContentClass};
+use crate::segment::{Session, segment_of, session_of};
 use crate::timing::ServerTiming;
+use crate::visitor::VisitorId;
 
 /// Largest request body forwarded to the origin (logins, forms).
 pub(super) const MAX_BODY_BYTES: u64 = 64 * 1024;
@@ -95,18 +105,117 @@ impl Source for OriginSource {
     }
 }
 
-/// The viewer's segment from the verified session cookie; the client's own
-/// `x-course-segment` is never trusted (and never forwarded).
-fn segment_of(req: &Request, config: &Config) -> String {
+/// Who is asking, as far as the edge can vouch: the verified, unrevoked session claims
+/// (the client's own `x-course-segment` is never trusted, nor forwarded), the segment
+/// they give, and the stable visitor id.
+struct Visit {
+    claims: Option<Claims>,
+    segment: Segment,
+    visitor: VisitorId,
+    new_visitor: bool,
+}
+
+/// 16 bytes for a new visitor id. `Math.random` suffices: the id buckets experiments and
+/// authorizes nothing.
+fn fresh_bytes() -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    for chunk in bytes.chunks_mut(4) {
+        let word = (worker::js_sys::Math::random() * 4_294_967_296.0) as u32;
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    bytes
+}
+
+/// Reads the visit; `with_session`: verify the session cookie (and ask the ledger
+/// whether it was signed out). A refused cookie is logged by its reason only, never the
+/// token, and the visitor is served as anonymous.
+async fn visit_of(req: &Request, config: &Config, with_session: bool) -> Visit {
     let header = |name: &str| req.headers().get(name).ok().flatten();
-    let now_secs = (Date::now().as_millis() / 1000) as i64;
-    crate::segment::segment_for(
-        header("cookie").as_deref(),
-        header("accept-language").as_deref(),
-        config.session_keys.as_deref(),
-        now_secs,
-    )
-    .to_string()
+    let cookie = header("cookie");
+    let (visitor, new_visitor) = crate::visitor::identify(cookie.as_deref(), fresh_bytes());
+    let mut claims = None;
+    if with_session {
+        let now_secs = (Date::now().as_millis() / 1000) as i64;
+        match session_of(cookie.as_deref(), config.session_keys.as_deref(), now_secs) {
+            Session::Verified(verified) => {
+                match super::purge::session_standing(&verified.sid).await {
+                    SessionStanding::Live => claims = Some(verified),
+                    SessionStanding::Revoked => {
+                        worker::console_log!("session cookie refused: revoked")
+                    }
+                    SessionStanding::Unconfirmed => {
+                        worker::console_warn!("session cookie refused: revocation_unconfirmed")
+                    }
+                }
+            }
+            Session::Refused(reason) => worker::console_log!("session cookie refused: {reason}"),
+            Session::None => {}
+        }
+    }
+    let segment = segment_of(claims.as_ref(), header("accept-language").as_deref());
+    Visit {
+        claims,
+        segment,
+        visitor,
+        new_visitor,
+    }
+}
+
+/// Fills a page's per-user slots and responsive images while it streams (the decisions
+/// are `personalize`'s); anything else passes as it is.
+fn personalized(
+    served: Served,
+    class: ContentClass,
+    visit: &Visit,
+    config: &Config,
+    head: bool,
+) -> Result<Served, EdgeError> {
+    let Served {
+        mut response,
+        cache,
+    } = served;
+    let status = response.status_code();
+    let content_type = response.headers().get("content-type").ok().flatten();
+    if !personalize::rewrites(class, status, content_type.as_deref(), head) {
+        return Ok(Served { response, cache });
+    }
+    let headers = Headers::new();
+    for (name, value) in response.headers().entries() {
+        if !personalize::DROPPED_HEADERS.contains(&name.as_str()) {
+            headers.append(&name, &value).map_err(runtime)?;
+        }
+    }
+    headers
+        .set("cache-control", personalize::PAGE_CACHE_CONTROL)
+        .map_err(runtime)?;
+    let viewer = Viewer {
+        audience: visit.segment.audience,
+        name: visit.claims.as_ref().map(|c| c.name.clone()),
+    };
+    let rewriter = Rc::new(RefCell::new(Some(PageRewriter::new(
+        &viewer,
+        &config.responsive(),
+    ))));
+    let feeding = rewriter.clone();
+    let body = response.stream().map_err(runtime)?.map(move |chunk| {
+        chunk.map(|bytes| match feeding.borrow_mut().as_mut() {
+            Some(rewriter) => rewriter.push(&bytes),
+            None => bytes,
+        })
+    });
+    let tail = futures_util::stream::once(async move {
+        let finished = rewriter.borrow_mut().take().map(PageRewriter::finish);
+        let (bytes, failed) = finished.unwrap_or_default();
+        if let Some(failed) = failed {
+            worker::console_error!("page rewrite failed, the rest went out as is: {}", failed.0);
+        }
+        Ok::<Vec<u8>, worker::Error>(bytes)
+    });
+    let response = Response::from_stream(body.chain(tail))
+        .map_err(runtime)?
+        .with_status(status)
+        .with_headers(headers);
+    Ok(Served { response, cache })
 }
 
 /// Serves a request of an origin class (API, pages, pass-through) through the cache.
@@ -125,13 +234,32 @@ pub(super) async fn serve(
     let path_and_query = query
         .as_ref()
         .map_or_else(|| path.clone(), |q| format!("{path}?{q}"));
-    let segment = (policy.audience == Audience::PerSegment).then(|| segment_of(req, config));
-    let host = config.canonical_host.clone().unwrap_or_else(|| {
+    let per_segment = policy.audience == Audience::PerSegment;
+    let visit = visit_of(
+        req,
+        config,
+        per_segment || personalize::rewrites(class, 200, Some("text/html"), false),
+    )
+    .await;
+    let arms = if per_segment {
+        crate::visitor::arms_for(&config.experiments, class, &visit.visitor)
+    } else {
+        Vec::new()
+    };
+    let segment = per_segment.then(|| visit.segment.to_string());
+    let segment_key = segment
+        .as_deref()
+        .map(|s| crate::visitor::segment_key(s, &arms));
+    let public_host = {
         let host = url.host_str().unwrap_or("edge");
         url.port()
             .map_or_else(|| host.to_owned(), |p| format!("{host}:{p}"))
-    });
-    let key = CacheKey::new(&host, &path, query.as_deref(), segment.as_deref());
+    };
+    let host = config
+        .canonical_host
+        .clone()
+        .unwrap_or_else(|| public_host.clone());
+    let key = CacheKey::new(&host, &path, query.as_deref(), segment_key.as_deref());
     let bypassed = matches!(
         crate::policy::flow::start(policy, &ask),
         crate::policy::flow::Start::Bypass(_)
@@ -143,6 +271,11 @@ pub(super) async fn serve(
     if let Some(segment) = &segment {
         headers.push((SEGMENT.to_owned(), segment.clone()));
     }
+    if let Some(experiments) = crate::visitor::experiments_header(&arms) {
+        headers.push((EXPERIMENTS.to_owned(), experiments));
+    }
+    // The host the visitor used, for the origin check of the site's form posts.
+    headers.push((FORWARDED_HOST.to_owned(), public_host.clone()));
     let method = req.method();
     let body = if Method::Get == method || Method::Head == method {
         None
@@ -175,7 +308,18 @@ pub(super) async fn serve(
             Vec::new()
         },
     };
-    cache::serve(ctx, &plan, &source, timing).await
+    let head = Method::Head == req.method();
+    let served = cache::serve(ctx, &plan, &source, timing).await?;
+    let mut served = personalized(served, class, &visit, config, head)?;
+    if visit.new_visitor {
+        served.response = super::respond::with_appended(
+            served.response,
+            "set-cookie",
+            &visit.visitor.set_cookie(),
+        )
+        .map_err(runtime)?;
+    }
+    Ok(served)
 }
 
 pub(super) fn runtime(e: worker::Error) -> EdgeError {

@@ -19,7 +19,7 @@ use worker::{
 
 use crate::config::Config;
 use crate::error::EdgeError;
-use crate::policy::purge::{self, Ledger, Marks, Memo, Verdict};
+use crate::policy::purge::{self, Ledger, Marks, Memo, SessionMemo, SessionStanding, Verdict};
 use crate::policy::stored::Entry;
 
 /// The Durable Object binding (wrangler.toml).
@@ -59,6 +59,13 @@ impl PurgeLedger {
                 {
                     ledger.items.insert(item.to_owned(), mark);
                 }
+            } else if let Some(sid) = key.strip_prefix("r:") {
+                // Written as a decimal string (see `persist`).
+                let exp = value
+                    .as_string()
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(i64::MAX);
+                ledger.revoked.insert(sid.to_owned(), exp);
             } else if let Some(id) = key.strip_prefix("a:") {
                 ledger
                     .applied
@@ -74,7 +81,15 @@ impl PurgeLedger {
 
     async fn apply(&self, purge: &Purge) -> Result<Response> {
         let mut ledger = self.loaded().await?;
-        let (applied, dropped) = ledger.apply(purge);
+        let (applied, mut dropped) = ledger.apply(purge);
+        if applied.applied {
+            let now_secs = (worker::Date::now().as_millis() / 1000) as i64;
+            let gone = ledger.prune_revoked(now_secs);
+            if gone.len() > 1 {
+                worker::console_log!("purge ledger: {} revoked sessions expired", gone.len());
+            }
+            dropped.extend(gone.into_iter().map(|sid| format!("r:{sid}")));
+        }
         if applied.applied {
             if let Err(e) = self.persist(purge, &ledger, dropped).await {
                 // Storage and memory may now differ: read storage again next time.
@@ -95,6 +110,11 @@ impl PurgeLedger {
                 let json = serde_json::to_string(mark)
                     .map_err(|e| worker::Error::RustError(e.to_string()))?;
                 writes.push((format!("i:{item}"), json));
+            }
+        }
+        for session in &purge.change.sessions {
+            if let Some(exp) = ledger.revoked.get(&session.sid) {
+                writes.push((format!("r:{}", session.sid), exp.to_string()));
             }
         }
         for chunk in writes.chunks(STORAGE_BATCH) {
@@ -195,6 +215,7 @@ pub(super) async fn apply(
         .await
         .map_err(|e| EdgeError::Runtime(format!("the purge ledger: {e}")))?;
     MEMO.with(|m| m.borrow_mut().forget());
+    SESSIONS.with(|m| m.borrow_mut().forget());
     worker::console_log!(
         "purge {} applied={} generation={}",
         purge.id,
@@ -256,6 +277,8 @@ pub(super) async fn route(
 thread_local! {
     /// The isolate's memo of the ledger (its rules: `policy::purge::Memo`).
     static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
+    /// The isolate's memo of session revocations (`policy::purge::SessionMemo`).
+    static SESSIONS: RefCell<SessionMemo> = RefCell::new(SessionMemo::default());
     static ENV: RefCell<Option<(Env, f64)>> = const { RefCell::new(None) };
     static FAULT: RefCell<bool> = const { RefCell::new(false) };
 }
@@ -322,4 +345,18 @@ pub(super) async fn check(path_and_query: &str, aliases: &[String], entry: &Entr
         });
     }
     verdict
+}
+
+/// Whether a verified session was signed out: from the memo when it is fresh, else one
+/// ledger round trip (the same bound as a purge: memo time plus that round trip).
+pub(super) async fn session_standing(sid: &str) -> SessionStanding {
+    let Some((env, memo_ms)) = env_and_memo() else {
+        return SessionStanding::Unconfirmed;
+    };
+    let now = super::now_ms();
+    if let Some(standing) = SESSIONS.with(|m| m.borrow().standing(sid, now, memo_ms)) {
+        return standing;
+    }
+    let marks = ask(&env, &[purge::session_probe(sid)]).await;
+    SESSIONS.with(|m| m.borrow_mut().record(sid, marks.as_ref(), super::now_ms()))
 }

@@ -2,7 +2,7 @@
 //! every response carries (`x-edge-cache`, `Server-Timing`).
 
 use protocol::headers::{EDGE_CACHE, SERVER_TIMING};
-use worker::{Response, Result};
+use worker::{Headers, Response, Result};
 
 use super::Served;
 use crate::error::EdgeError;
@@ -28,6 +28,24 @@ pub(super) fn error(err: &EdgeError) -> Result<Response> {
 
 /// Adds the observability headers. Responses the edge built have headers of their
 /// own and are finished in place; fetched ones (immutable headers) are copied once.
+/// `response` with `name: value` appended (rebuilt around the same body when its
+/// headers are immutable, as a cached or fetched response's are).
+pub(super) fn with_appended(mut response: Response, name: &str, value: &str) -> Result<Response> {
+    if response.headers_mut().append(name, value).is_ok() {
+        return Ok(response);
+    }
+    let status = response.status_code();
+    let headers = Headers::new();
+    for (n, v) in response.headers().entries() {
+        headers.append(&n, &v)?;
+    }
+    headers.append(name, value)?;
+    let (_, body) = response.into_parts();
+    Ok(Response::from_body(body)?
+        .with_status(status)
+        .with_headers(headers))
+}
+
 pub(super) fn finish(served: Served, timing: &ServerTiming) -> Result<Response> {
     let Served {
         mut response,

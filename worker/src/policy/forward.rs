@@ -5,7 +5,8 @@
 //! conditionals and ranges on a cached request (the edge answers those from its entry;
 //! a 304 or 206 meant for the client must never be taken for the edge's own answer).
 
-use protocol::headers::{CLIENT_IP, EDGE_SECRET, REQUEST_ID, SEGMENT};
+use protocol::headers::{CLIENT_IP, EDGE_SECRET, EXPERIMENTS, REQUEST_ID, SEGMENT};
+use protocol::page::FORWARDED_HOST;
 
 use super::table::Audience;
 
@@ -40,6 +41,8 @@ pub fn forwarded(audience: Audience, bypassed: bool, name: &str, listed: &[Strin
         || name == SEGMENT
         || name == CLIENT_IP
         || name == EDGE_SECRET
+        || name == EXPERIMENTS
+        || name == FORWARDED_HOST
     {
         return false;
     }
@@ -66,6 +69,9 @@ mod tests {
             (Shared, false, "x-request-id", true),
             (Origin, true, "x-edge-secret", false),
             (Origin, false, "x-edge-secret", false),
+            // What the edge vouches for is never the client's to say.
+            (Nobody, true, "x-forwarded-host", false),
+            (Origin, true, "x-course-experiments", false),
             (Shared, false, "accept", false),
             (Shared, false, "accept-language", false),
             (Shared, false, "user-agent", false),

@@ -17,8 +17,14 @@
 //! ever purged) are looked up: a newer generation on any of them purges the entry, in
 //! the strongest mode found. The isolate memoizes the ledger's answers briefly (the
 //! documented bound is that memo time plus one Durable Object round trip).
+//!
+//! **Revoked sessions** ride the same ledger with their own rule: a session is kept as
+//! revoked until its cookie's own expiry (then verification refuses the cookie anyway),
+//! never forgotten earlier by the item bound; past [`MAX_REVOKED`] live revocations the
+//! ones expiring soonest are dropped (counted in the log; size the session lifetime so
+//! that sign-outs within one lifetime stay below it).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use protocol::purge::{Mode, Purge, normalize_prefix, prefixes_of};
 use serde::{Deserialize, Serialize};
@@ -27,6 +33,8 @@ use serde::{Deserialize, Serialize};
 pub const MAX_ITEMS: usize = 20_000;
 /// Purge ids remembered for deduplication.
 pub const MAX_APPLIED: usize = 10_000;
+/// Revoked sessions kept at most (about 100 bytes each in the Durable Object's memory).
+pub const MAX_REVOKED: usize = 200_000;
 /// Probes per entry at most (tags are capped; the path depth is bounded by its length).
 pub const MAX_TAGS_PROBED: usize = 64;
 
@@ -100,6 +108,14 @@ pub struct Marks {
     pub latest: u64,
     pub floor: u64,
     pub marks: BTreeMap<String, Mark>,
+    /// The probed sessions (`s:<sid>`) that are revoked.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub revoked: BTreeSet<String>,
+}
+
+/// The probe asking whether a session is revoked.
+pub fn session_probe(sid: &str) -> String {
+    format!("s:{sid}")
 }
 
 /// What applying a purge did.
@@ -118,6 +134,8 @@ pub struct Ledger {
     pub items: HashMap<String, Mark>,
     /// Applied purge ids with their generation, oldest first.
     pub applied: VecDeque<(String, u64)>,
+    /// Revoked sessions: id → the cookie's expiry (unix seconds).
+    pub revoked: HashMap<String, i64>,
 }
 
 impl Ledger {
@@ -151,6 +169,13 @@ impl Ledger {
             dropped.push(format!("a:{id}"));
         }
         self.applied.push_back((purge.id.clone(), self.latest));
+        for session in &purge.change.sessions {
+            let exp = self
+                .revoked
+                .entry(session.sid.clone())
+                .or_insert(session.exp);
+            *exp = (*exp).max(session.exp);
+        }
         dropped.extend(self.bound().into_iter().map(|item| format!("i:{item}")));
         let applied = Applied {
             applied: true,
@@ -181,16 +206,52 @@ impl Ledger {
         forgotten
     }
 
-    /// The marks of `probes` (those the ledger knows), with latest and floor.
+    /// Forgets revocations whose cookies have expired by `now_secs`, then the soonest
+    /// expiring past [`MAX_REVOKED`]; returns the forgotten session ids.
+    pub fn prune_revoked(&mut self, now_secs: i64) -> Vec<String> {
+        let mut gone: Vec<String> = self
+            .revoked
+            .iter()
+            .filter(|(_, exp)| **exp < now_secs)
+            .map(|(sid, _)| sid.clone())
+            .collect();
+        for sid in &gone {
+            self.revoked.remove(sid);
+        }
+        if self.revoked.len() > MAX_REVOKED {
+            let mut by_exp: Vec<(i64, String)> = self
+                .revoked
+                .iter()
+                .map(|(sid, exp)| (*exp, sid.clone()))
+                .collect();
+            by_exp.sort_unstable();
+            let excess = self.revoked.len() - MAX_REVOKED;
+            for (_, sid) in by_exp.into_iter().take(excess) {
+                self.revoked.remove(&sid);
+                gone.push(sid);
+            }
+        }
+        gone
+    }
+
+    /// The marks of `probes` (those the ledger knows), with latest and floor; session
+    /// probes (`s:<sid>`) answer in `revoked`.
     pub fn check<'a>(&self, probes: impl IntoIterator<Item = &'a str>) -> Marks {
-        Marks {
+        let mut marks = Marks {
             latest: self.latest,
             floor: self.floor,
-            marks: probes
-                .into_iter()
-                .filter_map(|p| self.items.get(p).map(|m| (p.to_owned(), *m)))
-                .collect(),
+            ..Marks::default()
+        };
+        for probe in probes {
+            if let Some(sid) = probe.strip_prefix("s:") {
+                if self.revoked.contains_key(sid) {
+                    marks.revoked.insert(sid.to_owned());
+                }
+            } else if let Some(mark) = self.items.get(probe) {
+                marks.marks.insert(probe.to_owned(), *mark);
+            }
         }
+        marks
     }
 }
 
@@ -302,6 +363,65 @@ impl Memo {
 }
 
 pub use protocol::auth::bearer_matches;
+
+/// Sessions remembered per isolate, at most.
+const MAX_SESSIONS_MEMO: usize = 10_000;
+
+/// What an isolate remembers of session revocations for `memo_ms`: per session id,
+/// whether the ledger said it was revoked, and when.
+#[derive(Debug, Default)]
+pub struct SessionMemo {
+    seen: HashMap<String, (bool, f64)>,
+}
+
+/// A signed-in visitor's standing against the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStanding {
+    Live,
+    Revoked,
+    /// The ledger could not be asked: the visitor is served as anonymous (a revoked
+    /// session must not work because a Durable Object was unreachable).
+    Unconfirmed,
+}
+
+impl SessionMemo {
+    /// The memoized standing of `sid`, if younger than `memo_ms`.
+    pub fn standing(&self, sid: &str, now_ms: f64, memo_ms: f64) -> Option<SessionStanding> {
+        self.seen
+            .get(sid)
+            .filter(|(_, at)| now_ms - at < memo_ms)
+            .map(|(revoked, _)| {
+                if *revoked {
+                    SessionStanding::Revoked
+                } else {
+                    SessionStanding::Live
+                }
+            })
+    }
+
+    /// Records the ledger's answer for `sid` (`None`: it could not be asked; nothing is
+    /// remembered, so the next request asks again).
+    pub fn record(&mut self, sid: &str, marks: Option<&Marks>, now_ms: f64) -> SessionStanding {
+        let Some(marks) = marks else {
+            return SessionStanding::Unconfirmed;
+        };
+        let revoked = marks.revoked.contains(sid);
+        if self.seen.len() >= MAX_SESSIONS_MEMO {
+            self.seen.clear();
+        }
+        self.seen.insert(sid.to_owned(), (revoked, now_ms));
+        if revoked {
+            SessionStanding::Revoked
+        } else {
+            SessionStanding::Live
+        }
+    }
+
+    /// A purge went through this isolate: ask again.
+    pub fn forget(&mut self) {
+        self.seen.clear();
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -580,5 +700,75 @@ mod tests {
         assert!(p.contains(&String::from("u:/a/b/c?x=1")));
         assert!(p.contains(&String::from("p:/a")));
         assert!(p.contains(&String::from("p:/")));
+    }
+
+    fn revocation(id: &str, sid: &str, exp: i64) -> Purge {
+        Purge {
+            id: id.into(),
+            change: Change {
+                sessions: vec![protocol::purge::Revoked {
+                    sid: sid.into(),
+                    exp,
+                }],
+                ..Change::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_revoked_session_is_reported_until_its_cookie_expires_and_never_forgotten_earlier() {
+        let mut ledger = Ledger::default();
+        ledger.apply(&revocation("r1", "sid-a", 1_000));
+        let probe = session_probe("sid-a");
+        let marks = ledger.check([probe.as_str(), "s:sid-b", "t:catalog"]);
+        assert_eq!(marks.revoked.iter().collect::<Vec<_>>(), ["sid-a"]);
+        // The item bound (tags, URLs) does not forget revocations.
+        for i in 0..(MAX_ITEMS + 10) {
+            ledger.apply(&purge(&format!("p{i}"), &format!(r#"{{"tags":["t{i}"]}}"#)));
+        }
+        assert!(ledger.floor > 0);
+        assert!(ledger.check([probe.as_str()]).revoked.contains("sid-a"));
+        // Expired cookies fail verification anyway: their revocations go.
+        assert_eq!(ledger.prune_revoked(999), Vec::<String>::new());
+        assert_eq!(ledger.prune_revoked(1_001), vec![String::from("sid-a")]);
+        assert!(ledger.check([probe.as_str()]).revoked.is_empty());
+    }
+
+    #[test]
+    fn past_the_cap_the_soonest_expiring_revocations_go_first() {
+        let mut ledger = Ledger::default();
+        for i in 0..(MAX_REVOKED + 3) {
+            ledger.revoked.insert(format!("s{i}"), 10_000 + i as i64);
+        }
+        let mut gone = ledger.prune_revoked(0);
+        gone.sort();
+        assert_eq!(gone, ["s0", "s1", "s2"]);
+        assert_eq!(ledger.revoked.len(), MAX_REVOKED);
+    }
+
+    #[test]
+    fn the_session_memo_answers_within_its_time_and_never_remembers_an_unreachable_ledger() {
+        let mut memo = SessionMemo::default();
+        assert_eq!(memo.standing("a", 0.0, 1000.0), None);
+        assert_eq!(memo.record("a", None, 0.0), SessionStanding::Unconfirmed);
+        assert_eq!(memo.standing("a", 1.0, 1000.0), None, "asks again");
+        let mut marks = Marks::default();
+        assert_eq!(memo.record("a", Some(&marks), 0.0), SessionStanding::Live);
+        assert_eq!(
+            memo.standing("a", 999.0, 1000.0),
+            Some(SessionStanding::Live)
+        );
+        assert_eq!(memo.standing("a", 1000.0, 1000.0), None, "the memo expired");
+        marks.revoked.insert(String::from("a"));
+        assert_eq!(
+            memo.record("a", Some(&marks), 1000.0),
+            SessionStanding::Revoked
+        );
+        assert_eq!(
+            memo.standing("a", 1001.0, 1000.0),
+            Some(SessionStanding::Revoked)
+        );
+        memo.forget();
+        assert_eq!(memo.standing("a", 1001.0, 1000.0), None);
     }
 }
