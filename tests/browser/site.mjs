@@ -31,9 +31,11 @@ const browser = await chromium.launch({
   ],
 });
 
-/** A fresh visitor (own cookies) at one viewport, recording errors and image answers. */
-async function visitor(viewport, deviceScaleFactor) {
+/** A fresh visitor (own cookies) at one viewport, recording errors and image answers;
+ * `vid` fixes its visitor id (so two visitors share an experiment arm). */
+async function visitor(viewport, deviceScaleFactor, vid) {
   const context = await browser.newContext({ viewport, deviceScaleFactor });
+  if (vid) await context.addCookies([{ name: 'ce_vid', value: vid, url: base }]);
   const page = await context.newPage();
   const errors = [];
   const images = [];
@@ -113,9 +115,11 @@ try {
 
   // 2. Anonymous visitors share the cached anonymous page.
   const course = `${base}/courses/rust-beginner`;
-  const anon = await visitor({ width: 1280, height: 900 }, 1);
+  // Both in one arm of the site's experiment: the same visitor id, two browsers.
+  const vid = '0123456789abcdef0123456789abcdef';
+  const anon = await visitor({ width: 1280, height: 900 }, 1, vid);
   await anon.page.goto(course);
-  const anon2 = await visitor({ width: 1280, height: 900 }, 1);
+  const anon2 = await visitor({ width: 1280, height: 900 }, 1, vid);
   const again = await anon2.page.goto(course);
   const anonText = await anon2.page.textContent('body');
   check(['HIT', 'STALE', 'REVALIDATED'].includes(again.headers()['x-edge-cache']),

@@ -340,7 +340,6 @@ impl EdgeOptions {
     }
 }
 
-/// Writes `bytes` to `course-media/<key>` in the local R2 state under `persist`.
 /// The content type a test object is stored with, by its extension (as an upload would).
 fn content_type_of(key: &str) -> Option<&'static str> {
     let ext = key.rsplit_once('.')?.1;
@@ -354,6 +353,7 @@ fn content_type_of(key: &str) -> Option<&'static str> {
     })
 }
 
+/// Writes `bytes` to `course-media/<key>` in the local R2 state under `persist`.
 fn put_object(root: &Path, persist: &Path, key: &str, bytes: &[u8]) {
     let file = persist.with_file_name(format!("upload-{}", key.replace('/', "_")));
     std::fs::write(&file, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", file.display()));

@@ -18,6 +18,7 @@ use protocol::page::{ACCOUNT, MEDIA_PREFIX, PLAN_ATTR, SIGN_OUT_PATH, SLOT_ATTR,
 use crate::assets::ObjectKey;
 use crate::image::options::ImageOptions;
 use crate::policy::ContentClass;
+use crate::policy::flow::Ask;
 
 /// Who the page is for, as far as the verified claims tell.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,13 +237,33 @@ impl PageRewriter {
     }
 }
 
-/// Whether an answer is a page this rewriter fills: an HTML body of the `html` class
-/// (pages, cached per segment) or the `session` class (the sign-in form, never cached),
-/// whatever its status (a 404 page has the same chrome). A 304, a 204 or a HEAD has no
-/// body; anything not HTML goes out as it is.
-pub fn rewrites(class: ContentClass, status: u16, content_type: Option<&str>, head: bool) -> bool {
+/// The classes whose answers may carry a visitor's name: `html` (pages, cached per
+/// segment and filled on the way out) and `session` (the sign-in form, never cached).
+/// Every answer of theirs goes out with [`page_headers`]' treatment, body or not.
+pub fn page_class(class: ContentClass) -> bool {
     matches!(class, ContentClass::Html | ContentClass::Session)
-        && !matches!(status, 204 | 304)
+}
+
+/// What the cache core is asked for a page: without the client's conditionals and range.
+/// A filled page has no stable bytes to range over and no validator was ever given out
+/// for it, so a client's `Range` or `If-None-Match` would only cut or confirm the shared
+/// entry's bytes, not what this visitor gets.
+pub fn ask_for(class: ContentClass, mut ask: Ask) -> Ask {
+    if page_class(class) {
+        ask.range = None;
+        ask.if_range = None;
+        ask.if_none_match = None;
+        ask.if_modified_since = None;
+    }
+    ask
+}
+
+/// Whether an answer's body goes through the rewriter: an HTML body of a page class,
+/// whatever its status (a 404 page has the same chrome). A 304, a 204 or a HEAD has no
+/// body; a 206 or 416 is not a whole page; anything not HTML goes out as it is.
+pub fn rewrites(class: ContentClass, status: u16, content_type: Option<&str>, head: bool) -> bool {
+    page_class(class)
+        && !matches!(status, 204 | 206 | 304 | 416)
         && !head
         && content_type.is_some_and(|t| {
             t.split(';')
@@ -251,14 +272,32 @@ pub fn rewrites(class: ContentClass, status: u16, content_type: Option<&str>, he
         })
 }
 
-/// Headers a filled page drops: they describe the shared entry, not the bytes this
-/// visitor gets (a browser revalidating with the entry's ETag would get a 304 and keep
-/// a page that shows someone's name after they signed out).
-pub const DROPPED_HEADERS: [&str; 3] = ["etag", "last-modified", "content-length"];
+/// Headers a page class's answer drops: the validators and length describe the shared
+/// entry, not the bytes this visitor gets (a browser revalidating with the entry's ETag
+/// would get a 304 and keep a page that shows someone's name after they signed out), and
+/// `CDN-Cache-Control` would let a CDN in front of this worker store a filled page
+/// (RFC 9213: a CDN that reads it ignores `Cache-Control`).
+pub const DROPPED_HEADERS: [&str; 5] = [
+    "etag",
+    "last-modified",
+    "content-length",
+    "cdn-cache-control",
+    "cloudflare-cdn-cache-control",
+];
 
-/// A filled page's `Cache-Control`: never stored by a shared cache downstream, and
-/// always asked for again by the browser (it has no validator to ask with).
-pub const PAGE_CACHE_CONTROL: &str = "private, no-cache";
+/// A page class's `Cache-Control`: never stored downstream or shared; always asked for
+/// again by the browser (it has no validator to ask with); `no-store` stays `no-store`.
+pub fn page_cache_control(existing: Option<&str>) -> &'static str {
+    let no_store = existing.is_some_and(|v| {
+        v.split(',')
+            .any(|d| d.trim().eq_ignore_ascii_case("no-store"))
+    });
+    if no_store {
+        "private, no-store"
+    } else {
+        "private, no-cache"
+    }
+}
 
 /// A whole page at once (tests, tools).
 pub fn rewrite_all(page: &[u8], viewer: &Viewer, images: &Responsive) -> Vec<u8> {

@@ -10,7 +10,8 @@
 //! SHA-256 over the UTF-8 bytes of `"<salt>:<visitor id>"`; `point = h mod W`, where `W`
 //! is the sum of the arms' integer weights; the arm is the first whose cumulative weight
 //! exceeds `point`, arms taken in their configured order. Changing the salt reshuffles
-//! everyone; changing weights moves only the visitors whose point crosses a boundary.
+//! everyone; so does changing the weights' sum `W` (keep it, e.g. at 100, and shift
+//! weight between arms: then only visitors whose point crosses a boundary move).
 //!
 //! **Segments**: an experiment names the content classes it varies. For those classes
 //! the arm joins the segment (`pro-en~hero=bold`) and is forwarded to the origin
@@ -73,6 +74,13 @@ pub fn identify(cookie_header: Option<&str>, fresh: [u8; 16]) -> (VisitorId, boo
         Some(id) => (id, false),
         None => (VisitorId::from_bytes(fresh), true),
     }
+}
+
+/// Whether answers of `class` set the visitor-id cookie: the classes that are bucketed
+/// (per segment) or personalized (pages, the sign-in form). Never on publicly cacheable
+/// answers, which a cache downstream could replay with one visitor's id to many.
+pub fn sets_cookie(class: ContentClass) -> bool {
+    per_segment(class) || matches!(class, ContentClass::Html | ContentClass::Session)
 }
 
 /// One experiment from `EXPERIMENTS`.

@@ -135,7 +135,12 @@ pub fn catalog(cx: Context<'_>, page: &CatalogPage, query: Option<&str>) -> Mark
         html! {
             h1 { (title) }
             @if query.is_none() {
-                p.lead { "Short, practical courses from working engineers. Start free; go Pro for every course." }
+                // The demo experiment `hero` (wrangler.toml): the bold arm sells harder.
+                @if cx.experiments.is_some_and(|e| e.split(", ").any(|a| a == "hero=bold")) {
+                    p.lead { strong { "Ship a real project by Friday." } " Hands-on courses, reviewed by working engineers." }
+                } @else {
+                    p.lead { "Short, practical courses from working engineers. Start free; go Pro for every course." }
+                }
             }
             @if page.items.is_empty() {
                 p.lead { "No courses match. Try a shorter word." }

@@ -129,7 +129,12 @@ fn fresh_bytes() -> [u8; 16] {
 /// Reads the visit; `with_session`: verify the session cookie (and ask the ledger
 /// whether it was signed out). A refused cookie is logged by its reason only, never the
 /// token, and the visitor is served as anonymous.
-async fn visit_of(req: &Request, config: &Config, with_session: bool) -> Visit {
+async fn visit_of(
+    req: &Request,
+    config: &Config,
+    with_session: bool,
+    timing: &mut ServerTiming,
+) -> Visit {
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let cookie = header("cookie");
     let (visitor, new_visitor) = crate::visitor::identify(cookie.as_deref(), fresh_bytes());
@@ -138,7 +143,11 @@ async fn visit_of(req: &Request, config: &Config, with_session: bool) -> Visit {
         let now_secs = (Date::now().as_millis() / 1000) as i64;
         match session_of(cookie.as_deref(), config.session_keys.as_deref(), now_secs) {
             Session::Verified(verified) => {
-                match super::purge::session_standing(&verified.sid).await {
+                let started = now_ms();
+                let standing = super::purge::session_standing(&verified.sid).await;
+                // What the revocation check cost (about 0 when the isolate's memo answered).
+                timing.add("session", now_ms() - started);
+                match standing {
                     SessionStanding::Live => claims = Some(verified),
                     SessionStanding::Revoked => {
                         worker::console_log!("session cookie refused: revoked")
@@ -170,15 +179,16 @@ fn personalized(
     config: &Config,
     head: bool,
 ) -> Result<Served, EdgeError> {
+    if !personalize::page_class(class) {
+        return Ok(served);
+    }
     let Served {
         mut response,
         cache,
     } = served;
     let status = response.status_code();
     let content_type = response.headers().get("content-type").ok().flatten();
-    if !personalize::rewrites(class, status, content_type.as_deref(), head) {
-        return Ok(Served { response, cache });
-    }
+    let cache_control = response.headers().get("cache-control").ok().flatten();
     let headers = Headers::new();
     for (name, value) in response.headers().entries() {
         if !personalize::DROPPED_HEADERS.contains(&name.as_str()) {
@@ -186,8 +196,19 @@ fn personalized(
         }
     }
     headers
-        .set("cache-control", personalize::PAGE_CACHE_CONTROL)
+        .set(
+            "cache-control",
+            personalize::page_cache_control(cache_control.as_deref()),
+        )
         .map_err(runtime)?;
+    if !personalize::rewrites(class, status, content_type.as_deref(), head) {
+        let (_, body) = response.into_parts();
+        let response = Response::from_body(body)
+            .map_err(runtime)?
+            .with_status(status)
+            .with_headers(headers);
+        return Ok(Served { response, cache });
+    }
     let viewer = Viewer {
         audience: visit.segment.audience,
         name: visit.claims.as_ref().map(|c| c.name.clone()),
@@ -228,7 +249,7 @@ pub(super) async fn serve(
 ) -> Result<Served, EdgeError> {
     let policy = config.policy.get(class);
     let url = req.url().map_err(runtime)?;
-    let ask = super::ask_of(req);
+    let ask = personalize::ask_for(class, super::ask_of(req));
     let path = url.path().to_owned();
     let query = normalize_query(url.query(), class.query());
     let path_and_query = query
@@ -239,6 +260,7 @@ pub(super) async fn serve(
         req,
         config,
         per_segment || personalize::rewrites(class, 200, Some("text/html"), false),
+        timing,
     )
     .await;
     let arms = if per_segment {
@@ -311,7 +333,7 @@ pub(super) async fn serve(
     let head = Method::Head == req.method();
     let served = cache::serve(ctx, &plan, &source, timing).await?;
     let mut served = personalized(served, class, &visit, config, head)?;
-    if visit.new_visitor {
+    if visit.new_visitor && crate::visitor::sets_cookie(class) {
         served.response = super::respond::with_appended(
             served.response,
             "set-cookie",

@@ -85,7 +85,7 @@ impl PurgeLedger {
         if applied.applied {
             let now_secs = (worker::Date::now().as_millis() / 1000) as i64;
             let gone = ledger.prune_revoked(now_secs);
-            if gone.len() > 1 {
+            if !gone.is_empty() {
                 worker::console_log!("purge ledger: {} revoked sessions expired", gone.len());
             }
             dropped.extend(gone.into_iter().map(|sid| format!("r:{sid}")));

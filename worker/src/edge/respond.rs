@@ -26,8 +26,6 @@ pub(super) fn error(err: &EdgeError) -> Result<Response> {
     Ok(response.fixed(body.into_bytes()))
 }
 
-/// Adds the observability headers. Responses the edge built have headers of their
-/// own and are finished in place; fetched ones (immutable headers) are copied once.
 /// `response` with `name: value` appended (rebuilt around the same body when its
 /// headers are immutable, as a cached or fetched response's are).
 pub(super) fn with_appended(mut response: Response, name: &str, value: &str) -> Result<Response> {
@@ -46,6 +44,8 @@ pub(super) fn with_appended(mut response: Response, name: &str, value: &str) -> 
         .with_headers(headers))
 }
 
+/// Adds the observability headers. Responses the edge built have headers of their
+/// own and are finished in place; fetched ones (immutable headers) are copied once.
 pub(super) fn finish(served: Served, timing: &ServerTiming) -> Result<Response> {
     let Served {
         mut response,

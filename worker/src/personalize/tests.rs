@@ -183,6 +183,8 @@ fn only_html_bodies_of_pages_and_forms_are_rewritten() {
     assert!(rewrites(Session, 401, Some("text/html"), false));
     for (class, status, ct, head) in [
         (Html, 304, Some("text/html"), false),
+        (Html, 206, Some("text/html"), false),
+        (Html, 416, Some("text/html"), false),
         (Session, 204, Some("text/html"), false),
         (Html, 200, Some("text/html"), true),
         (Html, 200, Some("application/json"), false),
@@ -194,4 +196,34 @@ fn only_html_bodies_of_pages_and_forms_are_rewritten() {
             "{class:?} {status} {ct:?}"
         );
     }
+}
+
+#[test]
+fn a_page_is_asked_for_whole_and_its_headers_never_let_anyone_store_it() {
+    use crate::policy::ContentClass::{Catalog, Html, Session};
+    let mut ask = Ask::get();
+    ask.range = crate::assets::ByteRange::parse("bytes=0-99");
+    ask.if_none_match = Some(String::from("\"p-1\""));
+    ask.if_modified_since = Some(String::from("Sun, 06 Dec 2026 07:00:00 GMT"));
+    ask.if_range = Some(String::from("\"p-1\""));
+    for class in [Html, Session] {
+        let page = ask_for(class, ask.clone());
+        assert!(page.range.is_none() && page.if_range.is_none(), "{class:?}");
+        assert!(page.if_none_match.is_none() && page.if_modified_since.is_none());
+    }
+    assert_eq!(
+        ask_for(Catalog, ask.clone()),
+        ask,
+        "other classes keep them"
+    );
+    assert_eq!(
+        page_cache_control(Some("public, max-age=0")),
+        "private, no-cache"
+    );
+    assert_eq!(page_cache_control(None), "private, no-cache");
+    assert_eq!(
+        page_cache_control(Some("private, No-Store")),
+        "private, no-store"
+    );
+    assert!(DROPPED_HEADERS.contains(&"cdn-cache-control"));
 }

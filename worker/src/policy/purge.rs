@@ -149,8 +149,13 @@ impl Ledger {
             };
             return (same, Vec::new());
         }
-        self.latest += 1;
-        for item in items(purge) {
+        let items = items(purge);
+        // A purge that names only sessions purges no entry: it takes no generation, so
+        // the isolates' memos keep proving every stored entry clean without a round trip.
+        if !items.is_empty() {
+            self.latest += 1;
+        }
+        for item in items {
             let hard = match purge.change.mode {
                 Mode::Hard => self.latest,
                 Mode::Soft => self.items.get(&item).map_or(0, |m| m.hard),
@@ -719,6 +724,10 @@ mod tests {
     fn a_revoked_session_is_reported_until_its_cookie_expires_and_never_forgotten_earlier() {
         let mut ledger = Ledger::default();
         ledger.apply(&revocation("r1", "sid-a", 1_000));
+        assert_eq!(
+            ledger.latest, 0,
+            "a revocation purges no entry: no new generation"
+        );
         let probe = session_probe("sid-a");
         let marks = ledger.check([probe.as_str(), "s:sid-b", "t:catalog"]);
         assert_eq!(marks.revoked.iter().collect::<Vec<_>>(), ["sid-a"]);

@@ -171,3 +171,18 @@ fn bad_experiment_configs_are_refused_with_the_reason() {
         assert!(err.contains(says), "{raw}: {err}");
     }
 }
+
+#[test]
+fn only_bucketed_or_personalized_classes_set_the_visitor_cookie() {
+    assert!(sets_cookie(ContentClass::Html));
+    assert!(sets_cookie(ContentClass::Session));
+    assert!(sets_cookie(ContentClass::Feed));
+    for class in [
+        ContentClass::Catalog,
+        ContentClass::Search,
+        ContentClass::PassThrough,
+        ContentClass::Image,
+    ] {
+        assert!(!sets_cookie(class), "{class:?}");
+    }
+}
