@@ -48,6 +48,69 @@ async fn catalog_pages_filters_and_tags(app: TestApp) {
 }
 on_every_backend!(catalog, catalog_pages_filters_and_tags);
 
+async fn site_pages_render_from_the_store(app: TestApp) {
+    let home = app.get("/").await;
+    assert_eq!(home.status(), 200);
+    assert_eq!(home.headers()["content-type"], "text/html; charset=utf-8");
+    assert_eq!(home.headers()["cache-tag"], "catalog");
+    let html = home.text().await.unwrap();
+    assert!(
+        html.contains(r#"src="/media/demo/"#) && html.contains(r#"width="3840" height="2400""#)
+    );
+
+    let course = app.get("/courses/rust-beginner").await;
+    assert_eq!(course.status(), 200);
+    assert!(
+        course.headers()["cache-tag"]
+            .to_str()
+            .unwrap()
+            .starts_with("course:")
+    );
+    let etag = course.headers()["etag"].to_str().unwrap().to_owned();
+    let html = course.text().await.unwrap();
+    assert!(
+        html.contains("Taught by <strong>Grace Okafor</strong>"),
+        "{html}"
+    );
+    assert!(html.contains(r#"data-edge-plan="anon""#));
+    let again = app
+        .get_with("/courses/rust-beginner", "if-none-match", &etag)
+        .await;
+    assert_eq!(again.status(), 304);
+
+    let lesson = app
+        .get("/learn/rust-beginner/1")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        lesson.contains(r#"src="/video/demo/lesson.webm""#),
+        "{lesson}"
+    );
+    for missing in [
+        "/learn/rust-beginner/99",
+        "/learn/rust-beginner/x",
+        "/courses/no-such-course",
+        "/courses/NOT%20A%20SLUG",
+    ] {
+        let response = app.get(missing).await;
+        assert_eq!(response.status(), 404, "{missing}");
+        assert!(response.text().await.unwrap().contains("does not exist"));
+    }
+    let search = app.get("/?q=rust").await.text().await.unwrap();
+    assert!(search.contains("Results for “rust”"));
+    let form = app.get("/signin?next=//evil.example").await;
+    assert_eq!(form.headers()["cache-control"], "private, no-store");
+    assert!(
+        form.text()
+            .await
+            .unwrap()
+            .contains(r#"name="next" value="/""#)
+    );
+}
+on_every_backend!(site, site_pages_render_from_the_store);
+
 async fn course_video_and_validators(app: TestApp) {
     let response = app.get("/api/courses/rust-beginner").await;
     assert_eq!(response.status(), 200);

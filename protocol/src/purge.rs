@@ -423,4 +423,37 @@ mod tests {
         let bad_id = json.replace("o1-42", "o1/42");
         assert_eq!(Purge::parse(bad_id.as_bytes()).unwrap_err().field, "id");
     }
+
+    #[test]
+    fn a_revocation_is_delivered_by_the_origin_and_never_accepted_from_the_admin_api() {
+        let purge =
+            Purge::parse(br#"{"id":"o2-1","change":{"sessions":[{"sid":"ab12","exp":99}]}}"#)
+                .unwrap();
+        assert_eq!(purge.change.sessions[0].sid, "ab12");
+        assert!(!purge.change.is_empty());
+        let json = serde_json::to_string(&purge).unwrap();
+        assert_eq!(Purge::parse(json.as_bytes()).unwrap(), purge);
+        // Content purges do not spell the field at all.
+        let plain = serde_json::to_string(&change(r#"{"tags":["t"]}"#).unwrap()).unwrap();
+        assert!(!plain.contains("sessions"), "{plain}");
+        let bad = Purge::parse(br#"{"id":"o2-1","change":{"sessions":[{"sid":"a/b","exp":1}]}}"#);
+        assert_eq!(bad.unwrap_err().field, "sessions[0]");
+        let many: Vec<String> = (0..=MAX_ITEMS)
+            .map(|i| format!(r#"{{"sid":"s{i}","exp":1}}"#))
+            .collect();
+        let too_many = format!(
+            r#"{{"id":"x","change":{{"sessions":[{}]}}}}"#,
+            many.join(",")
+        );
+        assert_eq!(
+            Purge::parse(too_many.as_bytes()).unwrap_err().field,
+            "sessions"
+        );
+        assert_eq!(
+            change(r#"{"sessions":[{"sid":"ab12","exp":99}]}"#)
+                .unwrap_err()
+                .field,
+            "sessions"
+        );
+    }
 }
