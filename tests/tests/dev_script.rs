@@ -48,6 +48,44 @@ async fn scripts_dev_brings_up_the_stack_with_demo_images_and_stops_cleanly_on_c
     assert_eq!(health.status(), 200);
     assert_eq!(health.headers()["x-edge-cache"], "BYPASS");
 
+    // The site's URL comes first, and the seeded site answers there: a page with the
+    // seeded covers made responsive, and the seeded lesson video.
+    let printed = dev.log_text();
+    let site_at = printed
+        .find(&format!("site: http://127.0.0.1:{edge_port}/"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no site URL printed:
+{printed}"
+            )
+        });
+    assert!(
+        site_at < printed.find(&edge_line).unwrap(),
+        "the site URL comes first"
+    );
+    let home = client()
+        .get(format!("http://127.0.0.1:{edge_port}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status(), 200);
+    assert!(
+        home.text()
+            .await
+            .unwrap()
+            .contains("srcset=\"/img/w=96/demo/")
+    );
+    let video = client()
+        .get(format!(
+            "http://127.0.0.1:{edge_port}/video/demo/lesson.webm"
+        ))
+        .header("range", "bytes=0-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(video.status(), 206);
+    assert_eq!(video.headers()["content-type"], "video/webm");
+
     // The printed edit example works as pasted: the dev admin token, the ETag, a 200.
     let printed = dev.log_text();
     let example: String = printed

@@ -126,40 +126,33 @@ fn fresh_bytes() -> [u8; 16] {
     bytes
 }
 
-/// Reads the visit; `with_session`: verify the session cookie (and ask the ledger
-/// whether it was signed out). A refused cookie is logged by its reason only, never the
+/// Reads the visit: the visitor id, and the session cookie verified (with the ledger
+/// asked whether it was signed out). A refused cookie is logged by its reason only, never the
 /// token, and the visitor is served as anonymous.
-async fn visit_of(
-    req: &Request,
-    config: &Config,
-    with_session: bool,
-    timing: &mut ServerTiming,
-) -> Visit {
+async fn visit_of(req: &Request, config: &Config, timing: &mut ServerTiming) -> Visit {
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let cookie = header("cookie");
     let (visitor, new_visitor) = crate::visitor::identify(cookie.as_deref(), fresh_bytes());
     let mut claims = None;
-    if with_session {
-        let now_secs = (Date::now().as_millis() / 1000) as i64;
-        match session_of(cookie.as_deref(), config.session_keys.as_deref(), now_secs) {
-            Session::Verified(verified) => {
-                let started = now_ms();
-                let standing = super::purge::session_standing(&verified.sid).await;
-                // What the revocation check cost (about 0 when the isolate's memo answered).
-                timing.add("session", now_ms() - started);
-                match standing {
-                    SessionStanding::Live => claims = Some(verified),
-                    SessionStanding::Revoked => {
-                        worker::console_log!("session cookie refused: revoked")
-                    }
-                    SessionStanding::Unconfirmed => {
-                        worker::console_warn!("session cookie refused: revocation_unconfirmed")
-                    }
+    let now_secs = (Date::now().as_millis() / 1000) as i64;
+    match session_of(cookie.as_deref(), config.session_keys.as_deref(), now_secs) {
+        Session::Verified(verified) => {
+            let started = now_ms();
+            let standing = super::purge::session_standing(&verified.sid).await;
+            // What the revocation check cost (about 0 when the isolate's memo answered).
+            timing.add("session", now_ms() - started);
+            match standing {
+                SessionStanding::Live => claims = Some(verified),
+                SessionStanding::Revoked => {
+                    worker::console_log!("session cookie refused: revoked")
+                }
+                SessionStanding::Unconfirmed => {
+                    worker::console_warn!("session cookie refused: revocation_unconfirmed")
                 }
             }
-            Session::Refused(reason) => worker::console_log!("session cookie refused: {reason}"),
-            Session::None => {}
         }
+        Session::Refused(reason) => worker::console_log!("session cookie refused: {reason}"),
+        Session::None => {}
     }
     let segment = segment_of(claims.as_ref(), header("accept-language").as_deref());
     Visit {
@@ -256,19 +249,21 @@ pub(super) async fn serve(
         .as_ref()
         .map_or_else(|| path.clone(), |q| format!("{path}?{q}"));
     let per_segment = policy.audience == Audience::PerSegment;
-    let visit = visit_of(
-        req,
-        config,
-        per_segment || personalize::rewrites(class, 200, Some("text/html"), false),
-        timing,
-    )
-    .await;
-    let arms = if per_segment {
-        crate::visitor::arms_for(&config.experiments, class, &visit.visitor)
+    // Only classes that are keyed per segment or personalized read the visitor: a shared
+    // class's hit stays as cheap as it was.
+    let visit = if crate::visitor::sets_cookie(class) {
+        Some(visit_of(req, config, timing).await)
     } else {
-        Vec::new()
+        None
     };
-    let segment = per_segment.then(|| visit.segment.to_string());
+    let arms = match (&visit, per_segment) {
+        (Some(visit), true) => crate::visitor::arms_for(&config.experiments, class, &visit.visitor),
+        _ => Vec::new(),
+    };
+    let segment = match (&visit, per_segment) {
+        (Some(visit), true) => Some(visit.segment.to_string()),
+        _ => None,
+    };
     let segment_key = segment
         .as_deref()
         .map(|s| crate::visitor::segment_key(s, &arms));
@@ -332,8 +327,11 @@ pub(super) async fn serve(
     };
     let head = Method::Head == req.method();
     let served = cache::serve(ctx, &plan, &source, timing).await?;
+    let Some(visit) = visit else {
+        return Ok(served);
+    };
     let mut served = personalized(served, class, &visit, config, head)?;
-    if visit.new_visitor && crate::visitor::sets_cookie(class) {
+    if visit.new_visitor {
         served.response = super::respond::with_appended(
             served.response,
             "set-cookie",
