@@ -225,6 +225,9 @@ pub struct Settings {
     pub admin_wait: Duration,
     /// The edge's shared secret, when requests must prove they came through the edge.
     pub edge_secret: Option<String>,
+    /// Where the origin asks `HEAD /media/<key>` for an uploaded image's size: the public
+    /// base URL, else the edge the purges go to.
+    pub media_base: Option<String>,
 }
 
 impl Default for Settings {
@@ -240,6 +243,7 @@ impl Default for Settings {
             admin_tokens: Tokens::default(),
             admin_wait: Duration::from_secs(3),
             edge_secret: None,
+            media_base: None,
         }
     }
 }
@@ -354,6 +358,10 @@ impl Config {
                 .unwrap_or_default(),
             admin_wait: Duration::from_millis(self.admin_wait_ms),
             edge_secret: self.edge_secret.clone().filter(|s| !s.is_empty()),
+            media_base: crate::media::base_of(
+                self.public_base_url.as_deref(),
+                self.edge_purge_url.as_deref(),
+            ),
         }
     }
 

@@ -24,6 +24,7 @@ pub mod domain;
 pub mod http;
 pub mod invalidation;
 pub mod login_limits;
+pub mod media;
 pub mod service;
 pub mod sessions;
 pub mod site;

@@ -22,6 +22,11 @@ pub const CLIENT_IP: &str = "x-edge-client-ip";
 /// such an answer longer than the origin's own lifetime for it.
 pub const ORIGIN_DEGRADED: &str = "x-origin-degraded";
 
+/// An uploaded image's displayed size (EXIF orientation applied), as the edge answers
+/// `HEAD /media/<key>`; the origin reads them to render `<img width height>`.
+pub const MEDIA_WIDTH: &str = "x-media-width";
+pub const MEDIA_HEIGHT: &str = "x-media-height";
+
 /// The experiment arms a request is rendered for (`hero=bold, pricing=b`), set by the
 /// edge for the classes an experiment varies; never taken from the client.
 pub const EXPERIMENTS: &str = "x-course-experiments";

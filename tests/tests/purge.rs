@@ -33,6 +33,7 @@ async fn invalidation_end_to_end() {
     a_repeated_delivery_is_applied_once(&stack).await;
     uploads::replacing_an_original_changes_every_derivative_and_removes_the_old_ones(&stack).await;
     uploads::bad_or_unauthenticated_uploads_are_refused_and_change_nothing(&stack).await;
+    uploads::an_uploaded_cover_renders_with_its_size_on_the_course_page(&stack).await;
     uploads::the_upload_script_shows_progress_and_resumes(&stack).await;
     uploads::the_cron_run_applies_purges_left_in_the_outbox(&stack).await;
     uploads::the_next_upload_flushes_the_outbox_and_large_bodies_arrive_whole(&stack).await;

@@ -438,8 +438,8 @@ pub fn stored_status(replaced: bool) -> u16 {
 
 /// Response headers naming an uploaded image's displayed size.
 pub mod headers {
-    pub const WIDTH: &str = "x-media-width";
-    pub const HEIGHT: &str = "x-media-height";
+    pub const WIDTH: &str = protocol::headers::MEDIA_WIDTH;
+    pub const HEIGHT: &str = protocol::headers::MEDIA_HEIGHT;
 }
 
 /// Custom-metadata names on an uploaded object.

@@ -208,6 +208,11 @@ pub(super) async fn put_course(
         let slug = Slug::parse(&slug)?;
         let expected = if_match(&headers)?;
         let edit = CourseEdit::parse(&body(bytes, &headers)?)?;
+        // Before the edit: the course's page is purged by it and re-rendered with the
+        // cover's size once the table knows it.
+        if let Some(cover) = &edit.cover_image {
+            crate::media::learn_size(&state, cover).await;
+        }
         let change = |detail: &CourseDetail, segments: &[String]| {
             plan::course_edited(detail.course.id, &detail.course.slug, segments)
         };

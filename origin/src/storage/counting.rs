@@ -50,6 +50,16 @@ impl Store for CountingStore {
         self.inner.ping().await
     }
 
+    async fn media_size(&self, key: &str) -> Result<Option<crate::domain::Size>, StoreError> {
+        self.count("media_size");
+        self.inner.media_size(key).await
+    }
+
+    async fn put_media_size(&self, key: &str, size: crate::domain::Size) -> Result<(), StoreError> {
+        self.count("put_media_size");
+        self.inner.put_media_size(key, size).await
+    }
+
     async fn catalog(&self, query: &CatalogQuery) -> Result<CatalogPage, StoreError> {
         self.count("catalog");
         self.inner.catalog(query).await

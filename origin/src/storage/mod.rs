@@ -173,4 +173,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Loads demo content (idempotent: upserts by natural key) and recomputes feeds.
     async fn load_demo(&self, demo: &demo::DemoData, now: i64) -> Result<(), StoreError>;
+
+    /// An image's intrinsic size, if the `media` table knows it.
+    async fn media_size(&self, key: &str) -> Result<Option<crate::domain::Size>, StoreError>;
+
+    /// Records an image's intrinsic size (an upsert: a replaced original changes it).
+    async fn put_media_size(&self, key: &str, size: crate::domain::Size) -> Result<(), StoreError>;
 }

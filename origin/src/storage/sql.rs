@@ -875,6 +875,30 @@ impl Store for SqlStore {
             .transpose()
     }
 
+    async fn media_size(&self, key: &str) -> Result<Option<Size>, StoreError> {
+        let row = sqlx::query("SELECT width, height FROM media WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => size_from_row(&row, "width", "height"),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_media_size(&self, key: &str, size: Size) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO media (key, width, height) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET width = excluded.width, height = excluded.height",
+        )
+        .bind(key)
+        .bind(i64::from(size.width))
+        .bind(i64::from(size.height))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn load_demo(&self, demo: &DemoData, now: i64) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for user in &demo.users {

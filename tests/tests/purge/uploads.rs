@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use course_edge_e2e::{Stack, TEST_UPLOAD_TOKEN, client, fixtures, header, repo_root};
+use course_edge_e2e::{
+    Stack, TEST_ADMIN_TOKEN, TEST_UPLOAD_TOKEN, client, fixtures, header, repo_root,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `UPLOAD_MAX_BYTES` on the shared stack.
@@ -45,6 +47,65 @@ async fn wait_for_object(stack: &Stack, key: &str) {
             stack.edge.log()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A content team uploads a cover through the edge; an admin makes it a course's cover;
+/// the course page renders it with the size the upload recorded (no layout shift).
+pub async fn an_uploaded_cover_renders_with_its_size_on_the_course_page(stack: &Stack) {
+    let key = "covers/uploaded-cover.jpg";
+    let stored = put(
+        stack,
+        key,
+        fixtures::photo(480, 300),
+        Some(TEST_UPLOAD_TOKEN),
+    )
+    .await;
+    assert!(stored.status().is_success(), "{}", stored.status());
+    let slug = "sql-intermediate";
+    let current = client()
+        .get(format!("{}/api/courses/{slug}", stack.origin.url()))
+        .send()
+        .await
+        .unwrap();
+    let etag = header(&current, "etag");
+    let edit = client()
+        .put(format!("{}/admin/courses/{slug}", stack.origin.url()))
+        .header("authorization", format!("Bearer {TEST_ADMIN_TOKEN}"))
+        .header("if-match", &etag)
+        .json(&serde_json::json!({
+            "title": "SQL with an uploaded cover", "summary": "s", "locale": "en",
+            "level": "intermediate", "tags": ["sql"], "plan": "free", "cover_image": key
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edit.status(), 200, "{}", stack.origin.log());
+    let started = Instant::now();
+    loop {
+        let page = client()
+            .get(stack.edge.url(&format!("/courses/{slug}")))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if let Some(at) = page.find("uploaded-cover.jpg") {
+            let tag_start = page[..at].rfind("<img").unwrap();
+            let tag = &page[tag_start..tag_start + page[tag_start..].find('>').unwrap()];
+            assert!(
+                tag.contains(r#"width="480""#) && tag.contains(r#"height="300""#),
+                "{tag}\n{}",
+                stack.origin.log()
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the edited cover never reached the page"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
