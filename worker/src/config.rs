@@ -106,6 +106,9 @@ pub struct Config {
     pub upload_max_bytes: u64,
     /// Experiments (sticky arms by the visitor id).
     pub experiments: std::sync::Arc<Vec<crate::visitor::Experiment>>,
+    /// How `<img>`s pointing at originals become responsive on the pages the edge fills:
+    /// the default ladder within `IMAGE_WIDTHS`, signed when signing is on.
+    pub responsive: crate::personalize::Responsive,
 }
 
 impl Config {
@@ -265,7 +268,12 @@ impl Config {
                 crate::visitor::parse_experiments(&raw).map_err(ConfigError::Experiments)?
             }
         };
+        let responsive = crate::personalize::Responsive::new(
+            image_policy.widths.as_deref(),
+            image_signing_key.clone(),
+        );
         Ok(Self {
+            responsive,
             experiments: std::sync::Arc::new(experiments),
             upload_tokens,
             upload_max_bytes,
@@ -286,15 +294,6 @@ impl Config {
             image_source_ttl,
             image_signing_key,
         })
-    }
-
-    /// How `<img>`s pointing at originals become responsive on the pages the edge
-    /// personalizes: the default ladder within `IMAGE_WIDTHS`, signed when signing is on.
-    pub fn responsive(&self) -> crate::personalize::Responsive {
-        crate::personalize::Responsive::new(
-            self.image_policy.widths.as_deref(),
-            self.image_signing_key.clone(),
-        )
     }
 
     /// The absolute origin URL for a path that starts with `/`.
@@ -623,5 +622,20 @@ mod tests {
             let err = parse(&[("ORIGIN_URL", "http://o"), ("UPLOAD_MAX_BYTES", bad)]).unwrap_err();
             assert!(err.to_string().contains("UPLOAD_MAX_BYTES"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_srcset_ladder_follows_image_widths_and_experiments_are_checked() {
+        let config = parse(&[
+            ("ORIGIN_URL", "http://o"),
+            ("IMAGE_WIDTHS", "320,640,1000"),
+        ])
+        .unwrap();
+        assert_eq!(config.responsive.ladder(), [320, 640]);
+        assert!(config.experiments.is_empty());
+        let open = parse(&[("ORIGIN_URL", "http://o")]).unwrap();
+        assert_eq!(open.responsive.ladder(), crate::personalize::DEFAULT_LADDER);
+        let err = parse(&[("ORIGIN_URL", "http://o"), ("EXPERIMENTS", "[{}]")]).unwrap_err();
+        assert!(err.to_string().contains("EXPERIMENTS"), "{err}");
     }
 }

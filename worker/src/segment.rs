@@ -69,22 +69,23 @@ pub fn segment_of(claims: Option<&Claims>, accept_language: Option<&str>) -> Seg
     }
 }
 
-pub fn segment_for(
-    cookie_header: Option<&str>,
-    accept_language: Option<&str>,
-    keys: Option<&SessionKeys>,
-    now_secs: i64,
-) -> Segment {
-    match session_of(cookie_header, keys, now_secs) {
-        Session::Verified(claims) => segment_of(Some(&claims), accept_language),
-        Session::None | Session::Refused(_) => segment_of(None, accept_language),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::{Claims, Plan};
+    use protocol::Plan;
+
+    /// The segment the glue derives: the cookie verified, then its claims or anonymous.
+    fn segment_for(
+        cookie: Option<&str>,
+        accept_language: Option<&str>,
+        keys: Option<&SessionKeys>,
+        now_secs: i64,
+    ) -> Segment {
+        match session_of(cookie, keys, now_secs) {
+            Session::Verified(claims) => segment_of(Some(&claims), accept_language),
+            Session::None | Session::Refused(_) => segment_of(None, accept_language),
+        }
+    }
 
     fn keys() -> SessionKeys {
         SessionKeys::parse(&SessionKeys::spec_for("k1", &[7; 32])).unwrap()

@@ -60,9 +60,12 @@ impl VisitorId {
     }
 }
 
-/// The visitor's id from the `Cookie` header, or a new one from `fresh` (then `true`:
-/// the response must set it).
-pub fn identify(cookie_header: Option<&str>, fresh: [u8; 16]) -> (VisitorId, bool) {
+/// The visitor's id from the `Cookie` header, or a new one from `fresh()` (then `true`:
+/// the response must set it). `fresh` is called only for a visitor without an id.
+pub fn identify(
+    cookie_header: Option<&str>,
+    fresh: impl FnOnce() -> [u8; 16],
+) -> (VisitorId, bool) {
     let existing = cookie_header.and_then(|header| {
         header
             .split(';')
@@ -72,7 +75,7 @@ pub fn identify(cookie_header: Option<&str>, fresh: [u8; 16]) -> (VisitorId, boo
     });
     match existing {
         Some(id) => (id, false),
-        None => (VisitorId::from_bytes(fresh), true),
+        None => (VisitorId::from_bytes(fresh()), true),
     }
 }
 

@@ -24,7 +24,7 @@ pub const ORIGIN_CACHE: &str = "x-origin-cache";
 pub const DEGRADED: &str = protocol::headers::ORIGIN_DEGRADED;
 
 /// `If-None-Match` (weak comparison, as RFC 9110 prescribes for GET) against our ETag.
-fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+pub(super) fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()

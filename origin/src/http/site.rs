@@ -74,12 +74,7 @@ fn page(markup: Markup, status: StatusCode, tags: &[CacheTag], request: &HeaderM
     let body = markup.into_string();
     let digest = Sha256::digest(body.as_bytes());
     let etag = format!("\"p-{}\"", hex16(&digest));
-    let matched = request
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().trim_start_matches("W/") == etag);
+    let matched = super::api::not_modified(request, &etag);
     let mut response = if matched && status == StatusCode::OK {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -133,7 +128,7 @@ pub(super) async fn home(
     let pairs = query_pairs(raw.as_deref())?;
     if let Some(q) = pairs.get("q").map(|q| q.trim()).filter(|q| !q.is_empty()) {
         let _guard = state.admission.enter(Class::Search).await?;
-        let query = SearchQuery::parse(Some(&format!("q={}", form_escape(q))))?;
+        let query = SearchQuery::parse(raw.as_deref())?;
         let (entry, _) = service::search(&state, &query)
             .await
             .map_err(|e| ApiError::from_load(e, || String::from("that search")))?;
@@ -149,30 +144,17 @@ pub(super) async fn home(
         return Ok(page(markup, StatusCode::OK, &[CacheTag::Search], &headers));
     }
     let _guard = state.admission.enter(Class::Catalog).await?;
-    let page_no = match pairs.get("page") {
-        Some(p) => format!("&page={}", form_escape(p)),
-        None => String::new(),
+    // The page's locale is the segment's, whatever the query says.
+    let query = CatalogQuery {
+        locale: Some(cx.locale),
+        ..CatalogQuery::parse(raw.as_deref())?
     };
-    let query = CatalogQuery::parse(Some(&format!("locale={}{page_no}", cx.locale)))?;
     let (entry, _) = service::catalog(&state, &query)
         .await
         .map_err(|e| ApiError::from_load(e, || String::from("that catalog page")))?;
     let catalog: CatalogPage = parsed(&entry)?;
     let markup = site::catalog(cx, &catalog, None);
     Ok(page(markup, StatusCode::OK, &[CacheTag::Catalog], &headers))
-}
-
-/// Percent-encodes a value for re-parsing by the typed query parsers.
-fn form_escape(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn course_detail(state: &AppState, slug: &Slug) -> Result<Option<CourseDetail>, ApiError> {

@@ -132,7 +132,7 @@ fn fresh_bytes() -> [u8; 16] {
 async fn visit_of(req: &Request, config: &Config, timing: &mut ServerTiming) -> Visit {
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let cookie = header("cookie");
-    let (visitor, new_visitor) = crate::visitor::identify(cookie.as_deref(), fresh_bytes());
+    let (visitor, new_visitor) = crate::visitor::identify(cookie.as_deref(), fresh_bytes);
     let mut claims = None;
     let now_secs = (Date::now().as_millis() / 1000) as i64;
     match session_of(cookie.as_deref(), config.session_keys.as_deref(), now_secs) {
@@ -175,40 +175,32 @@ fn personalized(
     if !personalize::page_class(class) {
         return Ok(served);
     }
-    let Served {
-        mut response,
-        cache,
-    } = served;
+    let Served { response, cache } = served;
     let status = response.status_code();
     let content_type = response.headers().get("content-type").ok().flatten();
     let cache_control = response.headers().get("cache-control").ok().flatten();
-    let headers = Headers::new();
-    for (name, value) in response.headers().entries() {
-        if !personalize::DROPPED_HEADERS.contains(&name.as_str()) {
-            headers.append(&name, &value).map_err(runtime)?;
-        }
-    }
-    headers
-        .set(
-            "cache-control",
-            personalize::page_cache_control(cache_control.as_deref()),
-        )
-        .map_err(runtime)?;
+    let mut response = super::respond::rebuilt(
+        response,
+        |name| !personalize::DROPPED_HEADERS.contains(&name),
+        |headers| {
+            headers.set(
+                "cache-control",
+                personalize::page_cache_control(cache_control.as_deref()),
+            )
+        },
+    )
+    .map_err(runtime)?;
     if !personalize::rewrites(class, status, content_type.as_deref(), head) {
-        let (_, body) = response.into_parts();
-        let response = Response::from_body(body)
-            .map_err(runtime)?
-            .with_status(status)
-            .with_headers(headers);
         return Ok(Served { response, cache });
     }
+    let headers = response.headers().clone();
     let viewer = Viewer {
         audience: visit.segment.audience,
         name: visit.claims.as_ref().map(|c| c.name.clone()),
     };
     let rewriter = Rc::new(RefCell::new(Some(PageRewriter::new(
         &viewer,
-        &config.responsive(),
+        &config.responsive,
     ))));
     let feeding = rewriter.clone();
     let body = response.stream().map_err(runtime)?.map(move |chunk| {

@@ -26,22 +26,34 @@ pub(super) fn error(err: &EdgeError) -> Result<Response> {
     Ok(response.fixed(body.into_bytes()))
 }
 
-/// `response` with `name: value` appended (rebuilt around the same body when its
-/// headers are immutable, as a cached or fetched response's are).
-pub(super) fn with_appended(mut response: Response, name: &str, value: &str) -> Result<Response> {
-    if response.headers_mut().append(name, value).is_ok() {
-        return Ok(response);
-    }
+/// `response` around the same body and status with a fresh copy of its headers, less
+/// those `keep` refuses, then `edit`ed: how a cached or fetched response (immutable
+/// headers) is changed.
+pub(super) fn rebuilt(
+    response: Response,
+    keep: impl Fn(&str) -> bool,
+    edit: impl FnOnce(&Headers) -> Result<()>,
+) -> Result<Response> {
     let status = response.status_code();
     let headers = Headers::new();
-    for (n, v) in response.headers().entries() {
-        headers.append(&n, &v)?;
+    for (name, value) in response.headers().entries() {
+        if keep(&name) {
+            headers.append(&name, &value)?;
+        }
     }
-    headers.append(name, value)?;
+    edit(&headers)?;
     let (_, body) = response.into_parts();
     Ok(Response::from_body(body)?
         .with_status(status)
         .with_headers(headers))
+}
+
+/// `response` with `name: value` appended (rebuilt when its headers are immutable).
+pub(super) fn with_appended(mut response: Response, name: &str, value: &str) -> Result<Response> {
+    if response.headers_mut().append(name, value).is_ok() {
+        return Ok(response);
+    }
+    rebuilt(response, |_| true, |headers| headers.append(name, value))
 }
 
 /// Adds the observability headers. Responses the edge built have headers of their
@@ -58,12 +70,12 @@ pub(super) fn finish(served: Served, timing: &ServerTiming) -> Result<Response> 
     {
         return Ok(response);
     }
-    let status = response.status_code();
-    let headers = response.headers().clone();
-    headers.set(EDGE_CACHE, cache.as_str())?;
-    headers.set(SERVER_TIMING, &timing)?;
-    let (_, body) = response.into_parts();
-    Ok(Response::from_body(body)?
-        .with_status(status)
-        .with_headers(headers))
+    rebuilt(
+        response,
+        |_| true,
+        |headers| {
+            headers.set(EDGE_CACHE, cache.as_str())?;
+            headers.set(SERVER_TIMING, &timing)
+        },
+    )
 }
