@@ -626,11 +626,8 @@ mod tests {
 
     #[test]
     fn the_srcset_ladder_follows_image_widths_and_experiments_are_checked() {
-        let config = parse(&[
-            ("ORIGIN_URL", "http://o"),
-            ("IMAGE_WIDTHS", "320,640,1000"),
-        ])
-        .unwrap();
+        let config =
+            parse(&[("ORIGIN_URL", "http://o"), ("IMAGE_WIDTHS", "320,640,1000")]).unwrap();
         assert_eq!(config.responsive.ladder(), [320, 640]);
         assert!(config.experiments.is_empty());
         let open = parse(&[("ORIGIN_URL", "http://o")]).unwrap();
