@@ -10,6 +10,7 @@ pub mod cache_status;
 pub mod error;
 pub mod headers;
 pub mod http_date;
+pub mod outcomes;
 pub mod page;
 pub mod purge;
 pub mod segment;

@@ -163,7 +163,7 @@ async fn wait_until_answering(url: &str, group: &mut Group, what: &str) {
 }
 
 /// Waits for the child to print `marker` followed by a port, and returns that port.
-async fn printed_port(group: &mut Group, marker: &str, what: &str) -> u16 {
+pub async fn printed_port(group: &mut Group, marker: &str, what: &str) -> u16 {
     let started = Instant::now();
     loop {
         let text = group.log_text();
@@ -232,10 +232,15 @@ impl Origin {
 
     /// Starts an origin with extra environment (e.g. `DATABASE_URL`).
     pub async fn start_with_env(extra_env: BTreeMap<String, String>) -> Self {
+        // 0: the origin binds an OS-chosen port and prints it.
+        Self::start_on(0, extra_env).await
+    }
+
+    /// The same on a port chosen beforehand (an edge must know where the canary is).
+    pub async fn start_on(port: u16, extra_env: BTreeMap<String, String>) -> Self {
         let data_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
         let mut origin = Self {
-            // 0 until the first start: the origin binds an OS-chosen port and prints it.
-            port: 0,
+            port,
             data_dir,
             extra_env,
             group: None,
@@ -563,19 +568,8 @@ impl Stack {
     ) -> Self {
         let edge_port = free_port();
         let mut env = origin_env(&format!("http://127.0.0.1:{edge_port}"));
-        for (name, value) in [
-            ("SESSION_KEYS", String::from(TEST_SESSION_KEYS)),
-            ("ADMIN_TOKENS", format!("tester:{TEST_ADMIN_TOKEN}")),
-            (
-                "EDGE_PURGE_URL",
-                format!("http://127.0.0.1:{edge_port}/__edge/purge"),
-            ),
-            ("EDGE_PURGE_SECRET", String::from(TEST_PURGE_SECRET)),
-            ("EDGE_SECRET", String::from(TEST_EDGE_SECRET)),
-            ("PURGE_RETRY_BASE_MS", String::from("100")),
-            ("PURGE_RETRY_MAX_MS", String::from("1000")),
-        ] {
-            env.entry(String::from(name)).or_insert(value);
+        for (name, value) in stack_origin_env(edge_port) {
+            env.entry(name).or_insert(value);
         }
         let origin = Origin::start_with_env(env).await;
         let mut options = options;
@@ -602,4 +596,24 @@ impl Stack {
         let edge = Edge::start_on(edge_port, &origin.url(), options).await;
         Self { origin, edge }
     }
+}
+
+/// What every test origin behind an edge on `edge_port` is started with: the shared
+/// session keys, the admin token, where and how to deliver purges, the edge's secret.
+pub fn stack_origin_env(edge_port: u16) -> BTreeMap<String, String> {
+    [
+        ("SESSION_KEYS", String::from(TEST_SESSION_KEYS)),
+        ("ADMIN_TOKENS", format!("tester:{TEST_ADMIN_TOKEN}")),
+        (
+            "EDGE_PURGE_URL",
+            format!("http://127.0.0.1:{edge_port}/__edge/purge"),
+        ),
+        ("EDGE_PURGE_SECRET", String::from(TEST_PURGE_SECRET)),
+        ("EDGE_SECRET", String::from(TEST_EDGE_SECRET)),
+        ("PURGE_RETRY_BASE_MS", String::from("100")),
+        ("PURGE_RETRY_MAX_MS", String::from("1000")),
+    ]
+    .into_iter()
+    .map(|(name, value)| (String::from(name), value))
+    .collect()
 }

@@ -65,6 +65,21 @@ pub mod vars {
     /// Experiments, a JSON array: `[{"name":"hero","salt":"2026-12",
     /// "arms":[["control",50],["bold",50]],"classes":["html"]}]` (see `visitor`).
     pub const EXPERIMENTS: &str = "EXPERIMENTS";
+    /// The canary origin (scheme://host[:port]); unset: no canary (see `canary`).
+    pub const CANARY_ORIGIN_URL: &str = "CANARY_ORIGIN_URL";
+    /// The share of visitors the canary origin serves, 0–100 (default 0).
+    pub const CANARY_PERCENT: &str = "CANARY_PERCENT";
+    /// `on`: everyone goes to the stable origin, whatever the share (default `off`).
+    pub const CANARY_KILL_SWITCH: &str = "CANARY_KILL_SWITCH";
+    /// The bucketing salt (default `canary`); changing it reshuffles who is in the canary.
+    pub const CANARY_SALT: &str = "CANARY_SALT";
+    /// The breaker: its sliding window (ms, default 30000), the fewest outcomes it
+    /// decides on (default 20), the failure percent above which it opens (default 10)
+    /// and how long it stays open before probing (ms, default 30000).
+    pub const CANARY_BREAKER_WINDOW_MS: &str = "CANARY_BREAKER_WINDOW_MS";
+    pub const CANARY_BREAKER_MIN_REQUESTS: &str = "CANARY_BREAKER_MIN_REQUESTS";
+    pub const CANARY_BREAKER_ERROR_PERCENT: &str = "CANARY_BREAKER_ERROR_PERCENT";
+    pub const CANARY_BREAKER_COOL_DOWN_MS: &str = "CANARY_BREAKER_COOL_DOWN_MS";
     // Per-class cache policy overrides: `POLICY_<CLASS>`, see `policy::table`.
 }
 
@@ -109,6 +124,8 @@ pub struct Config {
     /// How `<img>`s pointing at originals become responsive on the pages the edge fills:
     /// the default ladder within `IMAGE_WIDTHS`, signed when signing is on.
     pub responsive: crate::personalize::Responsive,
+    /// The origin canary, when `CANARY_ORIGIN_URL` is set.
+    pub canary: Option<std::sync::Arc<crate::canary::Canary>>,
 }
 
 impl Config {
@@ -132,7 +149,7 @@ impl Config {
     /// Reads every setting through `lookup` (a var name to its value) and validates it.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let origin_url = lookup(vars::ORIGIN_URL).ok_or(ConfigError::Missing(vars::ORIGIN_URL))?;
-        let origin_url = parse_origin_url(&origin_url)?;
+        let origin_url = parse_origin_url(vars::ORIGIN_URL, &origin_url)?;
         let origin_timeout = match lookup(vars::ORIGIN_TIMEOUT_MS) {
             None => Self::DEFAULT_ORIGIN_TIMEOUT,
             Some(raw) => {
@@ -272,7 +289,9 @@ impl Config {
             image_policy.widths.as_deref(),
             image_signing_key.clone(),
         );
+        let canary = canary(&lookup)?.map(std::sync::Arc::new);
         Ok(Self {
+            canary,
             responsive,
             experiments: std::sync::Arc::new(experiments),
             upload_tokens,
@@ -296,9 +315,13 @@ impl Config {
         })
     }
 
-    /// The absolute origin URL for a path that starts with `/`.
-    pub fn origin(&self, path_and_query: &str) -> String {
-        format!("{}{}", self.origin_url, path_and_query)
+    /// The absolute origin URL for a path that starts with `/`, on the arm's origin.
+    pub fn origin(&self, arm: crate::canary::Arm, path_and_query: &str) -> String {
+        let base = match (arm, &self.canary) {
+            (crate::canary::Arm::Canary, Some(canary)) => canary.url.as_str(),
+            _ => self.origin_url.as_str(),
+        };
+        format!("{base}{path_and_query}")
     }
 }
 
@@ -405,9 +428,84 @@ fn image_policy(
     Ok(p)
 }
 
-fn parse_origin_url(raw: &str) -> Result<String, ConfigError> {
+/// The canary from its vars: `None` without `CANARY_ORIGIN_URL`; a share without a
+/// canary origin is refused (it would silently route nobody).
+fn canary(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<crate::canary::Canary>, ConfigError> {
+    use crate::canary::{BreakerSettings, Canary};
+    let set = |name| lookup(name).filter(|v| !v.trim().is_empty());
+    let percent = match set(vars::CANARY_PERCENT) {
+        None => 0,
+        Some(raw) => parse_bounded(vars::CANARY_PERCENT, &raw, 0, 100)? as u32,
+    };
+    let Some(url) = set(vars::CANARY_ORIGIN_URL) else {
+        if percent > 0 {
+            return Err(ConfigError::Invalid {
+                name: vars::CANARY_PERCENT,
+                value: percent.to_string(),
+                why: "needs CANARY_ORIGIN_URL (the canary origin's scheme://host[:port])",
+            });
+        }
+        return Ok(None);
+    };
+    let url = parse_origin_url(vars::CANARY_ORIGIN_URL, &url)?;
+    let killed = match set(vars::CANARY_KILL_SWITCH).as_deref().map(str::trim) {
+        None | Some("off") => false,
+        Some("on") => true,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                name: vars::CANARY_KILL_SWITCH,
+                value: other.to_owned(),
+                why: "is `on` (everyone to the stable origin) or `off`",
+            });
+        }
+    };
+    let salt = set(vars::CANARY_SALT).unwrap_or_else(|| String::from(Canary::DEFAULT_SALT));
+    if salt.len() > 64 {
+        return Err(ConfigError::Invalid {
+            name: vars::CANARY_SALT,
+            value: salt,
+            why: "is at most 64 bytes",
+        });
+    }
+    let mut breaker = BreakerSettings::default();
+    if let Some(raw) = set(vars::CANARY_BREAKER_WINDOW_MS) {
+        breaker.window = Duration::from_millis(parse_bounded(
+            vars::CANARY_BREAKER_WINDOW_MS,
+            &raw,
+            1_000,
+            3_600_000,
+        )?);
+    }
+    if let Some(raw) = set(vars::CANARY_BREAKER_MIN_REQUESTS) {
+        breaker.min_requests =
+            parse_bounded(vars::CANARY_BREAKER_MIN_REQUESTS, &raw, 1, 100_000)? as u32;
+    }
+    if let Some(raw) = set(vars::CANARY_BREAKER_ERROR_PERCENT) {
+        breaker.error_percent =
+            parse_bounded(vars::CANARY_BREAKER_ERROR_PERCENT, &raw, 0, 99)? as u32;
+    }
+    if let Some(raw) = set(vars::CANARY_BREAKER_COOL_DOWN_MS) {
+        breaker.cool_down = Duration::from_millis(parse_bounded(
+            vars::CANARY_BREAKER_COOL_DOWN_MS,
+            &raw,
+            100,
+            3_600_000,
+        )?);
+    }
+    Ok(Some(Canary {
+        url,
+        percent,
+        salt,
+        killed,
+        breaker,
+    }))
+}
+
+fn parse_origin_url(name: &'static str, raw: &str) -> Result<String, ConfigError> {
     let invalid = |why| ConfigError::Invalid {
-        name: vars::ORIGIN_URL,
+        name,
         value: raw.to_owned(),
         why,
     };
@@ -436,6 +534,7 @@ fn parse_bounded(name: &'static str, raw: &str, min: u64, max: u64) -> Result<u6
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::canary::Arm;
     use std::collections::HashMap;
 
     fn parse(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -452,7 +551,83 @@ mod tests {
         assert_eq!(config.origin_url, "http://127.0.0.1:9000");
         assert_eq!(config.origin_timeout, Config::DEFAULT_ORIGIN_TIMEOUT);
         assert_eq!(config.retry_after_secs, Config::DEFAULT_RETRY_AFTER_SECS);
-        assert_eq!(config.origin("/healthz"), "http://127.0.0.1:9000/healthz");
+        assert_eq!(
+            config.origin(Arm::Stable, "/healthz"),
+            "http://127.0.0.1:9000/healthz"
+        );
+        // Without a canary, the canary arm is the stable origin too.
+        assert_eq!(
+            config.origin(Arm::Canary, "/healthz"),
+            "http://127.0.0.1:9000/healthz"
+        );
+        assert!(config.canary.is_none());
+    }
+
+    #[test]
+    fn the_canary_is_read_with_its_breaker() {
+        let config = parse(&[
+            ("ORIGIN_URL", "http://stable"),
+            ("CANARY_ORIGIN_URL", "https://canary:8443/"),
+            ("CANARY_PERCENT", "25"),
+            ("CANARY_BREAKER_WINDOW_MS", "5000"),
+            ("CANARY_BREAKER_MIN_REQUESTS", "4"),
+            ("CANARY_BREAKER_ERROR_PERCENT", "50"),
+            ("CANARY_BREAKER_COOL_DOWN_MS", "2000"),
+        ])
+        .unwrap();
+        let canary = config.canary.as_deref().unwrap();
+        assert_eq!(canary.url, "https://canary:8443");
+        assert_eq!(canary.percent, 25);
+        assert!(!canary.killed);
+        assert_eq!(canary.salt, "canary");
+        assert_eq!(
+            canary.breaker,
+            crate::canary::BreakerSettings {
+                window: Duration::from_secs(5),
+                min_requests: 4,
+                error_percent: 50,
+                cool_down: Duration::from_secs(2),
+            }
+        );
+        assert_eq!(
+            config.origin(Arm::Canary, "/x?y"),
+            "https://canary:8443/x?y"
+        );
+        assert_eq!(config.origin(Arm::Stable, "/x"), "http://stable/x");
+        let killed = parse(&[
+            ("ORIGIN_URL", "http://stable"),
+            ("CANARY_ORIGIN_URL", "http://canary"),
+            ("CANARY_PERCENT", "5"),
+            ("CANARY_KILL_SWITCH", "on"),
+        ])
+        .unwrap();
+        assert!(killed.canary.unwrap().killed);
+    }
+
+    #[test]
+    fn bad_canary_settings_are_named() {
+        for (name, value) in [
+            ("CANARY_PERCENT", "101"),
+            ("CANARY_PERCENT", "5%"),
+            ("CANARY_ORIGIN_URL", "canary:80"),
+            ("CANARY_ORIGIN_URL", "http://canary/path"),
+            ("CANARY_KILL_SWITCH", "yes"),
+            ("CANARY_BREAKER_WINDOW_MS", "10"),
+            ("CANARY_BREAKER_MIN_REQUESTS", "0"),
+            ("CANARY_BREAKER_ERROR_PERCENT", "100"),
+            ("CANARY_BREAKER_COOL_DOWN_MS", "x"),
+        ] {
+            let mut pairs = vec![("ORIGIN_URL", "http://o")];
+            if name != "CANARY_ORIGIN_URL" {
+                pairs.push(("CANARY_ORIGIN_URL", "http://canary"));
+            }
+            pairs.push((name, value));
+            let err = parse(&pairs).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}={value}: {err}");
+        }
+        // A share with no canary origin would route nobody: refused, naming what is missing.
+        let err = parse(&[("ORIGIN_URL", "http://o"), ("CANARY_PERCENT", "5")]).unwrap_err();
+        assert!(err.to_string().contains("CANARY_ORIGIN_URL"), "{err}");
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! | `edge` (wasm32) | `#[event(fetch)]`, proxying, Workers API glue |
 
 pub mod assets;
+pub mod canary;
 pub mod collapse;
 pub mod config;
 pub mod error;

@@ -28,6 +28,19 @@ pub enum Route {
     Upload { key: ObjectKey },
 }
 
+impl Route {
+    /// What it serves, as the outcome data points name it (`protocol::outcomes`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Health => "health",
+            Self::Origin { class } | Self::Object { class, .. } => class.as_str(),
+            Self::Image { .. } => "image",
+            Self::Purge => "purge",
+            Self::Upload { .. } => "upload",
+        }
+    }
+}
+
 /// Where uploads go: `PUT /admin/media/<key>`, spelled exactly so.
 pub const UPLOAD_PREFIX: &str = "/admin/media/";
 

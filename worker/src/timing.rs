@@ -8,7 +8,14 @@ use std::fmt::Write;
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ServerTiming {
-    entries: Vec<(&'static str, f64)>,
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Entry {
+    Stage(&'static str, f64),
+    /// A metric with a description and no duration (`arm;desc="canary"`).
+    Note(&'static str, String),
 }
 
 impl ServerTiming {
@@ -23,18 +30,29 @@ impl ServerTiming {
         } else {
             0.0
         };
-        self.entries.push((name, millis));
+        self.entries.push(Entry::Stage(name, millis));
+        self
+    }
+
+    /// Records a fact without a duration, e.g. which origin arm served. `desc` is a
+    /// quoted-string; `"` and `\` are dropped from it.
+    pub fn note(&mut self, name: &'static str, desc: &str) -> &mut Self {
+        let desc = desc.chars().filter(|c| !matches!(c, '"' | '\\')).collect();
+        self.entries.push(Entry::Note(name, desc));
         self
     }
 
     pub fn header_value(&self) -> String {
         let mut out = String::new();
-        for (i, (name, millis)) in self.entries.iter().enumerate() {
+        for (i, entry) in self.entries.iter().enumerate() {
             if i > 0 {
                 out.push_str(", ");
             }
             // Writing to a String cannot fail.
-            let _ = write!(out, "{name};dur={millis:.1}");
+            let _ = match entry {
+                Entry::Stage(name, millis) => write!(out, "{name};dur={millis:.1}"),
+                Entry::Note(name, desc) => write!(out, "{name};desc=\"{desc}\""),
+            };
         }
         out
     }
@@ -56,5 +74,18 @@ mod tests {
         let mut timing = ServerTiming::new();
         timing.add("edge", -3.0).add("origin", f64::NAN);
         assert_eq!(timing.header_value(), "edge;dur=0.0, origin;dur=0.0");
+    }
+
+    #[test]
+    fn notes_carry_a_quoted_description_and_no_duration() {
+        let mut timing = ServerTiming::new();
+        timing
+            .note("arm", "stable:breaker-open")
+            .add("edge", 1.0)
+            .note("x", "a\"b\\c");
+        assert_eq!(
+            timing.header_value(),
+            "arm;desc=\"stable:breaker-open\", edge;dur=1.0, x;desc=\"abc\""
+        );
     }
 }

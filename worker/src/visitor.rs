@@ -60,20 +60,24 @@ impl VisitorId {
     }
 }
 
+/// The visitor's id from the `Cookie` header, if it carries a valid one.
+pub fn existing(cookie_header: Option<&str>) -> Option<VisitorId> {
+    cookie_header.and_then(|header| {
+        header
+            .split(';')
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(|(name, _)| *name == COOKIE_NAME)
+            .find_map(|(_, value)| VisitorId::parse(value.trim_matches('"')))
+    })
+}
+
 /// The visitor's id from the `Cookie` header, or a new one from `fresh()` (then `true`:
 /// the response must set it). `fresh` is called only for a visitor without an id.
 pub fn identify(
     cookie_header: Option<&str>,
     fresh: impl FnOnce() -> [u8; 16],
 ) -> (VisitorId, bool) {
-    let existing = cookie_header.and_then(|header| {
-        header
-            .split(';')
-            .filter_map(|pair| pair.trim().split_once('='))
-            .filter(|(name, _)| *name == COOKIE_NAME)
-            .find_map(|(_, value)| VisitorId::parse(value.trim_matches('"')))
-    });
-    match existing {
+    match existing(cookie_header) {
         Some(id) => (id, false),
         None => (VisitorId::from_bytes(fresh()), true),
     }
@@ -170,14 +174,20 @@ pub fn parse_experiments(raw: &str) -> Result<Vec<Experiment>, String> {
     Ok(experiments)
 }
 
+/// The visitor's point in `0..total` under `salt` (the module docs' algorithm; the
+/// canary buckets with it too).
+pub fn bucket_point(salt: &str, visitor: &VisitorId, total: u64) -> u64 {
+    let digest = Sha256::digest(format!("{salt}:{}", visitor.as_str()).as_bytes());
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(head) % total.max(1)
+}
+
 impl Experiment {
     /// The visitor's arm (see the module docs for the algorithm).
     pub fn arm(&self, visitor: &VisitorId) -> &str {
         let total: u64 = self.arms.iter().map(|(_, w)| u64::from(*w)).sum();
-        let digest = Sha256::digest(format!("{}:{}", self.salt, visitor.as_str()).as_bytes());
-        let mut head = [0u8; 8];
-        head.copy_from_slice(&digest[..8]);
-        let point = u64::from_be_bytes(head) % total.max(1);
+        let point = bucket_point(&self.salt, visitor, total);
         let mut upto = 0;
         for (arm, weight) in &self.arms {
             upto += u64::from(*weight);

@@ -6,6 +6,7 @@
 mod assets;
 mod avif;
 mod cache;
+mod canary;
 mod derived;
 mod images;
 mod libc;
@@ -40,7 +41,8 @@ fn start() {
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let started = now_ms();
     let mut timing = ServerTiming::new();
-    let outcome = handle(&req, &env, &ctx, &mut timing).await;
+    let mut trace = Trace::default();
+    let outcome = handle(&req, &env, &ctx, &mut timing, &mut trace).await;
     let served = match outcome {
         Ok(served) => served,
         Err(err) => {
@@ -51,8 +53,51 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
             }
         }
     };
-    timing.add("edge", now_ms() - started);
-    respond::finish(served, &timing)
+    let edge_ms = now_ms() - started;
+    timing.add("edge", edge_ms);
+    let arm = trace.arm.map(|(arm, _)| arm);
+    let response = respond::finish(served, &timing, arm)?;
+    record_outcome(&env, &trace, response.status_code(), edge_ms);
+    Ok(response)
+}
+
+/// What a request did, beyond its response: what was served and from which origin arm.
+#[derive(Default)]
+pub(crate) struct Trace {
+    /// The route's kind (a content class name, `image`, …); `none` before routing.
+    served: Option<&'static str>,
+    /// The origin arm, for origin classes.
+    arm: Option<(crate::canary::Arm, crate::canary::Why)>,
+}
+
+/// Writes the answer's outcome to Analytics Engine under this version's id (the data
+/// the rollout's error rate is read from; `protocol::outcomes`). Without the bindings
+/// (a deployment that did not add them) nothing is written. Never awaited, never fails
+/// the request.
+fn record_outcome(env: &Env, trace: &Trace, status: u16, edge_ms: f64) {
+    use protocol::outcomes;
+    let (Ok(dataset), Ok(version)) = (
+        env.analytics_engine(outcomes::BINDING),
+        env.get_binding::<worker::WorkerVersionMetadata>(outcomes::VERSION_BINDING),
+    ) else {
+        return;
+    };
+    let point = outcomes::data_point(
+        &version.id(),
+        trace.served.unwrap_or("none"),
+        trace.arm.map_or("", |(arm, _)| arm.as_str()),
+        status,
+        edge_ms,
+    );
+    let [v, served, outcome, arm] = point.blobs;
+    let written = worker::AnalyticsEngineDataPointBuilder::new()
+        .indexes([point.index.as_str()])
+        .blobs([v, served, outcome, arm])
+        .doubles(point.doubles)
+        .write_to(&dataset);
+    if let Err(e) = written {
+        worker::console_warn!("writing the outcome data point failed: {e}");
+    }
 }
 
 async fn handle(
@@ -60,6 +105,7 @@ async fn handle(
     env: &Env,
     ctx: &Context,
     timing: &mut ServerTiming,
+    trace: &mut Trace,
 ) -> std::result::Result<Served, EdgeError> {
     let config = config_of(env)?;
     purge::enter(env, &config);
@@ -74,6 +120,7 @@ async fn handle(
     }
     Route::check_query(url.query())?;
     let route = Route::parse(Method::parse(req.method().as_ref()), url.path())?;
+    trace.served = Some(route.kind());
     match &route {
         Route::Health => {
             let path = route.origin_path().unwrap_or("/healthz");
@@ -85,14 +132,24 @@ async fn handle(
                     listed,
                 )
             })?;
-            let response =
-                origin::fetch(&config, HttpMethod::Get, path, headers, None, timing).await?;
+            let response = origin::fetch(
+                &config,
+                crate::canary::Arm::Stable,
+                HttpMethod::Get,
+                path,
+                headers,
+                None,
+                timing,
+            )
+            .await?;
             Ok(Served {
                 response,
                 cache: EdgeCacheStatus::Bypass,
             })
         }
-        Route::Origin { class } => origin::serve(req, ctx, &config, *class, timing).await,
+        Route::Origin { class } => {
+            origin::serve(req, ctx, &config, *class, timing, &mut trace.arm).await
+        }
         Route::Object {
             class,
             key,

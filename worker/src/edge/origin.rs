@@ -22,6 +22,7 @@ use worker::{
 
 use super::cache::{self, Plan, Source};
 use super::{Served, now_ms};
+use crate::canary::{Arm, Outcome, Why};
 use crate::config::Config;
 use crate::error::EdgeError;
 use crate::personalize::{self, PageRewriter, Viewer};
@@ -68,6 +69,8 @@ pub(super) struct OriginSource {
     headers: Vec<(String, String)>,
     body: Option<worker::wasm_bindgen::JsValue>,
     request_cookie: bool,
+    /// Which origin: the stable one or the canary.
+    arm: Arm,
 }
 
 impl Source for OriginSource {
@@ -91,6 +94,7 @@ impl Source for OriginSource {
         }
         fetch(
             &self.config,
+            self.arm,
             self.method.clone(),
             &self.path_and_query,
             headers,
@@ -224,13 +228,16 @@ fn personalized(
     Ok(Served { response, cache })
 }
 
-/// Serves a request of an origin class (API, pages, pass-through) through the cache.
+/// Serves a request of an origin class (API, pages, pass-through) through the cache,
+/// from the origin arm the visitor is routed to (set in `routed` as soon as it is known,
+/// so that even an error answer names it).
 pub(super) async fn serve(
     req: &Request,
     ctx: &Context,
     config: &Config,
     class: ContentClass,
     timing: &mut ServerTiming,
+    routed: &mut Option<(Arm, Why)>,
 ) -> Result<Served, EdgeError> {
     let policy = config.policy.get(class);
     let url = req.url().map_err(runtime)?;
@@ -268,7 +275,18 @@ pub(super) async fn serve(
         .canonical_host
         .clone()
         .unwrap_or_else(|| public_host.clone());
-    let key = CacheKey::new(&host, &path, query.as_deref(), segment_key.as_deref());
+    // The canary arm: by the visitor id (a shared class reads it from the cookie only,
+    // and sets none: without one, the stable arm).
+    let (arm, why) = match &visit {
+        Some(visit) => super::canary::route(config, Some(&visit.visitor)),
+        None => {
+            let cookie = req.headers().get("cookie").ok().flatten();
+            super::canary::route(config, crate::visitor::existing(cookie.as_deref()).as_ref())
+        }
+    };
+    *routed = Some((arm, why));
+    timing.note("arm", &format!("{}:{}", arm.as_str(), why.as_str()));
+    let key = CacheKey::new(&host, &path, query.as_deref(), segment_key.as_deref()).for_arm(arm);
     let bypassed = matches!(
         crate::policy::flow::start(policy, &ask),
         crate::policy::flow::Start::Bypass(_)
@@ -299,6 +317,7 @@ pub(super) async fn serve(
             && headers.iter().any(|(n, _)| n == "cookie"),
         headers,
         body,
+        arm,
     };
     let purge_path = source.path_and_query.clone();
     let plan = Plan {
@@ -338,10 +357,11 @@ pub(super) fn runtime(e: worker::Error) -> EdgeError {
     EdgeError::Runtime(e.to_string())
 }
 
-/// Sends one request to `config.origin(path_and_query)` and waits at most the
-/// configured timeout.
+/// Sends one request to `config.origin(arm, path_and_query)` and waits at most the
+/// configured timeout; the canary arm's outcome goes to the isolate's breaker.
 pub(super) async fn fetch(
     config: &Config,
+    arm: Arm,
     method: Method,
     path_and_query: &str,
     headers: Headers,
@@ -365,7 +385,7 @@ pub(super) async fn fetch(
         .with_headers(headers)
         .with_body(body)
         .with_redirect(RequestRedirect::Manual);
-    let outbound = Request::new_with_init(&config.origin(path_and_query), &init)
+    let outbound = Request::new_with_init(&config.origin(arm, path_and_query), &init)
         .map_err(|e| unreachable(format!("building the origin request: {e}")))?;
 
     let controller = AbortController::default();
@@ -376,6 +396,14 @@ pub(super) async fn fetch(
     let deadline = Delay::from(config.origin_timeout);
     let outcome = select(Box::pin(send), deadline).await;
     timing.add("origin", now_ms() - started);
+    super::canary::record(
+        config,
+        arm,
+        match &outcome {
+            Either::Left((Ok(response), _)) => Outcome::of_status(response.status_code()),
+            _ => Outcome::Failed,
+        },
+    );
     match outcome {
         Either::Left((Ok(response), _)) => Ok(response),
         Either::Left((Err(e), _)) => Err(unreachable(e.to_string())),

@@ -5,6 +5,7 @@ use protocol::headers::{EDGE_CACHE, SERVER_TIMING};
 use worker::{Headers, Response, Result};
 
 use super::Served;
+use crate::canary::{ARM_HEADER, Arm};
 use crate::error::EdgeError;
 use crate::timing::ServerTiming;
 
@@ -56,26 +57,25 @@ pub(super) fn with_appended(mut response: Response, name: &str, value: &str) -> 
     rebuilt(response, |_| true, |headers| headers.append(name, value))
 }
 
-/// Adds the observability headers. Responses the edge built have headers of their
-/// own and are finished in place; fetched ones (immutable headers) are copied once.
-pub(super) fn finish(served: Served, timing: &ServerTiming) -> Result<Response> {
+/// Adds the observability headers (and, for origin classes, the origin arm that served).
+/// Responses the edge built have headers of their own and are finished in place;
+/// fetched ones (immutable headers) are copied once.
+pub(super) fn finish(served: Served, timing: &ServerTiming, arm: Option<Arm>) -> Result<Response> {
     let Served {
         mut response,
         cache,
     } = served;
     let timing = timing.header_value();
-    let headers = response.headers_mut();
-    if headers.set(EDGE_CACHE, cache.as_str()).is_ok()
-        && headers.set(SERVER_TIMING, &timing).is_ok()
-    {
+    let set = |headers: &Headers| -> Result<()> {
+        headers.set(EDGE_CACHE, cache.as_str())?;
+        headers.set(SERVER_TIMING, &timing)?;
+        if let Some(arm) = arm {
+            headers.set(ARM_HEADER, arm.as_str())?;
+        }
+        Ok(())
+    };
+    if set(response.headers_mut()).is_ok() {
         return Ok(response);
     }
-    rebuilt(
-        response,
-        |_| true,
-        |headers| {
-            headers.set(EDGE_CACHE, cache.as_str())?;
-            headers.set(SERVER_TIMING, &timing)
-        },
-    )
+    rebuilt(response, |_| true, set)
 }

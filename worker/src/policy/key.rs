@@ -117,6 +117,19 @@ impl CacheKey {
         Self(key)
     }
 
+    /// The key of the canary arm's copy: the stable arm keeps the plain key (so turning
+    /// a canary on leaves the stable cache warm), the canary's answers get their own
+    /// entries, and neither is ever served to the other arm.
+    pub fn for_arm(self, arm: crate::canary::Arm) -> Self {
+        match arm {
+            crate::canary::Arm::Stable => self,
+            crate::canary::Arm::Canary => {
+                let sep = if self.0.contains('?') { '&' } else { '?' };
+                Self(format!("{}{sep}{RESERVED}arm=canary", self.0))
+            }
+        }
+    }
+
     /// The key of an R2 object served as stored (`url_path`: its escaped path): a
     /// reserved host, so one entry serves the object whatever host or query the
     /// request came with. `uploaded` (`/media/`, served with the active-content guard)
@@ -190,6 +203,32 @@ mod tests {
             Some("anon-en"),
         );
         assert_eq!(forged, anon);
+    }
+
+    #[test]
+    fn the_canary_arm_has_its_own_keys_and_the_stable_arm_keeps_its_own() {
+        use crate::canary::Arm;
+        let plain = key("h", "/api/catalog", Some("page=2"), None);
+        assert_eq!(plain.clone().for_arm(Arm::Stable), plain);
+        assert_eq!(
+            plain.clone().for_arm(Arm::Canary).as_str(),
+            "https://h/api/catalog?page=2&__ce_arm=canary"
+        );
+        assert_eq!(
+            key("h", "/", None, Some("anon-en"))
+                .for_arm(Arm::Canary)
+                .as_str(),
+            "https://h/?__ce_segment=anon-en&__ce_arm=canary"
+        );
+        assert_eq!(
+            key("h", "/x", None, None).for_arm(Arm::Canary).as_str(),
+            "https://h/x?__ce_arm=canary"
+        );
+        // A client cannot ask for the canary's copy through the query.
+        assert_eq!(
+            key("h", "/api/catalog", Some("page=2&__ce_arm=canary"), None),
+            plain
+        );
     }
 
     #[test]
