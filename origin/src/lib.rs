@@ -25,6 +25,7 @@ pub mod http;
 pub mod invalidation;
 pub mod login_limits;
 pub mod media;
+pub mod rollout;
 pub mod service;
 pub mod sessions;
 pub mod site;
