@@ -46,6 +46,9 @@ pub enum ApiError {
     TooManyLogins(crate::login_limits::LoginRefused),
     #[error("not ready: {0}")]
     NotReady(String),
+    /// The database cannot be reached now (nothing was written).
+    #[error("store unavailable: {0}")]
+    StoreDown(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -61,7 +64,11 @@ impl From<InputError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self::Internal(e.to_string())
+        if e.is_unavailable() {
+            Self::StoreDown(e.to_string())
+        } else {
+            Self::Internal(e.to_string())
+        }
     }
 }
 
@@ -90,6 +97,7 @@ impl ApiError {
     pub fn from_load(e: Arc<LoadError>, what: impl FnOnce() -> String) -> Self {
         match &*e {
             LoadError::NotFound => Self::NotFound { what: what() },
+            LoadError::Store(e) if e.is_unavailable() => Self::StoreDown(e.to_string()),
             LoadError::Store(e) => Self::Internal(e.to_string()),
             // get_or_load serves the last attempt uncached rather than return this.
             LoadError::Superseded => Self::Internal(e.to_string()),
@@ -107,7 +115,9 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::CrossSite(_) => StatusCode::FORBIDDEN,
-            Self::Shed(_) | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Shed(_) | Self::NotReady(_) | Self::StoreDown(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::TooManyLogins(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -177,6 +187,11 @@ impl ApiError {
                 codes::OVERLOADED,
                 "the origin is not ready yet; retry shortly",
             ),
+            Self::StoreDown(_) => ErrorBody::new(
+                status,
+                codes::ORIGIN_UNAVAILABLE,
+                "the origin's database cannot be reached, so the change was not confirmed; retry after Retry-After (a write's If-Match makes a retry safe: a 412 means it had landed)",
+            ),
             Self::Internal(_) => ErrorBody::new(
                 status,
                 codes::INTERNAL,
@@ -191,11 +206,17 @@ impl IntoResponse for ApiError {
         if matches!(self, Self::Internal(_)) {
             tracing::error!(error = %self, "request failed");
         }
+        if matches!(self, Self::StoreDown(_)) {
+            tracing::warn!(error = %self, "request refused: the database is unavailable");
+        }
         let mut response = (self.status(), Json(self.body())).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if matches!(self, Self::Shed(_) | Self::NotReady(_)) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if matches!(self, Self::StoreDown(_)) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         if let Self::TooManyLogins(refused) = &self
             && let Ok(value) = HeaderValue::from_str(&refused.retry_after_secs().to_string())
@@ -228,4 +249,39 @@ pub(super) async fn not_found(uri: axum::http::Uri) -> ApiError {
 
 pub(super) async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The drill's finding: a write while PostgreSQL was down answered 500.
+    #[test]
+    fn an_unreachable_database_is_a_503_with_retry_after_and_other_failures_stay_500() {
+        for unavailable in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        ] {
+            let response = ApiError::from(StoreError::Database(unavailable)).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        }
+        let load = Arc::new(LoadError::Store(StoreError::Database(
+            sqlx::Error::PoolTimedOut,
+        )));
+        assert_eq!(
+            ApiError::from_load(load, String::new).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        for other in [
+            StoreError::Database(sqlx::Error::RowNotFound),
+            StoreError::Corrupt(String::from("x")),
+        ] {
+            assert_eq!(
+                ApiError::from(other).status(),
+                StatusCode::INTERNAL_SERVER_ERROR
+            );
+        }
+    }
 }

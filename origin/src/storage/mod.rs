@@ -77,6 +77,30 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// Whether the database could not be reached or is shutting down (a refused
+    /// connection, a pool timeout, PostgreSQL's admin-shutdown and cannot-connect-now
+    /// states): the request may succeed later, so it is a 503, not a 500.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Database(
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            Self::Database(sqlx::Error::Database(db)) => {
+                matches!(
+                    db.code().as_deref(),
+                    Some("57P01" | "57P02" | "57P03" | "08006" | "08001")
+                )
+            }
+            _ => false,
+        }
+    }
+}
+
 /// What the origin reads and writes. Every method is one logical query.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
