@@ -207,6 +207,15 @@ async fn unauthenticated_purges_and_admin_calls_through_the_edge_change_nothing(
     assert_eq!(bad.status(), 400);
     let error: serde_json::Value = bad.json().await.unwrap();
     assert_eq!(error["error"]["field"], "tags[0]");
+    // The drills' fault route does not exist without FAULT_INJECTION=on, even with the
+    // purge secret: R2 stays readable.
+    let fault = client()
+        .post(stack.edge.url("/__edge/fault?r2=down"))
+        .header("authorization", format!("Bearer {TEST_PURGE_SECRET}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fault.status(), 404);
     let wrong_method = client().get(&purge_url).send().await.unwrap();
     assert_eq!(wrong_method.status(), 405);
 

@@ -7,9 +7,12 @@
 //! the visitor id bucketed as experiments are (`visitor` module: SHA-256 of
 //! `"<CANARY_SALT>:<id>"`, first 8 bytes big-endian, mod 100). Sticky: the id is the
 //! `ce_vid` cookie, which sign-in and sign-out never touch; raising the share from 5 to
-//! 25 % only moves visitors from stable to canary, never back. A request without an id
-//! (a client that keeps no cookies, or a first request to a class that may not set the
-//! cookie because it is publicly cacheable) goes to the stable arm.
+//! 25 % only moves visitors from stable to canary, never back. A request to a publicly
+//! cacheable class without an id goes to the stable arm (such answers never set the
+//! cookie). A page or session request without one gets a new id and that id's arm, so
+//! a client that keeps no cookies lands on the canary at random, at about the share.
+//! The arm is visible (`x-edge-arm`), and since the client chooses its cookie, anyone
+//! can put themselves into the canary: it is a delivery mechanism, not a boundary.
 //!
 //! **Kill switch.** `CANARY_KILL_SWITCH=on` sends everyone to the stable arm.
 //!
@@ -17,18 +20,22 @@
 //! a timeout or a refused connection is a failure; cache hits never reach it, so a
 //! well-cached class cannot hide or dilute canary failures). When at least
 //! `min_requests` outcomes in the window fail at more than `error_percent`, it opens:
-//! everyone goes to the stable arm for `cool_down`. Then it half-opens: canary visitors
-//! go to the canary again; `PROBES` successes in a row close it (with an empty window),
-//! one failure opens it again. The window is kept in `BUCKETS` buckets, so its memory is
-//! fixed whatever the request rate.
+//! everyone goes to the stable arm for `cool_down`. Then it half-opens: `PROBES` canary
+//! requests at a time go to the canary (the rest of its share stays on the stable
+//! origin); `PROBES` successes close it (with an empty window), one failure opens it
+//! again. Each request carries the breaker's epoch: an outcome of a request sent before
+//! the breaker last changed state is ignored. The window is kept in `BUCKETS` buckets, so
+//! its memory is fixed whatever the request rate.
 //!
 //! Each isolate keeps its own breaker (nothing is shared between isolates or
 //! locations): an isolate trips after it has itself seen `min_requests` canary outcomes
 //! with too many failures, so the reaction time is per isolate — at low traffic an
 //! isolate may never see enough outcomes to decide, and a fresh isolate starts closed.
-//! Across a fleet, a broken canary costs about `min_requests × error_percent` failed
+//! Across a fleet, a canary that fails every request costs about `min_requests` failed
 //! requests per isolate that serves canary visitors before that isolate routes them
-//! away; the rollout's error-rate check (`scripts/rollout`) is the fleet-wide net.
+//! away, then up to `PROBES` per cool-down while it stays broken; one that fails only
+//! some requests can run longer below the threshold. The rollout's error-rate check
+//! (`scripts/rollout`) is the fleet-wide net.
 
 use std::time::Duration;
 
@@ -125,29 +132,52 @@ impl Canary {
     }
 }
 
+/// Which origin serves a request, and under which breaker epoch it was admitted (an
+/// outcome reported under an older epoch is ignored: a request sent before the
+/// breaker changed state says nothing about the state it is in now).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub arm: Arm,
+    epoch: u64,
+}
+
+impl Ticket {
+    /// The stable arm (its outcomes are not the breaker's).
+    pub const STABLE: Self = Self {
+        arm: Arm::Stable,
+        epoch: 0,
+    };
+}
+
 /// The arm for a request, and why.
 pub fn route(
     canary: Option<&Canary>,
     visitor: Option<&VisitorId>,
     breaker: &mut Breaker,
     now_ms: u64,
-) -> (Arm, Why) {
+) -> (Ticket, Why) {
+    let stable = |why| (Ticket::STABLE, why);
     let Some(canary) = canary.filter(|c| c.percent > 0) else {
-        return (Arm::Stable, Why::NoCanary);
+        return stable(Why::NoCanary);
     };
     if canary.killed {
-        return (Arm::Stable, Why::Killed);
+        return stable(Why::Killed);
     }
     let Some(visitor) = visitor else {
-        return (Arm::Stable, Why::NoVisitor);
+        return stable(Why::NoVisitor);
     };
     if !canary.includes(visitor) {
-        return (Arm::Stable, Why::Outside);
+        return stable(Why::Outside);
     }
-    if breaker.admits(now_ms) {
-        (Arm::Canary, Why::Inside)
-    } else {
-        (Arm::Stable, Why::BreakerOpen)
+    match breaker.admits(now_ms) {
+        Some(epoch) => (
+            Ticket {
+                arm: Arm::Canary,
+                epoch,
+            },
+            Why::Inside,
+        ),
+        None => stable(Why::BreakerOpen),
     }
 }
 
@@ -169,7 +199,9 @@ impl Outcome {
     }
 }
 
-/// Successes in a row that close a half-open breaker.
+/// Successes in a row that close a half-open breaker; also how many requests a
+/// half-open breaker lets through at a time (the rest of the canary's share stays on
+/// the stable origin until they answer).
 pub const PROBES: u32 = 5;
 /// The window's buckets.
 pub const BUCKETS: usize = 10;
@@ -181,9 +213,13 @@ pub enum BreakerState {
     Open {
         until_ms: u64,
     },
-    /// Canary visitors go to the canary again; `successes` so far.
+    /// Up to `PROBES` canary requests are let through (`admitted`); `successes` so
+    /// far. Probes that never report (a cancelled request) are let through again after
+    /// a cool-down (`since_ms`).
     HalfOpen {
         successes: u32,
+        admitted: u32,
+        since_ms: u64,
     },
 }
 
@@ -232,6 +268,8 @@ pub struct Breaker {
     state: BreakerState,
     /// The half-open transition `admits` made that nobody has logged yet.
     pending: Option<Transition>,
+    /// Bumped at every change of state; tickets carry the epoch they were issued in.
+    epoch: u64,
 }
 
 impl Breaker {
@@ -241,6 +279,7 @@ impl Breaker {
             buckets: [Bucket::default(); BUCKETS],
             state: BreakerState::Closed,
             pending: None,
+            epoch: 1,
         }
     }
 
@@ -256,18 +295,49 @@ impl Breaker {
         (self.settings.window.as_millis() as u64 / BUCKETS as u64).max(1)
     }
 
-    /// Whether a canary visitor may go to the canary now (an open breaker whose
-    /// cool-down has passed half-opens here).
-    pub fn admits(&mut self, now_ms: u64) -> bool {
-        match self.state {
-            BreakerState::Closed | BreakerState::HalfOpen { .. } => true,
-            BreakerState::Open { until_ms } if now_ms >= until_ms => {
-                self.state = BreakerState::HalfOpen { successes: 0 };
-                self.pending = Some(Transition::HalfOpened);
-                true
+    fn enter(&mut self, state: BreakerState) {
+        self.state = state;
+        self.epoch += 1;
+    }
+
+    /// Whether a canary visitor may go to the canary now, and under which epoch (an
+    /// open breaker whose cool-down has passed half-opens here; half-open, only
+    /// `PROBES` requests at a time go through).
+    pub fn admits(&mut self, now_ms: u64) -> Option<u64> {
+        if let BreakerState::Open { until_ms } = self.state {
+            if now_ms < until_ms {
+                return None;
             }
-            BreakerState::Open { .. } => false,
+            self.enter(BreakerState::HalfOpen {
+                successes: 0,
+                admitted: 0,
+                since_ms: now_ms,
+            });
+            self.pending = Some(Transition::HalfOpened);
         }
+        if let BreakerState::HalfOpen {
+            successes,
+            admitted,
+            since_ms,
+        } = self.state
+        {
+            let cool_down = self.settings.cool_down.as_millis() as u64;
+            // Probes that never answered within a cool-down are written off.
+            let (admitted, since_ms) = if now_ms >= since_ms.saturating_add(cool_down) {
+                (successes, now_ms)
+            } else {
+                (admitted, since_ms)
+            };
+            if admitted >= PROBES {
+                return None;
+            }
+            self.state = BreakerState::HalfOpen {
+                successes,
+                admitted: admitted + 1,
+                since_ms,
+            };
+        }
+        Some(self.epoch)
     }
 
     /// The window's totals at `now_ms`: (failed, total).
@@ -276,7 +346,9 @@ impl Breaker {
         self.buckets
             .iter()
             .filter(|b| b.total > 0 && current.saturating_sub(b.slice) < BUCKETS as u64)
-            .fold((0, 0), |(f, t), b| (f + b.failed, t + b.total))
+            .fold((0u32, 0u32), |(f, t), b| {
+                (f.saturating_add(b.failed), t.saturating_add(b.total))
+            })
     }
 
     /// The half-open transition `admits` made, once (for the log).
@@ -284,24 +356,34 @@ impl Breaker {
         self.pending.take()
     }
 
-    /// Counts one canary origin outcome; returns the transition it caused, if any.
-    pub fn record(&mut self, now_ms: u64, outcome: Outcome) -> Option<Transition> {
+    /// Counts the outcome of a canary request admitted under `ticket`; returns the
+    /// transition it caused, if any. Stable tickets and tickets of an earlier epoch
+    /// (sent before the breaker last changed state) change nothing.
+    pub fn record(&mut self, now_ms: u64, ticket: Ticket, outcome: Outcome) -> Option<Transition> {
+        if ticket.arm != Arm::Canary || ticket.epoch != self.epoch {
+            return None;
+        }
         match self.state {
-            // Outcomes of requests sent before the breaker opened change nothing.
             BreakerState::Open { .. } => None,
-            BreakerState::HalfOpen { successes } => match outcome {
+            BreakerState::HalfOpen {
+                successes,
+                admitted,
+                since_ms,
+            } => match outcome {
                 Outcome::Failed => {
                     self.open(now_ms);
                     Some(Transition::Reopened)
                 }
                 Outcome::Ok if successes + 1 >= PROBES => {
-                    self.state = BreakerState::Closed;
+                    self.enter(BreakerState::Closed);
                     self.buckets = [Bucket::default(); BUCKETS];
                     Some(Transition::Closed)
                 }
                 Outcome::Ok => {
                     self.state = BreakerState::HalfOpen {
                         successes: successes + 1,
+                        admitted,
+                        since_ms,
                     };
                     None
                 }
@@ -334,9 +416,9 @@ impl Breaker {
     }
 
     fn open(&mut self, now_ms: u64) {
-        self.state = BreakerState::Open {
+        self.enter(BreakerState::Open {
             until_ms: now_ms.saturating_add(self.settings.cool_down.as_millis() as u64),
-        };
+        });
     }
 }
 

@@ -55,6 +55,9 @@ pub mod vars {
     /// Fault injection (tests only): `unreachable` makes every purge-ledger call fail,
     /// as when the Durable Object cannot be reached.
     pub const PURGE_LEDGER_FAULT: &str = "PURGE_LEDGER_FAULT";
+    /// Fault injection (drills only): `on` opens `POST /__edge/fault?r2=down|up`
+    /// (purge-secret authenticated), which switches this isolate's R2 reads off and on.
+    pub const FAULT_INJECTION: &str = "FAULT_INJECTION";
     /// Secret: who may upload originals through `PUT /admin/media/<key>`,
     /// `name:token[,name:token…]` (tokens of 24+ characters; the name goes to the log).
     pub const UPLOAD_TOKENS: &str = "UPLOAD_TOKENS";
@@ -113,6 +116,8 @@ pub struct Config {
     pub purge_memo: Duration,
     /// Fault injection: the ledger is unreachable.
     pub purge_ledger_down: bool,
+    /// Fault injection: the drills' fault route exists.
+    pub fault_injection: bool,
     /// Presented to the origin on every request.
     pub origin_secret: Option<String>,
     /// Who may upload; empty: the upload route refuses everything.
@@ -254,6 +259,17 @@ impl Config {
                 });
             }
         };
+        let fault_injection = match lookup(vars::FAULT_INJECTION).as_deref().map(str::trim) {
+            None | Some("") | Some("off") => false,
+            Some("on") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: vars::FAULT_INJECTION,
+                    value: other.to_owned(),
+                    why: "is `on` (drills only) or `off`",
+                });
+            }
+        };
         let origin_secret = match lookup(vars::ORIGIN_SECRET).filter(|s| !s.is_empty()) {
             Some(secret) if secret.len() < 24 || !secret.bytes().all(|b| b.is_ascii_graphic()) => {
                 return Err(ConfigError::Invalid {
@@ -300,6 +316,7 @@ impl Config {
             purge_secret,
             purge_memo,
             purge_ledger_down,
+            fault_injection,
             origin_url,
             origin_timeout,
             retry_after_secs,
@@ -612,6 +629,7 @@ mod tests {
             ("CANARY_ORIGIN_URL", "canary:80"),
             ("CANARY_ORIGIN_URL", "http://canary/path"),
             ("CANARY_KILL_SWITCH", "yes"),
+            ("FAULT_INJECTION", "yes"),
             ("CANARY_BREAKER_WINDOW_MS", "10"),
             ("CANARY_BREAKER_MIN_REQUESTS", "0"),
             ("CANARY_BREAKER_ERROR_PERCENT", "100"),

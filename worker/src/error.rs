@@ -50,6 +50,12 @@ pub enum EdgeError {
         detail: String,
         retry_after_secs: u32,
     },
+    /// R2 could not be read (the object store failed us, or the drills' fault switch).
+    #[error("object store unavailable: {detail}")]
+    StorageUnavailable {
+        detail: String,
+        retry_after_secs: u32,
+    },
     #[error("origin did not answer within {after_ms} ms")]
     OriginTimeout {
         after_ms: u64,
@@ -71,6 +77,9 @@ pub enum EdgeError {
     /// A purge that names a bad field.
     #[error("bad purge {field}: {message}")]
     BadPurge { field: String, message: String },
+    /// The drills' fault route asked for an unknown switch.
+    #[error("bad fault switch: {message}")]
+    BadFaultSwitch { message: String },
     #[error("not ready: {what}")]
     NotReady {
         what: &'static str,
@@ -106,11 +115,13 @@ impl EdgeError {
             | Self::BadSignature
             | Self::Unauthorized { .. }
             | Self::BadPurge { .. }
+            | Self::BadFaultSwitch { .. }
             | Self::Upload(_) => Fault::Client,
             Self::Image(crate::image::TransformError::Internal(_)) => Fault::Internal,
             Self::Image(_) => Fault::Client,
             Self::OriginUnreachable { .. }
             | Self::OriginTimeout { .. }
+            | Self::StorageUnavailable { .. }
             | Self::NotReady { .. }
             | Self::TransformBusy { .. } => Fault::Upstream,
             Self::Config(_) | Self::Runtime(_) => Fault::Internal,
@@ -128,7 +139,7 @@ impl EdgeError {
             Self::BadImageOption { .. } => 400,
             Self::BadSignature => 403,
             Self::Unauthorized { .. } => 401,
-            Self::BadPurge { .. } => 400,
+            Self::BadPurge { .. } | Self::BadFaultSwitch { .. } => 400,
             Self::Upload(e) => e.status(),
             Self::Image(e) => match e {
                 crate::image::TransformError::Unsupported(_) => 415,
@@ -138,6 +149,7 @@ impl EdgeError {
             },
             Self::OriginUnreachable { .. }
             | Self::OriginTimeout { .. }
+            | Self::StorageUnavailable { .. }
             | Self::NotReady { .. }
             | Self::TransformBusy { .. } => 503,
             Self::Config(_) | Self::Runtime(_) => 500,
@@ -151,6 +163,9 @@ impl EdgeError {
                 retry_after_secs, ..
             }
             | Self::OriginTimeout {
+                retry_after_secs, ..
+            }
+            | Self::StorageUnavailable {
                 retry_after_secs, ..
             }
             | Self::NotReady {
@@ -217,6 +232,15 @@ impl EdgeError {
                     "the origin is unavailable and the edge has no copy to serve; retry in {retry_after_secs} s"
                 ),
             ),
+            Self::StorageUnavailable {
+                retry_after_secs, ..
+            } => ErrorBody::new(
+                status,
+                codes::ORIGIN_UNAVAILABLE,
+                format!(
+                    "the object store is unavailable and the edge has no copy to serve; retry in {retry_after_secs} s"
+                ),
+            ),
             Self::BadObjectKey { why } => ErrorBody::new(
                 status,
                 codes::BAD_REQUEST,
@@ -246,6 +270,9 @@ impl EdgeError {
             Self::BadPurge { field, message } => {
                 ErrorBody::new(status, codes::BAD_REQUEST, message.clone())
                     .with_field(field.clone())
+            }
+            Self::BadFaultSwitch { message } => {
+                ErrorBody::new(status, codes::BAD_REQUEST, message.clone()).with_field("r2")
             }
             Self::BadImageOption { option, message } => {
                 ErrorBody::new(status, codes::BAD_REQUEST, message.clone())
@@ -341,6 +368,13 @@ mod tests {
             EdgeError::OriginTimeout {
                 after_ms: 100,
                 retry_after_secs: 7,
+            },
+            EdgeError::StorageUnavailable {
+                detail: "R2 get failed at 10.0.0.1".into(),
+                retry_after_secs: 7,
+            },
+            EdgeError::BadFaultSwitch {
+                message: "the query is r2=down or r2=up".into(),
             },
             EdgeError::BadObjectKey { why: "x" },
             EdgeError::ObjectNotFound {

@@ -25,6 +25,7 @@ pub mod canary;
 pub mod collapse;
 pub mod config;
 pub mod error;
+pub mod fault;
 pub mod image;
 pub mod personalize;
 pub mod policy;

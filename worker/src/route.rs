@@ -23,6 +23,9 @@ pub enum Route {
     Image { options: String, key: ObjectKey },
     /// `POST /__edge/purge`: the origin delivers a purge (secret-authenticated).
     Purge,
+    /// `POST /__edge/fault?r2=down|up`: the drills' failure switch (`fault`), only with
+    /// `FAULT_INJECTION=on`, secret-authenticated like purges.
+    Fault,
     /// `PUT /admin/media/<key>`: a content team uploads an original (token-authenticated).
     /// The one admin path the edge serves itself; nothing under `/admin` reaches the origin.
     Upload { key: ObjectKey },
@@ -36,6 +39,7 @@ impl Route {
             Self::Origin { class } | Self::Object { class, .. } => class.as_str(),
             Self::Image { .. } => "image",
             Self::Purge => "purge",
+            Self::Fault => "fault",
             Self::Upload { .. } => "upload",
         }
     }
@@ -156,6 +160,8 @@ impl Route {
             return match (path, method) {
                 ("/__edge/purge", Method::Post) => Ok(Route::Purge),
                 ("/__edge/purge", _) => Err(EdgeError::MethodNotAllowed { allow: "POST" }),
+                ("/__edge/fault", Method::Post) => Ok(Route::Fault),
+                ("/__edge/fault", _) => Err(EdgeError::MethodNotAllowed { allow: "POST" }),
                 _ => Err(EdgeError::NoRoute {
                     path: path.to_owned(),
                 }),
@@ -277,6 +283,11 @@ mod tests {
             Route::Purge
         );
         assert!(Route::parse(Method::Get, "/__edge/purge").is_err());
+        assert_eq!(
+            Route::parse(Method::Post, "/__edge/fault").unwrap(),
+            Route::Fault
+        );
+        assert!(Route::parse(Method::Get, "/__edge/fault").is_err());
         assert!(Route::parse(Method::Get, "/__edge/other").is_err());
     }
 

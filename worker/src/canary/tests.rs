@@ -81,43 +81,69 @@ fn routing_reasons() {
         .find(|id| !canary(50).includes(id))
         .unwrap();
     let c = canary(50);
+    let why = |canary: Option<&Canary>, visitor: Option<&VisitorId>, b: &mut Breaker| {
+        let (ticket, why) = route(canary, visitor, b, 0);
+        (ticket.arm, why)
+    };
     assert_eq!(
-        route(None, Some(&inside), &mut breaker, 0),
+        why(None, Some(&inside), &mut breaker),
         (Arm::Stable, Why::NoCanary)
     );
     assert_eq!(
-        route(Some(&canary(0)), Some(&inside), &mut breaker, 0),
+        why(Some(&canary(0)), Some(&inside), &mut breaker),
         (Arm::Stable, Why::NoCanary)
     );
     let mut killed = c.clone();
     killed.killed = true;
     assert_eq!(
-        route(Some(&killed), Some(&inside), &mut breaker, 0),
+        why(Some(&killed), Some(&inside), &mut breaker),
         (Arm::Stable, Why::Killed)
     );
     assert_eq!(
-        route(Some(&c), None, &mut breaker, 0),
+        why(Some(&c), None, &mut breaker),
         (Arm::Stable, Why::NoVisitor)
     );
     assert_eq!(
-        route(Some(&c), Some(&outside), &mut breaker, 0),
+        why(Some(&c), Some(&outside), &mut breaker),
         (Arm::Stable, Why::Outside)
     );
     assert_eq!(
-        route(Some(&c), Some(&inside), &mut breaker, 0),
+        why(Some(&c), Some(&inside), &mut breaker),
         (Arm::Canary, Why::Inside)
     );
-    for t in 0..10 {
-        breaker.record(t, Outcome::Failed);
-    }
+    fail(&mut breaker, 10, 0);
     assert_eq!(
-        route(Some(&c), Some(&inside), &mut breaker, 20),
+        why(Some(&c), Some(&inside), &mut breaker),
         (Arm::Stable, Why::BreakerOpen)
     );
     assert_eq!(
-        route(Some(&c), Some(&outside), &mut breaker, 20),
+        why(Some(&c), Some(&outside), &mut breaker),
         (Arm::Stable, Why::Outside)
     );
+}
+
+/// A ticket of the breaker's current epoch, as `route` issues one.
+fn ticket(b: &mut Breaker, now: u64) -> Ticket {
+    let epoch = b.admits(now).expect("admitted");
+    Ticket {
+        arm: Arm::Canary,
+        epoch,
+    }
+}
+
+/// `n` failed canary requests, admitted and answered at `at`, `at + 1`, …
+fn fail(b: &mut Breaker, n: u64, at: u64) -> Option<Transition> {
+    let mut last = None;
+    for t in at..at + n {
+        let tk = ticket(b, t);
+        last = b.record(t, tk, Outcome::Failed).or(last);
+    }
+    last
+}
+
+fn ok(b: &mut Breaker, at: u64) -> Option<Transition> {
+    let tk = ticket(b, at);
+    b.record(at, tk, Outcome::Ok)
 }
 
 #[test]
@@ -140,10 +166,10 @@ fn statuses_as_outcomes() {
 fn too_few_outcomes_never_open_the_breaker() {
     let mut b = Breaker::new(settings());
     for t in 0..9 {
-        assert_eq!(b.record(t * 10, Outcome::Failed), None);
+        assert_eq!(fail(&mut b, 1, t * 10), None);
     }
     assert_eq!(b.state(), BreakerState::Closed);
-    assert!(b.admits(100));
+    assert!(b.admits(100).is_some());
 }
 
 #[test]
@@ -151,34 +177,32 @@ fn it_opens_above_the_error_percent_and_not_at_it() {
     // 20 % of 10 is 2: two failures in ten keep it closed, a third opens it.
     let mut b = Breaker::new(settings());
     for t in 0..8 {
-        b.record(t, Outcome::Ok);
+        ok(&mut b, t);
     }
-    b.record(8, Outcome::Failed);
-    assert_eq!(b.record(9, Outcome::Failed), None);
+    fail(&mut b, 1, 8);
+    assert_eq!(fail(&mut b, 1, 9), None);
     assert_eq!(b.state(), BreakerState::Closed);
     assert_eq!(
-        b.record(10, Outcome::Failed),
+        fail(&mut b, 1, 10),
         Some(Transition::Opened {
             failed: 3,
             total: 11
         })
     );
     assert_eq!(b.state(), BreakerState::Open { until_ms: 5010 });
-    assert!(!b.admits(5009));
+    assert_eq!(b.admits(5009), None);
 }
 
 #[test]
 fn old_outcomes_leave_the_window() {
     let mut b = Breaker::new(settings());
-    for t in 0..9 {
-        b.record(t, Outcome::Failed);
-    }
+    fail(&mut b, 9, 0);
     // Eleven seconds later the nine failures are out of the 10 s window.
     for i in 0..9 {
-        assert_eq!(b.record(11_000 + i, Outcome::Ok), None);
+        assert_eq!(ok(&mut b, 11_000 + i), None);
     }
     assert_eq!(b.window(11_010), (0, 9));
-    assert_eq!(b.record(11_100, Outcome::Failed), None);
+    assert_eq!(fail(&mut b, 1, 11_100), None);
     assert_eq!(b.state(), BreakerState::Closed);
 }
 
@@ -186,67 +210,88 @@ fn old_outcomes_leave_the_window() {
 fn the_window_is_sliding_not_tumbling() {
     let mut b = Breaker::new(settings());
     // Failures just before a bucket boundary and just after still count together.
-    for i in 0..5 {
-        b.record(9_990 + i, Outcome::Failed);
-    }
-    for i in 0..4 {
-        assert_eq!(b.record(10_010 + i, Outcome::Failed), None);
-    }
+    fail(&mut b, 5, 9_990);
+    assert_eq!(fail(&mut b, 4, 10_010), None);
     assert!(matches!(
-        b.record(10_020, Outcome::Failed),
+        fail(&mut b, 1, 10_020),
         Some(Transition::Opened { failed: 10, .. })
     ));
 }
 
 #[test]
-fn it_half_opens_after_the_cool_down_and_closes_after_the_probes() {
+fn half_open_lets_probes_through_a_few_at_a_time_and_closes_after_them() {
     let mut b = Breaker::new(settings());
-    for t in 0..10 {
-        b.record(t, Outcome::Failed);
-    }
+    fail(&mut b, 10, 0);
     let open_until = 9 + 5_000;
-    assert!(!b.admits(open_until - 1));
+    assert_eq!(b.admits(open_until - 1), None);
     assert_eq!(b.take_transition(), None);
-    assert!(b.admits(open_until));
+    // PROBES tickets at once, then no more until they answer.
+    let probes: Vec<Ticket> = (0..PROBES).map(|_| ticket(&mut b, open_until)).collect();
     assert_eq!(b.take_transition(), Some(Transition::HalfOpened));
     assert_eq!(b.take_transition(), None);
-    for i in 0..PROBES - 1 {
-        assert_eq!(b.record(open_until + u64::from(i), Outcome::Ok), None);
+    assert_eq!(b.admits(open_until + 1), None, "more than PROBES in flight");
+    for (i, probe) in probes.iter().enumerate() {
+        let closed = b.record(open_until + 10, *probe, Outcome::Ok);
+        if i + 1 < PROBES as usize {
+            assert_eq!(closed, None);
+        } else {
+            assert_eq!(closed, Some(Transition::Closed));
+        }
     }
-    assert_eq!(
-        b.record(open_until + 10, Outcome::Ok),
-        Some(Transition::Closed)
-    );
     assert_eq!(b.state(), BreakerState::Closed);
     // The window starts empty: the failures that opened it count no more.
     assert_eq!(b.window(open_until + 10), (0, 0));
+    assert!(b.admits(open_until + 11).is_some());
+}
+
+#[test]
+fn probes_that_never_answer_are_written_off_after_a_cool_down() {
+    let mut b = Breaker::new(settings());
+    fail(&mut b, 10, 0);
+    let half_open = 5_009;
+    for _ in 0..PROBES {
+        ticket(&mut b, half_open);
+    }
+    assert_eq!(b.admits(half_open + 4_999), None);
+    assert!(b.admits(half_open + 5_000).is_some(), "stuck half-open");
 }
 
 #[test]
 fn a_failed_probe_opens_it_again_for_a_full_cool_down() {
     let mut b = Breaker::new(settings());
-    for t in 0..10 {
-        b.record(t, Outcome::Failed);
-    }
-    assert!(b.admits(6_000));
-    b.record(6_001, Outcome::Ok);
-    assert_eq!(b.record(6_002, Outcome::Failed), Some(Transition::Reopened));
+    fail(&mut b, 10, 0);
+    let first = ticket(&mut b, 6_000);
+    let second = ticket(&mut b, 6_000);
+    b.record(6_001, first, Outcome::Ok);
+    assert_eq!(
+        b.record(6_002, second, Outcome::Failed),
+        Some(Transition::Reopened)
+    );
     assert_eq!(b.state(), BreakerState::Open { until_ms: 11_002 });
-    assert!(!b.admits(11_001));
-    assert!(b.admits(11_002));
+    assert_eq!(b.admits(11_001), None);
+    assert!(b.admits(11_002).is_some());
 }
 
 #[test]
-fn outcomes_of_requests_sent_before_it_opened_change_nothing() {
+fn outcomes_of_requests_sent_before_a_change_of_state_change_nothing() {
     let mut b = Breaker::new(settings());
-    for t in 0..10 {
-        b.record(t, Outcome::Failed);
-    }
+    // Nine requests admitted while closed are still in flight when the tenth failure
+    // of other requests opens the breaker.
+    let slow: Vec<Ticket> = (0..9).map(|t| ticket(&mut b, t)).collect();
+    fail(&mut b, 10, 0);
     let state = b.state();
-    for t in 10..100 {
-        assert_eq!(b.record(t, Outcome::Ok), None);
+    for (t, tk) in slow.iter().enumerate() {
+        assert_eq!(b.record(100 + t as u64, *tk, Outcome::Ok), None);
     }
     assert_eq!(b.state(), state);
+    // … and after the cool-down, a late failure from before does not reopen it.
+    let probe = ticket(&mut b, 6_000);
+    assert_eq!(b.record(6_001, slow[0], Outcome::Failed), None);
+    assert!(matches!(b.state(), BreakerState::HalfOpen { .. }));
+    assert_eq!(b.record(6_002, probe, Outcome::Ok), None);
+    // A stable ticket never counts.
+    assert_eq!(b.record(6_003, Ticket::STABLE, Outcome::Failed), None);
+    assert!(matches!(b.state(), BreakerState::HalfOpen { .. }));
 }
 
 #[test]
@@ -255,8 +300,12 @@ fn counts_saturate_instead_of_overflowing() {
         min_requests: u32::MAX,
         ..settings()
     });
-    for _ in 0..1000 {
-        b.record(5, Outcome::Failed);
-    }
-    assert_eq!(b.window(5), (1000, 1000));
+    fail(&mut b, 1000, 5);
+    assert_eq!(b.window(1004), (1000, 1000));
+    b.buckets = [Bucket {
+        slice: 0,
+        total: u32::MAX,
+        failed: u32::MAX,
+    }; BUCKETS];
+    assert_eq!(b.window(0), (u32::MAX, u32::MAX));
 }

@@ -25,6 +25,45 @@ use crate::timing::ServerTiming;
 /// The R2 binding (see wrangler.toml).
 pub(super) const BUCKET: &str = "MEDIA";
 
+thread_local! {
+    /// The drills' R2 switch (`crate::fault`: down only with FAULT_INJECTION=on) and
+    /// the Retry-After an unreadable R2 is answered with.
+    static R2_STATE: std::cell::Cell<(bool, u32)> = const { std::cell::Cell::new((false, 5)) };
+}
+
+/// Takes this request's config: the fault switch holds only while injection is on.
+pub(super) fn enter(config: &Config) {
+    R2_STATE.with(|state| {
+        let (down, _) = state.get();
+        state.set((down && config.fault_injection, config.retry_after_secs));
+    });
+}
+
+/// Sets the drills' R2 switch for this isolate.
+pub(super) fn switch_r2(r2: crate::fault::R2) {
+    R2_STATE.with(|state| {
+        let (_, retry) = state.get();
+        state.set((r2 == crate::fault::R2::Down, retry));
+    });
+}
+
+/// An R2 operation that failed: a 503 with Retry-After (a stale copy covers it where
+/// the class has one).
+pub(super) fn r2_failed(e: impl std::fmt::Display) -> EdgeError {
+    EdgeError::StorageUnavailable {
+        detail: e.to_string(),
+        retry_after_secs: R2_STATE.with(|state| state.get().1),
+    }
+}
+
+/// The media bucket, unless the drills switched R2 off.
+pub(super) fn bucket(env: &Env) -> Result<worker::Bucket, EdgeError> {
+    if R2_STATE.with(|state| state.get().0) {
+        return Err(r2_failed("R2 switched off by the drills' fault route"));
+    }
+    env.bucket(BUCKET).map_err(r2_failed)
+}
+
 /// An R2 object as a cache [`Source`].
 #[derive(Clone)]
 pub(super) struct ObjectSource {
@@ -43,7 +82,7 @@ impl Source for ObjectSource {
         timing: &mut ServerTiming,
     ) -> Option<Response> {
         let etag = entry.etag.as_deref()?.trim_matches('"').to_owned();
-        let bucket = self.env.bucket(BUCKET).ok()?;
+        let bucket = bucket(&self.env).ok()?;
         let started = now_ms();
         // Bound to the version the entry describes: replaced meanwhile, no part.
         let object = bucket
@@ -69,7 +108,7 @@ impl Source for ObjectSource {
         stored: Option<&Entry>,
         timing: &mut ServerTiming,
     ) -> Result<Response, EdgeError> {
-        let bucket = self.env.bucket(BUCKET).map_err(runtime)?;
+        let bucket = bucket(&self.env)?;
         let mut get = bucket.get(self.key.as_str());
         if let Some(etag) = stored.and_then(|e| e.etag.as_deref()) {
             get = get.only_if(Conditional {
@@ -78,7 +117,7 @@ impl Source for ObjectSource {
             });
         }
         let started = now_ms();
-        let object = get.execute().await.map_err(runtime)?;
+        let object = get.execute().await.map_err(r2_failed)?;
         timing.add("r2", now_ms() - started);
         let Some(object) = object else {
             return not_found(&self.key);

@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 
-use crate::canary::{self, Arm, Breaker, Outcome, Why};
+use crate::canary::{self, Breaker, Outcome, Ticket, Why};
 use crate::config::Config;
 use crate::visitor::VisitorId;
 
@@ -27,8 +27,8 @@ fn now() -> u64 {
     super::now_ms() as u64
 }
 
-/// The arm for this visitor now, and why.
-pub(super) fn route(config: &Config, visitor: Option<&VisitorId>) -> (Arm, Why) {
+/// The arm for this visitor now (as a ticket its outcome is reported with), and why.
+pub(super) fn route(config: &Config, visitor: Option<&VisitorId>) -> (Ticket, Why) {
     let routed = with_breaker(config, |breaker| {
         let routed = canary::route(config.canary.as_deref(), visitor, breaker, now());
         if let Some(transition) = breaker.take_transition() {
@@ -36,15 +36,13 @@ pub(super) fn route(config: &Config, visitor: Option<&VisitorId>) -> (Arm, Why) 
         }
         routed
     });
-    routed.unwrap_or((Arm::Stable, Why::NoCanary))
+    routed.unwrap_or((Ticket::STABLE, Why::NoCanary))
 }
 
-/// Counts an origin outcome of the canary arm (the stable arm's are not the breaker's).
-pub(super) fn record(config: &Config, arm: Arm, outcome: Outcome) {
-    if arm != Arm::Canary {
-        return;
-    }
-    if let Some(Some(transition)) = with_breaker(config, |b| b.record(now(), outcome)) {
+/// Counts an origin outcome (the breaker ignores the stable arm's, and those of
+/// requests admitted before it last changed state).
+pub(super) fn record(config: &Config, ticket: Ticket, outcome: Outcome) {
+    if let Some(Some(transition)) = with_breaker(config, |b| b.record(now(), ticket, outcome)) {
         worker::console_warn!("{transition}");
     }
 }

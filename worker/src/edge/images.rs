@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use worker::{Conditional, Context, Env, Headers, Request, Response};
 
-use super::assets::BUCKET;
 use super::cache::{self, Plan, SOURCE_VERSION, Source, Store};
 use super::origin::runtime;
 use super::{Served, avif, derived, memory, now_ms, slot};
@@ -92,9 +91,12 @@ impl ImageSource {
         stored: Option<&Entry>,
         timing: &mut ServerTiming,
     ) -> Result<Option<Response>, EdgeError> {
-        let bucket = self.env.bucket(BUCKET).map_err(runtime)?;
+        let bucket = super::assets::bucket(&self.env)?;
         let started = now_ms();
-        let head = bucket.head(self.key.as_str()).await.map_err(runtime)?;
+        let head = bucket
+            .head(self.key.as_str())
+            .await
+            .map_err(super::assets::r2_failed)?;
         timing.add("r2-head", now_ms() - started);
         let Some(head) = head else {
             return answer_error(
@@ -134,7 +136,9 @@ impl ImageSource {
         let dkey = DerivativeKey::new(self.key.as_str(), &version, &self.options, self.format);
         let r2_key = dkey.r2_key(self.format);
         let started = now_ms();
-        let found = derived::get(&bucket, &r2_key).await.map_err(runtime)?;
+        let found = derived::get(&bucket, &r2_key)
+            .await
+            .map_err(super::assets::r2_failed)?;
         timing.add("r2", now_ms() - started);
         if let Some(object) = found.as_ref()
             && let Some(body) = object.body()
@@ -211,7 +215,7 @@ impl ImageSource {
             })
             .execute()
             .await
-            .map_err(runtime)?;
+            .map_err(super::assets::r2_failed)?;
         let Some(body) = object.as_ref().and_then(|o| o.body()) else {
             return Ok(None);
         };

@@ -109,6 +109,7 @@ async fn handle(
 ) -> std::result::Result<Served, EdgeError> {
     let config = config_of(env)?;
     purge::enter(env, &config);
+    assets::enter(&config);
     let url = req.url().map_err(|_| EdgeError::NoRoute {
         path: String::from("(unparsable url)"),
     })?;
@@ -134,7 +135,7 @@ async fn handle(
             })?;
             let response = origin::fetch(
                 &config,
-                crate::canary::Arm::Stable,
+                crate::canary::Ticket::STABLE,
                 HttpMethod::Get,
                 path,
                 headers,
@@ -163,6 +164,33 @@ async fn handle(
             // and the unread branch would buffer the whole upload.
             let mut req = Request::from(Clone::clone(req.inner()));
             let response = upload::route(&mut req, env, &config, key, timing).await?;
+            Ok(Served {
+                response,
+                cache: EdgeCacheStatus::Bypass,
+            })
+        }
+        Route::Fault => {
+            use crate::fault::{self, Refused};
+            let authorization = req.headers().get("authorization").ok().flatten();
+            let authorized = crate::policy::purge::bearer_matches(
+                authorization.as_deref(),
+                config.purge_secret.as_deref(),
+            );
+            let r2 = fault::decide(config.fault_injection, authorized, url.query()).map_err(
+                |refused| match refused {
+                    Refused::Off => EdgeError::NoRoute {
+                        path: url.path().to_owned(),
+                    },
+                    Refused::Unauthorized => EdgeError::Unauthorized {
+                        why: "send Authorization: Bearer <EDGE_PURGE_SECRET>",
+                    },
+                    Refused::BadSwitch(message) => EdgeError::BadFaultSwitch { message },
+                },
+            )?;
+            assets::switch_r2(r2);
+            worker::console_warn!("fault injection: R2 reads are {}", r2.as_str());
+            let response = Response::from_json(&serde_json::json!({ "r2": r2.as_str() }))
+                .map_err(|e| EdgeError::Runtime(e.to_string()))?;
             Ok(Served {
                 response,
                 cache: EdgeCacheStatus::Bypass,

@@ -22,7 +22,7 @@ use worker::{
 
 use super::cache::{self, Plan, Source};
 use super::{Served, now_ms};
-use crate::canary::{Arm, Outcome, Why};
+use crate::canary::{Arm, Outcome, Ticket, Why};
 use crate::config::Config;
 use crate::error::EdgeError;
 use crate::personalize::{self, PageRewriter, Viewer};
@@ -69,8 +69,9 @@ pub(super) struct OriginSource {
     headers: Vec<(String, String)>,
     body: Option<worker::wasm_bindgen::JsValue>,
     request_cookie: bool,
-    /// Which origin: the stable one or the canary.
-    arm: Arm,
+    /// Which origin: the stable one or the canary (with the breaker epoch it was
+    /// admitted in).
+    ticket: Ticket,
 }
 
 impl Source for OriginSource {
@@ -94,7 +95,7 @@ impl Source for OriginSource {
         }
         fetch(
             &self.config,
-            self.arm,
+            self.ticket,
             self.method.clone(),
             &self.path_and_query,
             headers,
@@ -277,13 +278,14 @@ pub(super) async fn serve(
         .unwrap_or_else(|| public_host.clone());
     // The canary arm: by the visitor id (a shared class reads it from the cookie only,
     // and sets none: without one, the stable arm).
-    let (arm, why) = match &visit {
+    let (ticket, why) = match &visit {
         Some(visit) => super::canary::route(config, Some(&visit.visitor)),
         None => {
             let cookie = req.headers().get("cookie").ok().flatten();
             super::canary::route(config, crate::visitor::existing(cookie.as_deref()).as_ref())
         }
     };
+    let arm = ticket.arm;
     *routed = Some((arm, why));
     timing.note("arm", &format!("{}:{}", arm.as_str(), why.as_str()));
     let key = CacheKey::new(&host, &path, query.as_deref(), segment_key.as_deref()).for_arm(arm);
@@ -317,7 +319,7 @@ pub(super) async fn serve(
             && headers.iter().any(|(n, _)| n == "cookie"),
         headers,
         body,
-        arm,
+        ticket,
     };
     let purge_path = source.path_and_query.clone();
     let plan = Plan {
@@ -357,11 +359,11 @@ pub(super) fn runtime(e: worker::Error) -> EdgeError {
     EdgeError::Runtime(e.to_string())
 }
 
-/// Sends one request to `config.origin(arm, path_and_query)` and waits at most the
-/// configured timeout; the canary arm's outcome goes to the isolate's breaker.
+/// Sends one request to the ticket's origin and waits at most the configured timeout;
+/// the outcome goes to the isolate's breaker (which counts only canary tickets).
 pub(super) async fn fetch(
     config: &Config,
-    arm: Arm,
+    ticket: Ticket,
     method: Method,
     path_and_query: &str,
     headers: Headers,
@@ -385,7 +387,7 @@ pub(super) async fn fetch(
         .with_headers(headers)
         .with_body(body)
         .with_redirect(RequestRedirect::Manual);
-    let outbound = Request::new_with_init(&config.origin(arm, path_and_query), &init)
+    let outbound = Request::new_with_init(&config.origin(ticket.arm, path_and_query), &init)
         .map_err(|e| unreachable(format!("building the origin request: {e}")))?;
 
     let controller = AbortController::default();
@@ -398,7 +400,7 @@ pub(super) async fn fetch(
     timing.add("origin", now_ms() - started);
     super::canary::record(
         config,
-        arm,
+        ticket,
         match &outcome {
             Either::Left((Ok(response), _)) => Outcome::of_status(response.status_code()),
             _ => Outcome::Failed,

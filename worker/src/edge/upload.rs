@@ -17,7 +17,6 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{ReadableStream, ReadableStreamDefaultReader};
 use worker::{Data, Env, HttpMetadata, Include, Request, Response};
 
-use super::assets::BUCKET;
 use super::origin::runtime;
 use super::{now_ms, purge};
 use crate::assets::ObjectKey;
@@ -87,10 +86,10 @@ pub(super) async fn route(
         })?;
     let inspected = upload::inspect(&admitted, &head).map_err(refused)?;
 
-    let bucket = env.bucket(BUCKET).map_err(runtime)?;
+    let bucket = super::assets::bucket(env)?;
     let previous = bucket.head(key.as_str()).await.map_err(|e| {
         audit(&who, key, "failed: R2 head");
-        runtime(e)
+        super::assets::r2_failed(e)
     })?;
     // The purge goes into the outbox before the object is written: whatever fails after
     // this (the put, the ledger, the isolate), it is applied later, never lost.
