@@ -29,6 +29,10 @@ struct Api {
     readings: VecDeque<(u64, u64)>,
     last: (u64, u64),
     applied_migration: Option<String>,
+    /// The canary origin's cumulative `(answers, 5xx)` per `/metrics` scrape (the last
+    /// repeats).
+    scrapes: VecDeque<(u64, u64)>,
+    last_scrape: (u64, u64),
     queries: Vec<String>,
     violations: Vec<String>,
 }
@@ -115,7 +119,22 @@ async fn serve_api(api: Arc<Mutex<Api>>) -> String {
                     .any(|l| l.eq_ignore_ascii_case(&format!("authorization: Bearer {TOKEN}")));
                 let answer = {
                     let mut api = api.lock().unwrap();
-                    if !authorized {
+                    if request_line == "GET /metrics HTTP/1.1" {
+                        // The canary origin's Prometheus text (its own format, no token).
+                        let (total, errors) = api.scrapes.pop_front().unwrap_or(api.last_scrape);
+                        api.last_scrape = (total, errors);
+                        let text = format!(
+                            "# TYPE origin_http_requests_total counter\n\
+                             origin_http_requests_total{{route=\"/api/catalog\",status=\"2xx\"}} {}\n\
+                             origin_http_requests_total{{route=\"/api/feed\",status=\"5xx\"}} {errors}\n\
+                             origin_shed_total{{class=\"feed\"}} 3\n",
+                            total - errors
+                        );
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                            text.len()
+                        )
+                    } else if !authorized {
                         api.violations
                             .push(format!("unauthenticated: {request_line}"));
                         respond(
@@ -183,6 +202,14 @@ struct World {
 
 impl World {
     async fn new(readings: &[(u64, u64)], applied: Option<&str>) -> Self {
+        Self::with_scrapes(readings, &[], applied).await
+    }
+
+    async fn with_scrapes(
+        readings: &[(u64, u64)],
+        scrapes: &[(u64, u64)],
+        applied: Option<&str>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("account.json"),
@@ -200,6 +227,7 @@ impl World {
         let api = Arc::new(Mutex::new(Api {
             readings: readings.iter().copied().collect(),
             applied_migration: applied.map(str::to_owned),
+            scrapes: scrapes.iter().copied().collect(),
             ..Api::default()
         }));
         let base = serve_api(api.clone()).await;
@@ -514,6 +542,21 @@ async fn an_interrupted_rollout_resumes_from_its_state_file() {
         serde_json::json!([[new, 25.0], [OLD, 75.0]])
     );
 
+    // Had an operator rolled back by hand meanwhile, resuming would undo it: refused.
+    let account_path = world.path("account.json");
+    let split = std::fs::read_to_string(&account_path).unwrap();
+    let mut by_hand: serde_json::Value = serde_json::from_str(&split).unwrap();
+    by_hand["deployment"] = serde_json::json!([[OLD, 100]]);
+    std::fs::write(&account_path, by_hand.to_string()).unwrap();
+    let command = world.command(&["--soak", "1500ms"]);
+    let (code, out) = tokio::task::spawn_blocking(move || run_command(command))
+        .await
+        .unwrap();
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("changed outside the rollout"), "{out}");
+    assert!(out.contains("--restart"), "{out}");
+    std::fs::write(&account_path, split).unwrap();
+
     let command = world.command(&["--soak", "1500ms"]);
     let (code, out) = tokio::task::spawn_blocking(move || run_command(command))
         .await
@@ -536,5 +579,60 @@ async fn an_interrupted_rollout_resumes_from_its_state_file() {
     assert_eq!(deploys.len(), 3, "{deploys:?}");
     assert!(deploys[2].starts_with(&format!("versions deploy {new}@100%")));
     assert_eq!(world.deployment(), serde_json::json!([[new, 100.0]]));
+    world.assert_no_violations();
+}
+
+#[tokio::test]
+async fn the_origin_canary_moves_by_canary_percent_and_rolls_back_on_its_5xx() {
+    // Scrapes: a baseline at each deploy, then the counters after the soak. 5 %: 3 of
+    // 1000 fail (0.3 %); 25 %: 20 of 1000 (2 %) → rollback.
+    let world = World::with_scrapes(
+        &[],
+        &[(1000, 5), (2000, 8), (2000, 8), (3000, 28)],
+        Some("v1"),
+    )
+    .await;
+    let metrics = format!("{}/metrics", world.base.trim_end_matches("/client/v4"));
+    let command = world.command(&["--soak", "200ms", "--origin-canary", &metrics]);
+    let (code, out) = tokio::task::spawn_blocking(move || run_command(command))
+        .await
+        .unwrap();
+    assert_eq!(code, 1, "{out}");
+    let calls = world.calls();
+    let account: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(world.path("account.json")).unwrap())
+            .unwrap();
+    let (v5, v25) = (
+        account["versions"][1].as_str().unwrap().to_owned(),
+        account["versions"][2].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(
+        calls[1..],
+        [
+            String::from(
+                "versions upload --message scripts/rollout (origin canary 5 %) --var CANARY_PERCENT:5"
+            ),
+            format!("versions deploy {v5}@100% --message scripts/rollout (5 %) --yes"),
+            String::from(
+                "versions upload --message scripts/rollout (origin canary 25 %) --var CANARY_PERCENT:25"
+            ),
+            format!("versions deploy {v25}@100% --message scripts/rollout (25 %) --yes"),
+            format!(
+                "versions deploy {OLD}@100% --message rollback of {v25}: error rate above the limit --yes"
+            ),
+        ],
+        "{out}"
+    );
+    assert!(
+        out.contains("3 errors in 1000 requests") && out.contains("= 0.30 %"),
+        "{out}"
+    );
+    assert!(
+        out.contains("20 errors in 1000 requests") && out.contains("= 2.00 %"),
+        "{out}"
+    );
+    assert_eq!(world.deployment(), serde_json::json!([[OLD, 100.0]]));
+    // The worker's analytics were not asked: the canary origin's counters decide.
+    assert!(world.api.lock().unwrap().queries.is_empty());
     world.assert_no_violations();
 }

@@ -8,7 +8,7 @@ use clap::Parser;
 use course_edge_origin::rollout::{
     self, Ending, Rollout,
     cloudflare::{Api, Wrangler},
-    plan::{Settings, parse_steps},
+    plan::{Settings, Target, parse_steps},
 };
 
 /// The step list as one value (`5,25,100`), not repeated flags.
@@ -47,6 +47,10 @@ struct Args {
     /// Start a new rollout although the last one was rolled back.
     #[arg(long)]
     restart: bool,
+    /// Move the origin canary (CANARY_PERCENT) instead of a new worker version, judged
+    /// by this canary origin's Prometheus /metrics.
+    #[arg(long, value_name = "METRICS_URL")]
+    origin_canary: Option<String>,
     /// The wrangler to run.
     #[arg(long, env = "WRANGLER", default_value = "node_modules/.bin/wrangler")]
     wrangler: PathBuf,
@@ -59,7 +63,8 @@ struct Args {
     api_base: String,
     #[arg(long, env = "CLOUDFLARE_ACCOUNT_ID", hide_env_values = true)]
     account_id: String,
-    /// An API token with Account Analytics Read and Workers Scripts Read.
+    /// An API token with Workers Scripts Edit (wrangler uploads and deploys with it)
+    /// and Account Analytics Read.
     #[arg(long, env = "CLOUDFLARE_API_TOKEN", hide_env_values = true)]
     api_token: String,
 }
@@ -112,6 +117,10 @@ async fn main() -> ExitCode {
         state_path: args.state,
         message: args.message,
         restart: args.restart,
+        target: match args.origin_canary {
+            Some(metrics_url) => Target::OriginCanary { metrics_url },
+            None => Target::Worker,
+        },
     };
     match rollout.run().await {
         Ok(Ending::Done) => ExitCode::SUCCESS,

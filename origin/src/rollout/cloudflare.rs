@@ -148,6 +148,59 @@ pub fn reading_of(json: &str) -> Result<Reading, String> {
     }
 }
 
+/// The canary origin's answers and 5xx so far, from its Prometheus text
+/// (`origin_http_requests_total{route, status}`, `status` a class such as `5xx`).
+pub fn metrics_reading(text: &str) -> Result<Reading, String> {
+    let mut reading = Reading::default();
+    let mut seen = false;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("origin_http_requests_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            return Err(format!("unreadable sample: {line:.200}"));
+        };
+        let value: f64 = value
+            .trim()
+            .parse()
+            .map_err(|_| format!("unreadable value: {line:.200}"))?;
+        if !(value.is_finite() && value >= 0.0) {
+            return Err(format!("unreadable value: {line:.200}"));
+        }
+        let count = value.round() as u64;
+        seen = true;
+        reading.requests = reading.requests.saturating_add(count);
+        if labels.split(',').any(|l| l.trim() == "status=\"5xx\"") {
+            reading.errors = reading.errors.saturating_add(count);
+        }
+    }
+    if seen {
+        Ok(reading)
+    } else {
+        Err(String::from(
+            "no origin_http_requests_total samples: is this the origin's /metrics?",
+        ))
+    }
+}
+
+/// Reads the canary origin's counters.
+pub async fn scrape(client: &reqwest::Client, url: &str) -> Result<Reading, RolloutError> {
+    let failed = |detail: String| RolloutError::Api {
+        what: format!("the canary origin's metrics ({url})"),
+        detail,
+    };
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if !response.status().is_success() {
+        return Err(failed(response.status().to_string()));
+    }
+    let text = response.text().await.map_err(|e| failed(e.to_string()))?;
+    metrics_reading(&text).map_err(failed)
+}
+
 /// Runs wrangler.
 pub struct Wrangler {
     pub program: PathBuf,
@@ -200,17 +253,20 @@ impl Wrangler {
         })
     }
 
-    /// Uploads the worker as a new version (no traffic); its id.
-    pub fn upload(&self, message: &str) -> Result<String, RolloutError> {
-        let (_, written) = self.run(
-            "upload",
-            &[
-                String::from("versions"),
-                String::from("upload"),
-                String::from("--message"),
-                message.to_owned(),
-            ],
-        )?;
+    /// Uploads the worker as a new version (no traffic), with `vars` overriding the
+    /// config's (`--var NAME:VALUE`); its id.
+    pub fn upload(&self, message: &str, vars: &[(&str, String)]) -> Result<String, RolloutError> {
+        let mut args = vec![
+            String::from("versions"),
+            String::from("upload"),
+            String::from("--message"),
+            message.to_owned(),
+        ];
+        for (name, value) in vars {
+            args.push(String::from("--var"));
+            args.push(format!("{name}:{value}"));
+        }
+        let (_, written) = self.run("upload", &args)?;
         uploaded_version(&written).ok_or_else(|| RolloutError::Wrangler {
             command: String::from("wrangler versions upload"),
             detail: format!(
@@ -365,6 +421,25 @@ mod tests {
         );
         assert_eq!(applied_migration(json, "missing").unwrap(), None);
         assert!(applied_migration(r#"{"success":false,"errors":[{"code":10000}]}"#, "x").is_err());
+    }
+
+    #[test]
+    fn prometheus_text_gives_answers_and_5xx() {
+        let text = "# HELP origin_http_requests_total x\n# TYPE origin_http_requests_total counter\n\
+            origin_http_requests_total{route=\"/api/catalog\",status=\"2xx\"} 1200\n\
+            origin_http_requests_total{route=\"/api/feed\",status=\"5xx\"} 30\n\
+            origin_http_requests_total{route=\"/api/feed\",status=\"4xx\"} 7\n\
+            origin_shed_total{class=\"feed\"} 30\n";
+        assert_eq!(
+            metrics_reading(text).unwrap(),
+            Reading {
+                requests: 1237,
+                errors: 30
+            }
+        );
+        assert!(metrics_reading("origin_shed_total{class=\"feed\"} 3\n").is_err());
+        assert!(metrics_reading("origin_http_requests_total{status=\"5xx\"} NaN\n").is_err());
+        assert!(metrics_reading("origin_http_requests_total{status=\"5xx\"}\n").is_err());
     }
 
     #[test]

@@ -16,9 +16,18 @@
 //!    <old>@100% --yes`, exit 1. Too few requests: soak again (at most `max_waits`
 //!    times, then stop with exit 3, resumable).
 //!
+//! With `--origin-canary <metrics URL>` it moves the origin canary instead: each step
+//! uploads the current worker with `--var CANARY_PERCENT:<step>` and deploys it at
+//! 100 %, and the error rate is the canary origin's 5xx share between two scrapes of
+//! its Prometheus `/metrics` (`origin_http_requests_total`); a rollback deploys the
+//! version that served before the rollout.
+//!
 //! The state is saved after every action; run it again to resume an interrupted
-//! rollout. After a rollback it refuses to start over until asked (`--restart`); after
-//! a finished rollout, a run starts the next one. Exit codes: 0 done, 1 rolled back, 2 refused or failed, 3 no verdict yet.
+//! rollout (it first checks that the live deployment is what it left: a split changed
+//! by hand is not undone). A rollback is saved as under way before it runs, so a failed
+//! one is retried. After a rollback it refuses to start over until asked (`--restart`,
+//! which also abandons a rollout in progress); after a finished rollout, a run starts
+//! the next one. A failed read of the error rate is retried twice. Exit codes: 0 done, 1 rolled back, 2 refused or failed, 3 no verdict yet.
 
 pub mod cloudflare;
 pub mod plan;
@@ -26,7 +35,7 @@ pub mod plan;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use plan::{Action, Phase, Settings, State, Verdict};
+use plan::{Action, Phase, Settings, State, Target, Verdict};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -50,6 +59,8 @@ pub struct Rollout {
     pub message: String,
     /// Start a new rollout even though the last one was rolled back.
     pub restart: bool,
+    /// What a new rollout moves (a resumed one keeps its own).
+    pub target: Target,
 }
 
 /// How a run ended.
@@ -101,7 +112,10 @@ impl Rollout {
     /// Starts a rollout, or resumes the one in the state file.
     pub async fn run(&self) -> Result<Ending, RolloutError> {
         let mut state = match self.load()? {
-            Some(state) if !matches!(state.phase, Phase::Done | Phase::RolledBack { .. }) => {
+            Some(mut state)
+                if !self.restart
+                    && !matches!(state.phase, Phase::Done | Phase::RolledBack { .. }) =>
+            {
                 println!(
                     "rollout: resuming {} → {} at step {} ({} %), from {}",
                     state.old,
@@ -110,6 +124,19 @@ impl Rollout {
                     state.percent(),
                     self.state_path.display()
                 );
+                // Someone may have changed the deployment meanwhile (a rollback by hand):
+                // resuming would undo it.
+                let live = self.wrangler.deployed()?;
+                if let Some(expected) = state.unexpected(&live) {
+                    return Err(RolloutError::Refused(format!(
+                        "the live deployment is {}, not what this rollout left ({expected}): it was changed outside the rollout. Start a new rollout from what is live with --restart.",
+                        live.iter()
+                            .map(|(id, p)| format!("{id}@{p}%"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    )));
+                }
+                state.resumed();
                 state
             }
             Some(State {
@@ -127,7 +154,20 @@ impl Rollout {
         };
         loop {
             match state.next_action(&self.settings) {
-                Action::Deploy(split) => {
+                Action::Deploy(_) => {
+                    if let Target::OriginCanary { .. } = state.target
+                        && state.uploaded_step != Some(state.step)
+                    {
+                        // This step's version: the worker as it is, with the share set.
+                        state.new = self.wrangler.upload(
+                            &format!("{} (origin canary {} %)", self.message, state.percent()),
+                            &[("CANARY_PERCENT", state.percent().to_string())],
+                        )?;
+                        state.uploaded_step = Some(state.step);
+                        state.uploaded.push(state.new.clone());
+                        self.save(&state)?;
+                    }
+                    let split = state.split();
                     let shown: Vec<String> =
                         split.iter().map(|(id, p)| format!("{id}@{p}%")).collect();
                     println!(
@@ -140,6 +180,10 @@ impl Rollout {
                     );
                     self.wrangler
                         .deploy(&split, &format!("{} ({} %)", self.message, state.percent()))?;
+                    if let Target::OriginCanary { metrics_url } = &state.target {
+                        state.baseline =
+                            Some(cloudflare::scrape(&self.api.client, metrics_url).await?);
+                    }
                     state.deployed(now_ms());
                     self.save(&state)?;
                 }
@@ -154,7 +198,7 @@ impl Rollout {
                         tokio::time::sleep(Duration::from_millis(until_ms - now)).await;
                     }
                     let seconds = (now_ms().saturating_sub(since_ms)).div_ceil(1000);
-                    let reading = self.api.reading(&state.new, seconds).await?;
+                    let reading = self.reading(&state, seconds).await?;
                     let verdict = plan::judge(reading, &self.settings);
                     println!(
                         "rollout: {} % step: {} errors in {} requests over {seconds} s = {:.2} % (limit {:.2} % on at least {} requests): {}",
@@ -180,19 +224,20 @@ impl Rollout {
                         self.save(&state)?;
                         return Ok(Ending::Stalled);
                     }
-                    if let Phase::RolledBack { .. } = state.phase {
-                        self.wrangler.deploy(
-                            &[(state.old.clone(), 100)],
-                            &format!("rollback of {}: error rate above the limit", state.new),
-                        )?;
-                        self.save(&state)?;
-                        println!(
-                            "rollout: rolled back: {} serves 100 % again; {} stays uploaded for inspection",
-                            state.old, state.new
-                        );
-                        return Ok(Ending::RolledBack);
-                    }
                     self.save(&state)?;
+                }
+                Action::RollBack => {
+                    self.wrangler.deploy(
+                        &[(state.old.clone(), 100)],
+                        &format!("rollback of {}: error rate above the limit", state.new),
+                    )?;
+                    state.rolled_back();
+                    self.save(&state)?;
+                    println!(
+                        "rollout: rolled back: {} serves 100 % again; {} stays uploaded for inspection",
+                        state.old, state.new
+                    );
+                    return Ok(Ending::RolledBack);
                 }
                 Action::Finished => {
                     if state.phase == Phase::Done {
@@ -203,6 +248,30 @@ impl Rollout {
                         _ => Ending::Done,
                     });
                 }
+            }
+        }
+    }
+
+    /// The new version's answers and errors over the step so far. A failed read is
+    /// tried again (1 s, then 2 s) before the rollout stops with the split as it is.
+    async fn reading(&self, state: &State, seconds: u64) -> Result<plan::Reading, RolloutError> {
+        let mut attempt = 0;
+        loop {
+            let read = match &state.target {
+                Target::Worker => self.api.reading(&state.new, seconds).await,
+                Target::OriginCanary { metrics_url } => {
+                    cloudflare::scrape(&self.api.client, metrics_url)
+                        .await
+                        .map(|now| now.since(state.baseline.unwrap_or_default()))
+                }
+            };
+            match read {
+                Err(e) if attempt < 2 => {
+                    attempt += 1;
+                    println!("rollout: {e}; trying again");
+                    tokio::time::sleep(Duration::from_secs(attempt)).await;
+                }
+                other => return other,
             }
         }
     }
@@ -238,10 +307,21 @@ impl Rollout {
                 )));
             }
         };
-        println!("rollout: {worker} serves {old} at 100 %; uploading the new version");
-        let new = self.wrangler.upload(&self.message)?;
-        println!("rollout: uploaded {new}");
-        let state = State::new(&worker, &old, &new, &self.settings.steps);
+        let mut state = if let Target::OriginCanary { .. } = &self.target {
+            println!(
+                "rollout: {worker} serves {old} at 100 %; each step uploads it with CANARY_PERCENT set"
+            );
+            State::new(&worker, &old, "", &self.settings.steps)
+        } else {
+            println!("rollout: {worker} serves {old} at 100 %; uploading the new version");
+            let new = self.wrangler.upload(&self.message, &[])?;
+            println!("rollout: uploaded {new}");
+            State::new(&worker, &old, &new, &self.settings.steps)
+        };
+        if let Target::OriginCanary { .. } = &self.target {
+            state.uploaded.clear();
+        }
+        state.target = self.target.clone();
         self.save(&state)?;
         Ok(state)
     }

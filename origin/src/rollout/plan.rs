@@ -44,13 +44,25 @@ pub fn parse_steps(raw: &str) -> Result<Vec<u32>, String> {
 }
 
 /// The new version's answers and errors over a step, as read from the analytics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Reading {
     pub requests: u64,
     pub errors: u64,
 }
 
 impl Reading {
+    /// What happened between `earlier` and this reading of the same counters (a counter
+    /// that went backwards — the process restarted — counts from zero).
+    pub fn since(self, earlier: Reading) -> Reading {
+        if self.requests < earlier.requests || self.errors < earlier.errors {
+            return self;
+        }
+        Reading {
+            requests: self.requests - earlier.requests,
+            errors: self.errors - earlier.errors,
+        }
+    }
+
     pub fn rate(self) -> f64 {
         if self.requests == 0 {
             0.0
@@ -88,12 +100,39 @@ pub struct State {
     pub worker: String,
     /// The version serving 100 % when the rollout started.
     pub old: String,
-    /// The uploaded version being rolled out.
+    /// The uploaded version being rolled out (for the origin canary: the current
+    /// step's version, which differs from `old` only in `CANARY_PERCENT`).
     pub new: String,
     pub steps: Vec<u32>,
     /// The step being deployed or soaked.
     pub step: usize,
     pub phase: Phase,
+    /// What is rolled out.
+    #[serde(default)]
+    pub target: Target,
+    /// The origin canary: the step whose version `new` is (uploaded, maybe not yet
+    /// deployed), and the canary origin's counters when the step was deployed.
+    #[serde(default)]
+    pub uploaded_step: Option<usize>,
+    #[serde(default)]
+    pub baseline: Option<Reading>,
+    /// Every version this rollout uploaded (the live deployment may only hold these
+    /// and `old`).
+    #[serde(default)]
+    pub uploaded: Vec<String>,
+}
+
+/// What a rollout moves traffic to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Target {
+    /// A new worker version, by wrangler's gradual deployments; errors from the
+    /// worker's Analytics Engine outcomes.
+    #[default]
+    Worker,
+    /// The origin canary: each step deploys the current worker with `CANARY_PERCENT`
+    /// set to the step's share; errors from the canary origin's Prometheus `/metrics`.
+    OriginCanary { metrics_url: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +145,10 @@ pub enum Phase {
     Soaking { since_ms: u64, waits: u32 },
     /// Everything at 100 % and healthy.
     Done,
+    /// Judged failing: the old version is about to be (or may have been) deployed at
+    /// 100 % again. Saved before the rollback runs, so a failed or interrupted rollback
+    /// is retried, never forgotten.
+    RollingBack { rate_permille: u32 },
     /// Rolled back to the old version.
     RolledBack { rate_permille: u32 },
 }
@@ -117,6 +160,8 @@ pub enum Action {
     Deploy(Vec<(String, u32)>),
     /// Wait until `until_ms`, then read the error rate since `since_ms`.
     Soak { since_ms: u64, until_ms: u64 },
+    /// `wrangler versions deploy <old>@100%`.
+    RollBack,
     /// Nothing left to do.
     Finished,
 }
@@ -130,6 +175,47 @@ impl State {
             steps: steps.to_vec(),
             step: 0,
             phase: Phase::Deploying,
+            target: Target::Worker,
+            uploaded_step: None,
+            baseline: None,
+            uploaded: if new.is_empty() {
+                Vec::new()
+            } else {
+                vec![new.to_owned()]
+            },
+        }
+    }
+
+    /// Whether `live` (the deployment's `(version, percent)` pairs) is what this state
+    /// left: while soaking, exactly the step's split; otherwise only versions of this
+    /// rollout. `None` when it is; else what was expected, for the message.
+    pub fn unexpected(&self, live: &[(String, f64)]) -> Option<String> {
+        let ours = |id: &String| *id == self.old || self.uploaded.contains(id);
+        match self.phase {
+            Phase::Soaking { .. } => {
+                let split = self.split();
+                let same = split.len() == live.len()
+                    && split.iter().all(|(id, p)| {
+                        live.iter()
+                            .any(|(l, lp)| l == id && (f64::from(*p) - lp).abs() < 0.001)
+                    });
+                (!same).then(|| {
+                    split
+                        .iter()
+                        .map(|(id, p)| format!("{id}@{p}%"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+            }
+            _ => (!live.iter().all(|(id, _)| ours(id)))
+                .then(|| format!("only {} and versions this rollout uploaded", self.old)),
+        }
+    }
+
+    /// Resuming: a step that stalled waiting for requests gets its waits again.
+    pub fn resumed(&mut self) {
+        if let Phase::Soaking { since_ms, .. } = self.phase {
+            self.phase = Phase::Soaking { since_ms, waits: 0 };
         }
     }
 
@@ -137,10 +223,11 @@ impl State {
         self.steps.get(self.step).copied().unwrap_or(100)
     }
 
-    /// The split of the current step.
+    /// The split of the current step. The origin canary's step version takes all the
+    /// worker's traffic (its share is a var inside it).
     pub fn split(&self) -> Vec<(String, u32)> {
         let p = self.percent();
-        if p >= 100 {
+        if p >= 100 || matches!(self.target, Target::OriginCanary { .. }) {
             vec![(self.new.clone(), 100)]
         } else {
             vec![(self.new.clone(), p), (self.old.clone(), 100 - p)]
@@ -154,7 +241,15 @@ impl State {
                 since_ms,
                 until_ms: since_ms + settings.soak_ms * (u64::from(waits) + 1),
             },
+            Phase::RollingBack { .. } => Action::RollBack,
             Phase::Done | Phase::RolledBack { .. } => Action::Finished,
+        }
+    }
+
+    /// The rollback was deployed.
+    pub fn rolled_back(&mut self) {
+        if let Phase::RollingBack { rate_permille } = self.phase {
+            self.phase = Phase::RolledBack { rate_permille };
         }
     }
 
@@ -181,7 +276,7 @@ impl State {
                 self.phase = Phase::Deploying;
             }
             Verdict::Failing { rate } => {
-                self.phase = Phase::RolledBack {
+                self.phase = Phase::RollingBack {
                     rate_permille: (rate * 1000.0).round().clamp(0.0, 1000.0) as u32,
                 };
             }
@@ -256,6 +351,7 @@ mod tests {
                     now = until_ms;
                     state.judged(Verdict::Healthy { rate: 0.0 }, &s).unwrap();
                 }
+                Action::RollBack => panic!("a healthy rollout rolled back"),
                 Action::Finished => break,
             }
         }
@@ -278,6 +374,10 @@ mod tests {
         state.judged(Verdict::Healthy { rate: 0.0 }, &s).unwrap();
         state.deployed(10);
         state.judged(Verdict::Failing { rate: 0.015 }, &s).unwrap();
+        // Saved as rolling back first: a rollback that fails is retried on resume.
+        assert_eq!(state.phase, Phase::RollingBack { rate_permille: 15 });
+        assert_eq!(state.next_action(&s), Action::RollBack);
+        state.rolled_back();
         assert_eq!(state.phase, Phase::RolledBack { rate_permille: 15 });
         assert_eq!(state.step, 1);
         assert_eq!(state.next_action(&s), Action::Finished);
@@ -301,6 +401,91 @@ mod tests {
         // The state is unchanged by the stall: a resumed run soaks on and decides.
         state.judged(Verdict::Healthy { rate: 0.0 }, &s).unwrap();
         assert_eq!(state.step, 1);
+    }
+
+    #[test]
+    fn the_origin_canary_deploys_each_step_whole_and_readings_are_deltas() {
+        let mut state = State::new("w", "old", "v5", &[5, 25, 100]);
+        state.target = Target::OriginCanary {
+            metrics_url: String::from("http://canary/metrics"),
+        };
+        assert_eq!(state.split(), vec![(String::from("v5"), 100)]);
+        let before = Reading {
+            requests: 1000,
+            errors: 10,
+        };
+        let after = Reading {
+            requests: 3000,
+            errors: 40,
+        };
+        assert_eq!(
+            after.since(before),
+            Reading {
+                requests: 2000,
+                errors: 30
+            }
+        );
+        // A restarted canary origin starts its counters again.
+        let restarted = Reading {
+            requests: 50,
+            errors: 1,
+        };
+        assert_eq!(restarted.since(after), restarted);
+    }
+
+    #[test]
+    fn a_state_without_the_newer_fields_reads_as_a_worker_rollout() {
+        let json = r#"{"worker":"w","old":"o","new":"n","steps":[5,100],"step":0,"phase":{"phase":"deploying"}}"#;
+        let state: State = serde_json::from_str(json).unwrap();
+        assert_eq!(state.target, Target::Worker);
+        assert_eq!(state.baseline, None);
+    }
+
+    #[test]
+    fn a_live_deployment_someone_else_changed_is_noticed() {
+        let s = settings();
+        let mut state = State::new("w", "old", "new", &s.steps);
+        let live = |pairs: &[(&str, f64)]| -> Vec<(String, f64)> {
+            pairs.iter().map(|(i, p)| (i.to_string(), *p)).collect()
+        };
+        // Deploying step 1: the old version alone, or the step's split, are expected.
+        assert_eq!(state.unexpected(&live(&[("old", 100.0)])), None);
+        assert_eq!(
+            state.unexpected(&live(&[("new", 5.0), ("old", 95.0)])),
+            None
+        );
+        assert!(state.unexpected(&live(&[("other", 100.0)])).is_some());
+        state.deployed(0);
+        assert_eq!(
+            state.unexpected(&live(&[("new", 5.0), ("old", 95.0)])),
+            None
+        );
+        // Rolled back by hand while soaking: refused on resume.
+        assert!(state.unexpected(&live(&[("old", 100.0)])).is_some());
+        assert!(
+            state
+                .unexpected(&live(&[("new", 25.0), ("old", 75.0)]))
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_resumed_stall_gets_its_waits_again() {
+        let s = settings();
+        let mut state = State::new("w", "old", "new", &s.steps);
+        state.deployed(7);
+        for _ in 0..s.max_waits {
+            state.judged(Verdict::TooFew, &s).unwrap();
+        }
+        assert!(state.judged(Verdict::TooFew, &s).is_err());
+        state.resumed();
+        assert_eq!(
+            state.phase,
+            Phase::Soaking {
+                since_ms: 7,
+                waits: 0
+            }
+        );
     }
 
     #[test]
