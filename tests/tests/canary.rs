@@ -111,6 +111,14 @@ async fn the_canary_serves_its_share_stickily_and_its_breaker_trips_and_recovers
         &outside[1],
     )
     .await;
+    // Every answer wrote its outcome data point (Analytics Engine and the version
+    // metadata are bound in wrangler dev too; a failed write is logged).
+    let log = stack.edge.full_log();
+    assert!(
+        !log.contains("outcome data point") && log.contains("GET /api/catalog"),
+        "{}",
+        stack.edge.log()
+    );
 }
 
 async fn arms_are_sticky_and_named(

@@ -80,6 +80,13 @@ fn record_outcome(env: &Env, trace: &Trace, status: u16, edge_ms: f64) {
         env.analytics_engine(outcomes::BINDING),
         env.get_binding::<worker::WorkerVersionMetadata>(outcomes::VERSION_BINDING),
     ) else {
+        if !OUTCOMES_OFF_LOGGED.replace(true) {
+            worker::console_warn!(
+                "outcome data points are off: bind the {} dataset and {} (wrangler.toml) for scripts/rollout",
+                outcomes::BINDING,
+                outcomes::VERSION_BINDING
+            );
+        }
         return;
     };
     let point = outcomes::data_point(
@@ -219,6 +226,8 @@ fn log_error(req: &Request, err: &EdgeError) {
 }
 
 thread_local! {
+    /// Whether this isolate has said that its outcome bindings are missing.
+    static OUTCOMES_OFF_LOGGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// The config, parsed once per isolate: vars and secrets are fixed for its life.
     static CONFIG: std::cell::RefCell<Option<Config>> = const { std::cell::RefCell::new(None) };
 }
