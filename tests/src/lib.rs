@@ -230,7 +230,8 @@ impl Origin {
         Self::start_with_env(BTreeMap::new()).await
     }
 
-    /// Starts an origin with extra environment (e.g. `DATABASE_URL`).
+    /// Starts an origin with extra environment (e.g. `DATABASE_URL`). `DATABASE_URL`,
+    /// `REDIS_URL` and `NATS_URL` come only from `extra_env`, never from the test's own.
     pub async fn start_with_env(extra_env: BTreeMap<String, String>) -> Self {
         // 0: the origin binds an OS-chosen port and prints it.
         Self::start_on(0, extra_env).await
@@ -261,13 +262,10 @@ impl Origin {
             .arg(self.data_dir.path())
             .args(["seed", "--file"])
             .arg(repo_root().join("origin/demo/catalog.json"))
-            .envs(&self.extra_env)
             .env_remove("DATABASE_URL")
-            .envs(
-                self.extra_env
-                    .get("DATABASE_URL")
-                    .map(|db| ("DATABASE_URL", db)),
-            )
+            .env_remove("REDIS_URL")
+            .env_remove("NATS_URL")
+            .envs(&self.extra_env)
             .output()
             .unwrap_or_else(|e| panic!("running the origin seed: {e}"));
         assert!(
@@ -285,12 +283,15 @@ impl Origin {
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--data-dir")
             .arg(self.data_dir.path())
-            .envs(&self.extra_env)
+            // The backends are the test's to give: `scripts/test` exports the machine's
+            // for the native tests, and an origin that inherited them would share cache
+            // entries and evictions with every other stack (the canary test caught a
+            // stable origin serving the canary origin's edit through the shared Redis).
             .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .env_remove("NATS_URL")
+            .envs(&self.extra_env)
             .env("RUST_LOG", "info");
-        if let Some(db) = self.extra_env.get("DATABASE_URL") {
-            command.env("DATABASE_URL", db);
-        }
         let mut group = Group::spawn("origin", command, self.data_dir.path());
         if self.port == 0 {
             self.port = printed_port(&mut group, "origin: http://127.0.0.1:", "the origin").await;

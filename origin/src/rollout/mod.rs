@@ -14,7 +14,8 @@
 //!    its own JSON 503s included, which invocation analytics count as successes).
 //!    Above the limit on at least the minimum of requests: `wrangler versions deploy
 //!    <old>@100% --yes`, exit 1. Too few requests: soak again (at most `max_waits`
-//!    times, then stop with exit 3, resumable).
+//!    times, then stop with exit 3, resumable) — unless the errors seen already exceed
+//!    the limit on the minimum, which rolls back at once.
 //!
 //! With `--origin-canary <metrics URL>` it moves the origin canary instead: each step
 //! uploads the current worker with `--var CANARY_PERCENT:<step>` and deploys it at

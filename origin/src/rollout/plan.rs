@@ -82,11 +82,20 @@ pub enum Verdict {
     Failing { rate: f64 },
 }
 
+/// The verdict on a step's reading. Below the minimum of requests there is no verdict
+/// — unless the errors already seen put the rate over the limit even if every request
+/// still needed to reach the minimum succeeded (499 errors in 499 requests need not
+/// wait for the 500th).
 pub fn judge(reading: Reading, settings: &Settings) -> Verdict {
-    if reading.requests < settings.min_requests {
-        return Verdict::TooFew;
-    }
     let rate = reading.rate();
+    if reading.requests < settings.min_requests {
+        let best_case = reading.errors as f64 / settings.min_requests.max(1) as f64;
+        return if best_case > settings.max_error_rate {
+            Verdict::Failing { rate }
+        } else {
+            Verdict::TooFew
+        };
+    }
     if rate > settings.max_error_rate {
         Verdict::Failing { rate }
     } else {
@@ -326,8 +335,13 @@ mod tests {
     fn verdicts_need_enough_requests_and_roll_back_only_above_the_limit() {
         let s = settings();
         let at = |requests, errors| judge(Reading { requests, errors }, &s);
-        assert_eq!(at(99, 99), Verdict::TooFew);
+        assert_eq!(at(99, 0), Verdict::TooFew);
+        assert_eq!(at(99, 1), Verdict::TooFew);
         assert_eq!(at(0, 0), Verdict::TooFew);
+        // Too few requests, but already too many errors for any outcome of the rest:
+        // 2 errors can never be ≤ 1 % of the 100 required.
+        assert_eq!(at(99, 99), Verdict::Failing { rate: 1.0 });
+        assert_eq!(at(40, 2), Verdict::Failing { rate: 0.05 });
         assert_eq!(at(1000, 10), Verdict::Healthy { rate: 0.01 });
         assert_eq!(at(1000, 11), Verdict::Failing { rate: 0.011 });
         assert_eq!(at(1000, 15), Verdict::Failing { rate: 0.015 });
