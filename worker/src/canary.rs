@@ -20,10 +20,10 @@
 //! a timeout or a refused connection is a failure; cache hits never reach it, so a
 //! well-cached class cannot hide or dilute canary failures). When at least
 //! `min_requests` outcomes in the window fail at more than `error_percent`, it opens:
-//! everyone goes to the stable arm for `cool_down`. Then it half-opens: `PROBES` canary
-//! requests at a time go to the canary (the rest of its share stays on the stable
-//! origin); `PROBES` successes close it (with an empty window), one failure opens it
-//! again. Each request carries the breaker's epoch: an outcome of a request sent before
+//! everyone goes to the stable arm for `cool_down`. Then it half-opens: canary visitors
+//! go to the canary until `PROBES` requests have reached the canary origin (cache hits
+//! take none; the rest of the share stays on the stable origin meanwhile); `PROBES`
+//! successes close it (with an empty window), one failure opens it again. Each request carries the breaker's epoch: an outcome of a request sent before
 //! the breaker last changed state is ignored. The window is kept in `BUCKETS` buckets, so
 //! its memory is fixed whatever the request rate.
 //!
@@ -213,9 +213,10 @@ pub enum BreakerState {
     Open {
         until_ms: u64,
     },
-    /// Up to `PROBES` canary requests are let through (`admitted`); `successes` so
-    /// far. Probes that never report (a cancelled request) are let through again after
-    /// a cool-down (`since_ms`).
+    /// Canary requests are let through while fewer than `PROBES` have reached the
+    /// canary origin (`admitted`, counted when a fetch starts: a cache hit is no probe);
+    /// `successes` so far. Probes that never report (a cancelled request) are written
+    /// off after a cool-down (`since_ms`).
     HalfOpen {
         successes: u32,
         admitted: u32,
@@ -301,8 +302,8 @@ impl Breaker {
     }
 
     /// Whether a canary visitor may go to the canary now, and under which epoch (an
-    /// open breaker whose cool-down has passed half-opens here; half-open, only
-    /// `PROBES` requests at a time go through).
+    /// open breaker whose cool-down has passed half-opens here; half-open, only while
+    /// fewer than `PROBES` probes have started).
     pub fn admits(&mut self, now_ms: u64) -> Option<u64> {
         if let BreakerState::Open { until_ms } = self.state {
             if now_ms < until_ms {
@@ -328,16 +329,37 @@ impl Breaker {
             } else {
                 (admitted, since_ms)
             };
+            self.state = BreakerState::HalfOpen {
+                successes,
+                admitted,
+                since_ms,
+            };
             if admitted >= PROBES {
                 return None;
             }
+        }
+        Some(self.epoch)
+    }
+
+    /// A canary request admitted under `ticket` is about to reach the canary origin:
+    /// half-open, it takes a probe. (Requests routed at the same moment may start a few
+    /// more than `PROBES`; the cap is on what reaches the origin, not on cache hits.)
+    pub fn started(&mut self, ticket: Ticket) {
+        if ticket.arm != Arm::Canary || ticket.epoch != self.epoch {
+            return;
+        }
+        if let BreakerState::HalfOpen {
+            successes,
+            admitted,
+            since_ms,
+        } = self.state
+        {
             self.state = BreakerState::HalfOpen {
                 successes,
-                admitted: admitted + 1,
+                admitted: admitted.saturating_add(1),
                 since_ms,
             };
         }
-        Some(self.epoch)
     }
 
     /// The window's totals at `now_ms`: (failed, total).

@@ -744,6 +744,8 @@ async fn main() {
     for s in &mut world.services {
         s.stop();
     }
+    // Everything it started goes now (process::exit below would skip the drops).
+    drop(world);
     if failures.is_empty() {
         println!("\ndrill: every expectation held ({})", faults.join(", "));
     } else {

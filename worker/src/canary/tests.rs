@@ -122,13 +122,16 @@ fn routing_reasons() {
     );
 }
 
-/// A ticket of the breaker's current epoch, as `route` issues one.
+/// A ticket of the breaker's current epoch, as `route` issues one, for a request that
+/// then reaches the canary origin.
 fn ticket(b: &mut Breaker, now: u64) -> Ticket {
     let epoch = b.admits(now).expect("admitted");
-    Ticket {
+    let ticket = Ticket {
         arm: Arm::Canary,
         epoch,
-    }
+    };
+    b.started(ticket);
+    ticket
 }
 
 /// `n` failed canary requests, admitted and answered at `at`, `at + 1`, …
@@ -242,6 +245,23 @@ fn half_open_lets_probes_through_a_few_at_a_time_and_closes_after_them() {
     // The window starts empty: the failures that opened it count no more.
     assert_eq!(b.window(open_until + 10), (0, 0));
     assert!(b.admits(open_until + 11).is_some());
+}
+
+#[test]
+fn cache_hits_take_no_probe() {
+    let mut b = Breaker::new(settings());
+    fail(&mut b, 10, 0);
+    // Twenty canary requests routed while half-open, all answered from the cache: none
+    // reached the origin, so the probes are all still there.
+    for _ in 0..20 {
+        assert!(b.admits(5_009).is_some());
+    }
+    let probes: Vec<Ticket> = (0..PROBES).map(|_| ticket(&mut b, 5_010)).collect();
+    assert_eq!(b.admits(5_011), None);
+    for probe in probes {
+        b.record(5_012, probe, Outcome::Ok);
+    }
+    assert_eq!(b.state(), BreakerState::Closed);
 }
 
 #[test]

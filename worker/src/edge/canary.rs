@@ -39,6 +39,11 @@ pub(super) fn route(config: &Config, visitor: Option<&VisitorId>) -> (Ticket, Wh
     routed.unwrap_or((Ticket::STABLE, Why::NoCanary))
 }
 
+/// A request with `ticket` is about to reach its origin (a half-open breaker's probe).
+pub(super) fn started(config: &Config, ticket: Ticket) {
+    with_breaker(config, |b| b.started(ticket));
+}
+
 /// Counts an origin outcome (the breaker ignores the stable arm's, and those of
 /// requests admitted before it last changed state).
 pub(super) fn record(config: &Config, ticket: Ticket, outcome: Outcome) {

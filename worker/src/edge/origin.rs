@@ -390,6 +390,7 @@ pub(super) async fn fetch(
     let outbound = Request::new_with_init(&config.origin(ticket.arm, path_and_query), &init)
         .map_err(|e| unreachable(format!("building the origin request: {e}")))?;
 
+    super::canary::started(config, ticket);
     let controller = AbortController::default();
     let signal = controller.signal();
     let started = now_ms();
