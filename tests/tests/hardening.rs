@@ -245,10 +245,13 @@ async fn the_reviews_findings_stay_fixed_in_workerd() {
     assert_eq!((thumb.width(), thumb.height()), (100, 100));
     let plain = get(&stack, "/img/w=100/ok/p.jpg", LEGACY).await;
     let versioned = get(&stack, "/img/w=100,v=abc/ok/p.jpg", LEGACY).await;
-    assert_eq!(
-        header(&versioned, "x-edge-cache"),
-        "HIT",
-        "v= is not part of the derivative: {}",
+    // The same stored entry answers: a hit, or — once IMAGE_SOURCE_TTL (1 s here) has
+    // passed since the source was last checked — that entry served stale while it is
+    // rechecked, or revalidated. A MISS would mean `v=` minted a new derivative.
+    let cache = header(&versioned, "x-edge-cache");
+    assert!(
+        matches!(cache.as_str(), "HIT" | "STALE" | "REVALIDATED"),
+        "v= is not part of the derivative ({cache}): {}",
         log()
     );
     assert_eq!(header(&plain, "etag"), header(&versioned, "etag"));
