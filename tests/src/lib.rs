@@ -492,6 +492,20 @@ impl Edge {
         self.group.log_text()
     }
 
+    /// Waits (up to 5 s) for the log to show `needle`: wrangler prints the worker's
+    /// console lines a little after the request lines.
+    pub async fn log_shows(&self, needle: &str) {
+        let started = Instant::now();
+        while !self.full_log().contains(needle) {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the edge never logged {needle:?}\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Writes `course-media/<key>` into this edge's local R2 state while it runs (what a
     /// content team's upload does).
     pub fn put_object(&self, key: &str, bytes: &[u8]) {

@@ -365,7 +365,7 @@ async fn the_breaker_trips_on_a_failing_canary_and_recovers(
         "the checks outlasted the cool-down"
     );
     // wrangler prints the worker's console lines a little after the request lines.
-    log_shows(stack, "canary breaker opened: 4 of 4").await;
+    stack.edge.log_shows("canary breaker opened: 4 of 4").await;
 
     // The canary origin comes back; after the cool-down, probes close the breaker.
     failing.stop();
@@ -376,19 +376,6 @@ async fn the_breaker_trips_on_a_failing_canary_and_recovers(
         assert_eq!(answer.arm, "canary", "probe {i}: {}", answer.timing);
         assert_eq!(answer.status, 200);
     }
-    log_shows(stack, "canary breaker half-open").await;
-    log_shows(stack, "canary breaker closed").await;
-}
-
-/// Waits (up to 5 s) for the edge's log to show `needle`.
-async fn log_shows(stack: &Stack, needle: &str) {
-    let started = Instant::now();
-    while !stack.edge.full_log().contains(needle) {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the edge never logged {needle:?}\n{}",
-            stack.edge.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stack.edge.log_shows("canary breaker half-open").await;
+    stack.edge.log_shows("canary breaker closed").await;
 }

@@ -85,19 +85,6 @@ async fn sign_in(stack: &Stack, email: &str, vid: &str) -> String {
         .to_owned()
 }
 
-/// Waits (up to 5 s) for the edge's log to show `needle`.
-async fn log_shows(stack: &Stack, needle: &str) {
-    let started = Instant::now();
-    while !stack.edge.full_log().contains(needle) {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the edge never logged {needle:?}\n{}",
-            stack.edge.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// A `Server-Timing` entry's duration (0 when absent).
 fn dur(timing: &str, name: &str) -> f64 {
     timing
@@ -257,8 +244,14 @@ async fn the_personalized_site_end_to_end() {
     let malformed = page(&stack, course, "ce_session=%%%not-a-token").await;
     assert_eq!(malformed.status, 200);
     // wrangler prints the worker's console lines a little after the request's.
-    log_shows(&stack, "session cookie refused: bad_signature").await;
-    log_shows(&stack, "session cookie refused: malformed").await;
+    stack
+        .edge
+        .log_shows("session cookie refused: bad_signature")
+        .await;
+    stack
+        .edge
+        .log_shows("session cookie refused: malformed")
+        .await;
     let log = stack.edge.full_log();
     assert!(
         !log.contains(&forged) && !log.contains(&ada),
@@ -461,7 +454,10 @@ async fn the_personalized_site_end_to_end() {
         "sign-out took effect at the edge after {} ms",
         took.as_millis()
     );
-    log_shows(&stack, "session cookie refused: revoked").await;
+    stack
+        .edge
+        .log_shows("session cookie refused: revoked")
+        .await;
     // Every per-segment class stops honouring it (the feed is per segment too).
     let feed = client()
         .get(stack.edge.url("/api/feed"))
