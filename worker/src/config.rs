@@ -27,6 +27,8 @@ pub mod vars {
     pub const IMAGE_MAX_SOURCE_BYTES: &str = "IMAGE_MAX_SOURCE_BYTES";
     /// Largest image source, pixels (default 50000000).
     pub const IMAGE_MAX_SOURCE_PIXELS: &str = "IMAGE_MAX_SOURCE_PIXELS";
+    /// JPEG sources of at least this many bytes get a working copy (0: never).
+    pub const IMAGE_WORKING_COPY_MIN_BYTES: &str = "IMAGE_WORKING_COPY_MIN_BYTES";
     /// The derivative policy (see `image::policy` and the README's table): allowed box
     /// widths and heights (× dpr), qualities, backgrounds (comma-separated, or `any`),
     /// gravity (`named`, `grid:<step>`, `any`), presets (`name:options;…`) and the access
@@ -208,6 +210,10 @@ impl Config {
         if let Some(raw) = lookup(vars::IMAGE_MAX_SOURCE_PIXELS) {
             image_limits.max_source_pixels =
                 parse_bounded(vars::IMAGE_MAX_SOURCE_PIXELS, &raw, 1, 100_000_000)?;
+        }
+        if let Some(raw) = lookup(vars::IMAGE_WORKING_COPY_MIN_BYTES) {
+            image_limits.working_copy_min_bytes =
+                parse_bounded(vars::IMAGE_WORKING_COPY_MIN_BYTES, &raw, 0, 100_000_000)?;
         }
         let image_signing_key = lookup(vars::IMAGE_SIGNING_KEY)
             .filter(|k| !k.is_empty())

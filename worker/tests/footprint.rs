@@ -21,7 +21,7 @@ use course_edge_worker::image::decode::read_header;
 use course_edge_worker::image::format::OutputFormat;
 use course_edge_worker::image::limits::Limits;
 use course_edge_worker::image::options::ImageOptions;
-use course_edge_worker::image::{TransformError, plan_for, prepare, transform};
+use course_edge_worker::image::{TransformError, plan_for, prepare, transform, working};
 
 struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -515,6 +515,64 @@ fn the_memory_model_bounds_every_measured_peak() {
             &options(spec),
             OutputFormat::Webp,
         );
+    }
+    // Working copies (the image queue's, `image::working`): the footprint `working::plan`
+    // checks must bound the measured peak of making one — near the budget, with an EXIF
+    // orientation, and on the real progressive photograph.
+    let copy_limits = Limits {
+        working_copy_min_bytes: 1,
+        ..Limits::default()
+    };
+    let mut copies = vec![(
+        String::from("working copy of Jpeg(true, 6) 2400px"),
+        make(Source::Jpeg(true, 6), 2400),
+    )];
+    if let Some((side, bytes)) = near_budget(
+        Source::Jpeg(false, 1),
+        &options("w=256"),
+        OutputFormat::Webp,
+        &limits,
+    ) {
+        copies.push((format!("working copy of Jpeg(false, 1) {side}px"), bytes));
+    }
+    copies.push((String::from("working copy of the progressive photo"), photo));
+    for (label, bytes) in copies {
+        let header = read_header(&bytes).unwrap_or_else(|e| panic!("{label}: {e}"));
+        let (size, footprint) = working::plan(&header, bytes.len() as u64, &copy_limits)
+            .unwrap_or_else(|| panic!("{label}: the model gives it no copy"));
+        let model = footprint.bytes();
+        // As above: the lowest of up to three runs (jpeg-decoder's native worker threads).
+        let mut peak = u64::MAX;
+        for _ in 0..3 {
+            let base = LIVE.load(Relaxed);
+            PEAK.store(base, Relaxed);
+            let made = working::make(&bytes, &copy_limits);
+            peak = peak.min((PEAK.load(Relaxed) - base + bytes.len()) as u64);
+            let made = made
+                .unwrap_or_else(|e| panic!("{label}: {e}"))
+                .unwrap_or_else(|| panic!("{label}: no copy made"));
+            assert_eq!(made.size, size, "{label}");
+            if peak <= model {
+                break;
+            }
+        }
+        eprintln!(
+            "{label} → {}x{} {:.1}/{:.1} MiB",
+            size.0,
+            size.1,
+            peak as f64 / 1048576.0,
+            model as f64 / 1048576.0
+        );
+        rows.push(format!(
+            "{:<44} model {:>6.1} MiB  peak {:>6.1} MiB  {:.2}",
+            format!("{label} → {}x{}", size.0, size.1),
+            model as f64 / 1048576.0,
+            peak as f64 / 1048576.0,
+            peak as f64 / model as f64
+        ));
+        if peak > model {
+            over.push(label);
+        }
     }
     println!("{}", rows.join("\n"));
     assert!(rows.len() >= 80, "the grid shrank to {} cases", rows.len());

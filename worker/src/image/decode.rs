@@ -518,12 +518,12 @@ const MARGIN_BUDGET_PIXELS: u64 = 8 * 1000 * 1000;
 /// How large a JPEG decode must be to give a `need`-sized result good detail. DCT scaling
 /// is a block (box) shrink: as libvips does, leave at least a factor of two for the
 /// Lanczos3 step — when the finer decode stays within [`MARGIN_BUDGET_PIXELS`] (32 MB of
-/// RGBA) and the JPEG is baseline, else the plain `need`: a 40 MP source keeps its memory
-/// ceiling, and a progressive one already holds all its coefficients (the benchmark's
-/// 17.9 MP progressive photo would go from 92 to 114 MiB).
-/// Measured in workerd (bench-images): SSIMULACRA2 +0.8 to +4.7 for +20–26 ms at 800 px.
+/// RGBA), else the plain `need`: a 40 MP source keeps its memory ceiling. Progressive
+/// JPEGs too: they hold every coefficient while decoding, so the caller (`plan_for`)
+/// keeps the margin only where the whole footprint still fits the budget (the benchmark's
+/// 17.9 MP progressive photo does not; a 9 MP one does).
 pub fn jpeg_decode_target(header: &Header, need: (u32, u32)) -> (u32, u32) {
-    if header.progressive_coefficient_bytes.is_some() || !header.scales_on_decode {
+    if !header.scales_on_decode {
         return need;
     }
     let doubled = (need.0.saturating_mul(2), need.1.saturating_mul(2));
@@ -735,9 +735,10 @@ mod tests {
             "sampling {factors:?}"
         );
         assert_eq!(jpeg_frame(b"\xFF\xD8\xFF"), None);
-        // A progressive JPEG is decoded at the plain size it must cover.
+        // A progressive JPEG asks for the decode margin too: `plan_for` keeps it only where
+        // the whole footprint, coefficients included, fits the budget.
         let progressive = read_header(&jpeg).unwrap();
-        assert_eq!(jpeg_decode_target(&progressive, (16, 12)), (16, 12));
+        assert_eq!(jpeg_decode_target(&progressive, (16, 12)), (32, 24));
         assert_eq!(jpeg_frame(&jpeg[..sof + 6]), None);
     }
     use crate::image::testing::{jpeg_of, png_of};

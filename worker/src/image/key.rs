@@ -81,6 +81,20 @@ impl DerivativeKey {
     }
 
     /// A strong ETag for the derivative.
+    /// Where the working copy of a source version lives (`image::working`): in the source's
+    /// folder like its derivatives, so replacing, purging or sweeping the source reaches it.
+    pub fn working_copy(source_key: &str, source_etag: &str) -> String {
+        let identity = format!(
+            "{source_key}|{}|working-copy",
+            source_etag.trim_matches('"')
+        );
+        format!(
+            "{}{}.jpeg",
+            Self::r2_prefix(source_key),
+            hex_sha256(&identity)
+        )
+    }
+
     pub fn etag(&self) -> String {
         format!("\"{}\"", &self.digest[..32])
     }
@@ -146,6 +160,17 @@ mod tests {
         let long = "k".repeat(1024);
         let key = DerivativeKey::new(&long, "e", &opts("w=1"), OutputFormat::Webp);
         assert!(key.r2_key(OutputFormat::Webp).len() <= 1024);
+    }
+
+    #[test]
+    fn a_working_copy_lives_in_its_source_s_folder_once_per_version() {
+        let copy = DerivativeKey::working_copy("demo/a.jpg", "\"e1\"");
+        assert!(copy.starts_with(&DerivativeKey::r2_prefix("demo/a.jpg")));
+        assert!(copy.ends_with(".jpeg"));
+        assert_eq!(copy, DerivativeKey::working_copy("demo/a.jpg", "e1"));
+        assert_ne!(copy, DerivativeKey::working_copy("demo/a.jpg", "e2"));
+        let derivative = DerivativeKey::new("demo/a.jpg", "e1", &opts(""), OutputFormat::Jpeg);
+        assert_ne!(copy, derivative.r2_key(OutputFormat::Jpeg));
     }
 
     #[test]

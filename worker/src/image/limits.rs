@@ -90,6 +90,10 @@ impl Footprint {
     }
 }
 
+/// Where a working copy starts to pay: entropy decoding grows with the file's bytes, and
+/// DCT scaling does not shorten it (bench-images measures both sides).
+pub const DEFAULT_WORKING_COPY_MIN_BYTES: u64 = 3 * 1024 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Largest source object accepted, bytes (default 40 MB).
@@ -98,6 +102,9 @@ pub struct Limits {
     pub max_source_pixels: u64,
     /// Largest PNG/WebP/GIF, which decode at full size: the budget over 4 bytes a pixel.
     pub max_unscaled_pixels: u64,
+    /// JPEG sources of at least this many bytes get a working copy (`image::working`);
+    /// 0: never.
+    pub working_copy_min_bytes: u64,
 }
 
 impl Default for Limits {
@@ -106,6 +113,7 @@ impl Default for Limits {
             max_source_bytes: 40 * 1000 * 1000,
             max_source_pixels: 50 * 1000 * 1000,
             max_unscaled_pixels: DECODE_BUDGET_BYTES / BYTES_PER_PIXEL,
+            working_copy_min_bytes: DEFAULT_WORKING_COPY_MIN_BYTES,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod sign;
 pub mod sweep;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod working;
 use decode::{DecodeError, SourceFormat};
 use format::OutputFormat;
 use limits::{LimitError, Limits};
@@ -93,6 +94,13 @@ pub struct Prepared {
     pub at_least: (u32, u32),
     /// The estimated peak, already checked against the budget.
     pub footprint: limits::Footprint,
+    /// The size the geometry was planned on, in the file's stored orientation: the
+    /// source's own, or for a working copy the original's (`working`).
+    pub planned_on: (u32, u32),
+    /// The size the whole picture must be decoded at for the planned region to keep its
+    /// detail, in the file's stored orientation (before the decode margin): a working
+    /// copy smaller than this cannot stand in for its original.
+    pub need: (u32, u32),
 }
 
 /// Header and limits, geometry, the decode size and the memory footprint: everything
@@ -131,13 +139,35 @@ pub fn plan_for(
     format: OutputFormat,
     limits: &Limits,
 ) -> Result<Prepared, TransformError> {
+    let full = (header.width, header.height);
+    plan_on(
+        header,
+        source_bytes,
+        orientation,
+        full,
+        options,
+        format,
+        limits,
+    )
+}
+
+/// [`plan_for`] with the geometry planned on `planned_on` (stored orientation) while the
+/// pixels come from a file of `header`'s size: a working copy stands for its original, so
+/// crops, rounding and output sizes are the original's, and the copy is a pre-made
+/// DCT-style downscale of it.
+pub(crate) fn plan_on(
+    header: decode::Header,
+    source_bytes: u64,
+    orientation: u8,
+    planned_on: (u32, u32),
+    options: &ImageOptions,
+    format: OutputFormat,
+    limits: &Limits,
+) -> Result<Prepared, TransformError> {
     limits.check_header(&header, source_bytes)?;
     let swap = orient::swaps_axes(orientation);
-    let (ow, oh) = if swap {
-        (header.height, header.width)
-    } else {
-        (header.width, header.height)
-    };
+    let oriented = |(w, h): (u32, u32)| if swap { (h, w) } else { (w, h) };
+    let (ow, oh) = oriented(planned_on);
     let plan = geometry::plan(
         geometry::Size { w: ow, h: oh },
         options.target(),
@@ -145,7 +175,7 @@ pub fn plan_for(
         options.gravity,
     );
     // Decode just large enough that the planned region still has resize.w × resize.h
-    // pixels of real detail.
+    // pixels of real detail: the whole picture at `need` pixels, whichever file holds it.
     let s = (f64::from(plan.resize.w) / f64::from(plan.source.w))
         .max(f64::from(plan.resize.h) / f64::from(plan.source.h));
     let need = (
@@ -193,6 +223,8 @@ pub fn plan_for(
         plan,
         at_least,
         footprint,
+        planned_on,
+        need: if swap { (need.1, need.0) } else { need },
     })
 }
 
@@ -206,19 +238,32 @@ pub fn transform(
     limits: &Limits,
     clock: &dyn Fn() -> f64,
 ) -> Result<Output, TransformError> {
+    let prepared = prepare(bytes, options, format, limits)?;
+    run(bytes, prepared, options, format, clock)
+}
+
+/// Decode, orient, resize and encode what [`plan_on`] prepared.
+pub(crate) fn run(
+    bytes: &[u8],
+    prepared: Prepared,
+    options: &ImageOptions,
+    format: OutputFormat,
+    clock: &dyn Fn() -> f64,
+) -> Result<Output, TransformError> {
     let Prepared {
         header,
         orientation,
         plan,
         at_least,
+        planned_on,
         ..
-    } = prepare(bytes, options, format, limits)?;
+    } = prepared;
     let orientation_applied = header.format == SourceFormat::Jpeg;
     let swap = orient::swaps_axes(orientation);
     let (ow, oh) = if swap {
-        (header.height, header.width)
+        (planned_on.1, planned_on.0)
     } else {
-        (header.width, header.height)
+        planned_on
     };
     let started = clock();
     let mut decoded = decode::decode(bytes, &header, at_least)?;
@@ -278,6 +323,47 @@ mod pipeline_tests {
             "1/4 DCT scale: twice the output, for the Lanczos3 step"
         );
         assert_eq!(decode::sniff(&out.bytes), Some(SourceFormat::Webp));
+    }
+
+    #[test]
+    fn a_progressive_jpeg_keeps_the_decode_margin_only_where_its_footprint_fits() {
+        let progressive = |width, height, coefficients| decode::Header {
+            format: SourceFormat::Jpeg,
+            width,
+            height,
+            progressive_coefficient_bytes: Some(coefficients),
+            scales_on_decode: true,
+            cost: decode::DecodeCost {
+                native: 3,
+                working: 7,
+                is_rgba8: false,
+            },
+            frame: None,
+            metadata_bytes: 0,
+        };
+        let plan = |header, bytes, spec: &str| {
+            let options = ImageOptions::parse(spec).unwrap().options;
+            plan_for(
+                header,
+                bytes,
+                1,
+                &options,
+                OutputFormat::Webp,
+                &Limits::default(),
+            )
+            .unwrap()
+        };
+        // 9 MP, 8.9 MB (4:2:0): twice the need at 800 px fits — 1/2 scale, not 1/4.
+        let rhythm = progressive(3840, 2400, 216_000 * 128);
+        let p = plan(rhythm, 8_900_000, "w=800");
+        assert_eq!(p.at_least, (1600, 1000));
+        assert_eq!(p.footprint.decoded, (1920, 1200));
+        // 17.9 MP, 16 MB (4:2:2): twice would be 1/2 scale, about 133 MiB: the plain need.
+        let elephants = progressive(5640, 3172, 560_167 * 128);
+        let p = plan(elephants, 16_378_000, "w=800");
+        // (801: 450 rows of a 5640×3172 photo need 800.1 columns, rounded up.)
+        assert_eq!(p.at_least, (801, 450));
+        assert_eq!(p.footprint.decoded, (1410, 793));
     }
 
     #[test]
