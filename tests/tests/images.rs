@@ -302,9 +302,14 @@ async fn a_replaced_original_never_serves_an_old_derivative_and_versioned_urls_a
     );
 }
 
+/// The image queue: AVIF derivatives, and working copies of large JPEGs (every JPEG here:
+/// `IMAGE_WORKING_COPY_MIN_BYTES` is 1), which later derivatives decode instead of the
+/// original while the copy has the detail they need.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn avif_is_encoded_by_the_queue_consumer_and_served_later() {
-    let options = EdgeOptions::default().object("q/p.jpg", photo(1200, 800));
+async fn the_queue_encodes_avif_and_makes_working_copies_that_later_derivatives_use() {
+    let options = EdgeOptions::default()
+        .object("q/p.jpg", photo(1200, 800))
+        .var("IMAGE_WORKING_COPY_MIN_BYTES", "1");
     let stack = Stack::start_with(options).await;
     let path = "/img/w=400/q/p.jpg";
     let first = get(&stack, path, CHROME).await;
@@ -312,6 +317,42 @@ async fn avif_is_encoded_by_the_queue_consumer_and_served_later() {
     assert_eq!(header(&first, "content-type"), "image/webp", "WebP at once");
     assert_eq!(header(&first, "x-edge-avif"), "queued");
     assert_eq!(header(&first, "cache-control"), "public, max-age=60");
+    assert_eq!(header(&first, "x-edge-working-copy"), "queued");
+    let etag = header(&get(&stack, "/media/q/p.jpg", LEGACY).await, "etag");
+    let copy_key = course_edge_worker::image::key::DerivativeKey::working_copy("q/p.jpg", &etag);
+    let mut copy = None;
+    for _ in 0..120 {
+        copy = stack.edge.get_object(&copy_key);
+        if copy.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let copy = copy.unwrap_or_else(|| panic!("no working copy after 60 s\n{}", stack.edge.log()));
+    let copy_header = read_header(&copy).unwrap();
+    assert_eq!(copy_header.format, SourceFormat::Jpeg);
+    assert_eq!(
+        (copy_header.width, copy_header.height),
+        (600, 400),
+        "1/2 DCT scale"
+    );
+    assert_eq!(copy_header.progressive_coefficient_bytes, None, "baseline");
+    // A new width within the copy's detail is made from it, to the original's geometry.
+    for (options, used, size) in [
+        ("w=300", "used", (300, 200)),
+        ("w=600,h=300,fit=cover", "used", (600, 300)),
+        ("w=700", "lacks-detail", (700, 467)),
+    ] {
+        let later = get(&stack, &format!("/img/{options}/q/p.jpg"), LEGACY).await;
+        assert_eq!(later.status(), 200, "{options}\n{}", stack.edge.log());
+        assert_eq!(header(&later, "x-edge-working-copy"), used, "{options}");
+        assert!(
+            header(&later, "server-timing").contains("copy;dur="),
+            "{options}"
+        );
+        let picture = image::load_from_memory(&later.bytes().await.unwrap()).unwrap();
+        assert_eq!((picture.width(), picture.height()), size, "{options}");
+    }
 
     let mut avif = None;
     for _ in 0..120 {

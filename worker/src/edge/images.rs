@@ -11,7 +11,7 @@
 //! result is teed into the Cache API and written to R2 after the response.
 //!
 //! Formats encoded off the request path (AVIF) are only read here: on a miss the job
-//! goes to the queue (`edge::avif`) and an AVIF-capable browser gets the WebP stand-in
+//! goes to the queue (`edge::jobs`) and an AVIF-capable browser gets the WebP stand-in
 //! for `format::STAND_IN_SECS`; `format=avif` asked by name is told to retry. A source that
 //! cannot be transformed (415/422) is remembered per source ETag and options for a
 //! minute (`policy::flow`), so a broken upload is not decoded on every request.
@@ -26,7 +26,8 @@ use worker::{Conditional, Context, Env, Headers, Request, Response};
 
 use super::cache::{self, Plan, SOURCE_VERSION, Source, Store};
 use super::origin::runtime;
-use super::{Served, avif, derived, memory, now_ms, slot};
+use super::working as edge_working;
+use super::{Served, derived, jobs, memory, now_ms, slot};
 use crate::assets::ObjectKey;
 use crate::config::Config;
 use crate::error::EdgeError;
@@ -34,7 +35,8 @@ use crate::image::format::{OutputFormat, choose, stand_in_headers};
 use crate::image::key::DerivativeKey;
 use crate::image::options::ImageOptions;
 use crate::image::sweep::DerivedFrom;
-use crate::image::{TransformError, transform};
+use crate::image::working::{self, CopyUse};
+use crate::image::{Output, TransformError, transform};
 use crate::policy::ContentClass;
 use crate::policy::flow::{image_policy, versioned_image_policy};
 use crate::policy::stored::Entry;
@@ -42,6 +44,8 @@ use crate::timing::ServerTiming;
 
 /// Marks the answer of an off-request-path format that is not encoded yet.
 const AVIF_STATE: &str = "x-edge-avif";
+/// What a large source's miss did about its working copy (`image::working::CopyUse`).
+const WORKING_COPY: &str = "x-edge-working-copy";
 
 type Deferred = Pin<Box<dyn Future<Output = ()>>>;
 
@@ -152,7 +156,14 @@ impl ImageSource {
             ));
         }
         if self.stored_only {
-            avif::enqueue(&self.env, &self.key, &version, &self.options, r2_key).await;
+            jobs::enqueue_avif(
+                &self.env,
+                self.key.as_str(),
+                &version,
+                &self.options,
+                r2_key,
+            )
+            .await;
             let headers = Headers::new();
             headers.set("cache-control", "no-store").map_err(runtime)?;
             headers.set(AVIF_STATE, "missing").map_err(runtime)?;
@@ -163,7 +174,10 @@ impl ImageSource {
                     .with_headers(headers),
             ));
         }
-        self.transform(&bucket, &dkey, &version, timing).await
+        let copy_worth_looking =
+            working::worth_looking(head.size(), &declared, &self.config.image_limits);
+        self.transform(&bucket, &dkey, &version, copy_worth_looking, timing)
+            .await
     }
 
     /// The headers a derivative is stored and served with.
@@ -191,6 +205,7 @@ impl ImageSource {
         bucket: &worker::Bucket,
         dkey: &DerivativeKey,
         version: &str,
+        copy_worth_looking: bool,
         timing: &mut ServerTiming,
     ) -> Result<Option<Response>, EdgeError> {
         let started = now_ms();
@@ -204,6 +219,103 @@ impl ImageSource {
         {
             return cache::representation(response).map(Some);
         }
+        let limits = &self.config.image_limits;
+        // A large JPEG's working copy, when it has the detail this output needs: it saves
+        // decoding the original (`image::working`).
+        let mut copy_use = None;
+        let mut output = None;
+        if copy_worth_looking {
+            let started = now_ms();
+            let stored = edge_working::read(bucket, self.key.as_str(), version).await;
+            timing.add("copy", now_ms() - started);
+            copy_use = Some(match stored {
+                Ok(Some(copy)) => {
+                    memory::reset_peak();
+                    output = working::transform_from(
+                        &copy.bytes,
+                        copy.original,
+                        &self.options,
+                        self.format,
+                        limits,
+                        &now_ms,
+                    );
+                    if output.is_some() {
+                        CopyUse::Used
+                    } else {
+                        CopyUse::LacksDetail
+                    }
+                }
+                Ok(None) => {
+                    let env = self.env.clone();
+                    let (key, version) = (self.key.as_str().to_owned(), version.to_owned());
+                    self.deferred.borrow_mut().push(Box::pin(async move {
+                        jobs::enqueue_working_copy(&env, &key, &version).await;
+                    }));
+                    CopyUse::Queued
+                }
+                Err(e) => {
+                    worker::console_warn!("reading the working copy of {}: {e}", self.key.as_str());
+                    CopyUse::Unavailable
+                }
+            });
+        }
+        let output = match output {
+            Some(output) => output,
+            None => match self.transform_original(bucket, version, timing).await? {
+                Ok(output) => output,
+                Err(answer) => return Ok(answer),
+            },
+        };
+        timing.add("decode", output.timings.decode);
+        timing.add("resize", output.timings.resize);
+        timing.add("encode", output.timings.encode);
+        timing.add(
+            "transform",
+            output.timings.decode + output.timings.resize + output.timings.encode,
+        );
+        let headers = self.headers(dkey, version, Some(output.bytes.len()))?;
+        headers
+            .set("x-edge-memory-peak", &memory::peak().to_string())
+            .map_err(runtime)?;
+        if let Some(copy_use) = copy_use {
+            headers
+                .set(WORKING_COPY, copy_use.as_str())
+                .map_err(runtime)?;
+        }
+        headers
+            .set(
+                "x-edge-memory-linear",
+                &memory::linear_memory_bytes().to_string(),
+            )
+            .map_err(runtime)?;
+        // R2 `derived/`: after the response, so every location reads it instead of
+        // transforming again.
+        let env = self.env.clone();
+        let r2_key = dkey.r2_key(self.format);
+        let format = self.format;
+        let made_from = DerivedFrom::new(self.key.as_str(), version).to_metadata();
+        let copy = output.bytes.clone();
+        self.deferred.borrow_mut().push(Box::pin(async move {
+            let stored = derived::put(&env, &r2_key, format.content_type(), copy, made_from);
+            if let Err(e) = stored.await {
+                worker::console_warn!("storing derivative {r2_key} failed: {e}");
+            }
+        }));
+        Ok(Some(
+            Response::from_bytes(output.bytes)
+                .map_err(runtime)?
+                .with_headers(headers),
+        ))
+    }
+
+    /// The original, read and transformed. `Err(None)`: it changed since its `head`;
+    /// `Err(Some(answer))`: it cannot be transformed (415/422, remembered per version).
+    async fn transform_original(
+        &self,
+        bucket: &worker::Bucket,
+        version: &str,
+        timing: &mut ServerTiming,
+    ) -> Result<Result<Output, Option<Response>>, EdgeError> {
         let started = now_ms();
         // Bound to the version measured by the head: replaced in between, the bytes would
         // not match the ETag the derivative is filed under.
@@ -217,55 +329,21 @@ impl ImageSource {
             .await
             .map_err(super::assets::r2_failed)?;
         let Some(body) = object.as_ref().and_then(|o| o.body()) else {
-            return Ok(None);
+            return Ok(Err(None));
         };
         let original = body.bytes().await.map_err(runtime)?;
         drop(object);
         timing.add("source", now_ms() - started);
         memory::reset_peak();
         let limits = &self.config.image_limits;
-        let output = match transform(&original, &self.options, self.format, limits, &now_ms) {
-            Ok(output) => output,
+        match transform(&original, &self.options, self.format, limits, &now_ms) {
+            Ok(output) => Ok(Ok(output)),
             Err(TransformError::Internal(why)) => {
-                return Err(EdgeError::Image(TransformError::Internal(why)));
+                Err(EdgeError::Image(TransformError::Internal(why)))
             }
-            Err(e) => return answer_error(&EdgeError::Image(e), Some(version), false).map(Some),
-        };
-        drop(original);
-        timing.add("decode", output.timings.decode);
-        timing.add("resize", output.timings.resize);
-        timing.add("encode", output.timings.encode);
-        timing.add(
-            "transform",
-            output.timings.decode + output.timings.resize + output.timings.encode,
-        );
-        let headers = self.headers(dkey, version, Some(output.bytes.len()))?;
-        headers
-            .set("x-edge-memory-peak", &memory::peak().to_string())
-            .map_err(runtime)?;
-        headers
-            .set(
-                "x-edge-memory-linear",
-                &memory::linear_memory_bytes().to_string(),
-            )
-            .map_err(runtime)?;
-        // R2 `derived/`: after the response, so every location reads it instead of
-        // transforming again.
-        let env = self.env.clone();
-        let r2_key = dkey.r2_key(self.format);
-        let format = self.format;
-        let made_from = DerivedFrom::new(self.key.as_str(), version);
-        let copy = output.bytes.clone();
-        self.deferred.borrow_mut().push(Box::pin(async move {
-            if let Err(e) = derived::put(&env, &r2_key, format, copy, &made_from).await {
-                worker::console_warn!("storing derivative {r2_key} failed: {e}");
-            }
-        }));
-        Ok(Some(
-            Response::from_bytes(output.bytes)
-                .map_err(runtime)?
-                .with_headers(headers),
-        ))
+            Err(e) => answer_error(&EdgeError::Image(e), Some(version), false)
+                .map(|answer| Err(Some(answer))),
+        }
     }
 }
 

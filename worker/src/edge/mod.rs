@@ -4,11 +4,11 @@
 //! `Server-Timing`. No decision logic lives here; it lives in the pure modules.
 
 mod assets;
-mod avif;
 mod cache;
 mod canary;
 mod derived;
 mod images;
+mod jobs;
 mod libc;
 mod memory;
 mod origin;
@@ -17,6 +17,7 @@ mod respond;
 mod slot;
 mod sweep;
 mod upload;
+mod working;
 
 use protocol::EdgeCacheStatus;
 use worker::{Context, Env, Method as HttpMethod, Request, Response, Result, event};

@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::error::EdgeError;
 use crate::image::key::DerivativeKey;
 use crate::image::sweep::{DerivedFrom, Verdict, verdict};
+use crate::image::working;
 use crate::timing::ServerTiming;
 use crate::upload;
 
@@ -229,6 +230,16 @@ pub(super) async fn route(
         worker::console_warn!("upload {}: deleting old derivatives: {e}", key.as_str());
         0
     });
+    // A large JPEG gets its working copy now, before its first derivative is asked.
+    let copy_queued = inspected.kind.is_image()
+        && working::worth_looking(
+            admitted.length,
+            inspected.kind.content_type(),
+            &config.image_limits,
+        );
+    if copy_queued {
+        super::jobs::enqueue_working_copy(env, key.as_str(), &etag).await;
+    }
     audit(
         &who,
         key,
@@ -250,6 +261,7 @@ pub(super) async fn route(
         "height": inspected.dimensions.map(|d| d.1),
         "replaced": previous.is_some(),
         "derivatives_removed": removed,
+        "working_copy_queued": copy_queued,
         "purge": purge_state,
         "uploaded_by": who,
     });
