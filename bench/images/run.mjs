@@ -1,14 +1,22 @@
 // The driver behind scripts/bench-images (run it through that script: it prepares the
 // photographs, the worker build, the npm packages and the scorer first).
 //
-// For every photograph and output width it runs the same transform (JPEG → WebP, quality 80,
-// width W, height by aspect) through:
+// For every photograph and output width it runs the same transform (JPEG or PNG → WebP,
+// quality 80, width W, height by aspect) through:
 //   course-edge            GET /img/... from our worker in workerd (wrangler dev)
 //   wasm-image-optimization POST to bench/images/worker.mjs in the same workerd build
 //   jSquash                 POST to the same bench worker (mozjpeg → squoosh resize → libwebp SIMD)
 //   sharp                   natively in Node (libvips), bench/images/sharp.mjs
-// and prints per stage times (median of the warm runs, and the first, cold run), bytes,
-// SSIMULACRA2 against an ideal downscale, peak memory, and the ratios to course-edge.
+// and prints per stage times (median of the warm runs, min–max, and the first, cold run),
+// bytes, SSIMULACRA2 against an ideal downscale, peak memory, and the ratios to course-edge.
+// The three workerd pipelines run side by side, their runs interleaved. course-edge's large
+// JPEGs get a working copy from the queue consumer after their first derivative (the bench
+// waits for it, so it never runs beside a measured transform); its "later" rows then ask
+// another width of the same sources. Then AVIF at each width (AVIF=0 skips it): course-edge's
+// queue consumer (its log line gives the stage times), jSquash's libavif at the lowest of
+// AVIF_QUALITIES that scores at least course-edge's SSIMULACRA2 (matched quality), and
+// sharp's effort 4 matched the same way. The end of the output is the speed gate of issue 14:
+// each criterion held or MISSED, with its numbers.
 //
 // Peak memory is measured the same way for the three workerd runs: a fresh workerd per
 // photograph, its resident-set high-water mark (VmHWM) after the runs minus its resident set
@@ -32,6 +40,10 @@ const BENCH_DIR = join(ROOT, "bench/images");
 const SCORE = env.SCORE_BIN;
 // A subset while working on one pipeline (results of a subset are not for bench/results).
 const PIPELINES = (env.PIPELINES ?? "course-edge,wio,jsquash,sharp").split(",");
+const AVIF = (env.AVIF ?? "1") !== "0";
+const AVIF_ITER = Number(env.AVIF_ITERATIONS ?? 3);
+// jSquash's and sharp's quality settings tried to match course-edge's AVIF score.
+const AVIF_QUALITIES = (env.AVIF_QUALITIES ?? "40,50,60,70,80,90").split(",").map(Number);
 
 const log = (...a) => process.stderr.write(`    ${a.join(" ")}\n`);
 const median = (xs) => {
@@ -49,16 +61,21 @@ function freePort() {
   });
 }
 
-function jpegSize(path) {
+function imageSize(path) {
   const d = readFileSync(path);
+  if (d.subarray(1, 4).toString() === "PNG") {
+    return { width: d.readUInt32BE(16), height: d.readUInt32BE(20), bytes: d.length, type: "png", progressive: false };
+  }
   let i = 2;
   while (i + 9 < d.length) {
     const marker = d[i + 1];
     const len = d.readUInt16BE(i + 2);
-    if (marker >= 0xc0 && marker <= 0xc2) return { width: d.readUInt16BE(i + 7), height: d.readUInt16BE(i + 5), bytes: d.length };
+    if (marker >= 0xc0 && marker <= 0xc2) {
+      return { width: d.readUInt16BE(i + 7), height: d.readUInt16BE(i + 5), bytes: d.length, type: "jpeg", progressive: marker === 0xc2 };
+    }
     i += 2 + len;
   }
-  throw new Error(`${path}: no JPEG frame header`);
+  throw new Error(`${path}: not a PNG, and no JPEG frame header`);
 }
 
 function processMemory(pid) {
@@ -113,7 +130,7 @@ async function startWrangler(cwd, args, label) {
     if (child.exitCode !== null) break;
     try {
       await fetch(`${base}/`);
-      return { base, port, stop: () => stopGroup(child), memory: () => snapshot(child.pid) };
+      return { base, port, stop: () => stopGroup(child), memory: () => snapshot(child.pid), output: () => output };
     } catch {
       await new Promise((r) => setTimeout(r, 200));
     }
@@ -141,12 +158,12 @@ function serverTiming(header) {
   return stages;
 }
 
-async function timedFetch(url, init, label) {
+async function timedFetch(url, init, label, type = "image/webp") {
   const start = performance.now();
   const res = await fetch(url, init);
   const body = new Uint8Array(await res.arrayBuffer());
   const wall = performance.now() - start;
-  if (res.status !== 200 || res.headers.get("content-type") !== "image/webp") {
+  if (res.status !== 200 || res.headers.get("content-type") !== type) {
     throw new Error(`${label}: ${res.status} ${res.headers.get("content-type")}: ${new TextDecoder().decode(body.slice(0, 500))}`);
   }
   return { res, body, wall, stages: serverTiming(res.headers.get("server-timing")) };
@@ -158,63 +175,218 @@ function record(r) {
   return { decode, resize, encode, transform: (decode ?? 0) + (resize ?? 0) + (encode ?? 0), wall: r.wall, bytes: r.body.length };
 }
 
-async function benchCourseEdge(image) {
+const ext = (image) => (image.info.type === "png" ? "png" : "jpg");
+// Every (width, run) has its own copy of the source in R2, so each first derivative is a
+// real miss; a later derivative asks another width of a source that already had one.
+const sourceKey = (image, width, i) => `bench/${width}/${i}/${image.name}.${ext(image)}`;
+const laterOf = (width) => WIDTHS[(WIDTHS.indexOf(width) + 1) % WIDTHS.length];
+
+async function startCourseEdge(image) {
   const state = join(WORK, `state-course-edge-${image.name}`);
-  log(`course-edge: uploading ${ITER + 1} copies of ${image.name} to local R2`);
-  for (let i = 0; i <= ITER; i++) {
-    execFileSync(WRANGLER, ["r2", "object", "put", `course-media/bench/${i}/${image.name}.jpg`, "--file", image.path,
-      "--content-type", "image/jpeg", "--local", "--persist-to", state], { cwd: ROOT, stdio: "ignore", env: { ...env, COURSE_EDGE_WORKER_FRESH: "1" } });
+  log(`course-edge: uploading ${(ITER + 1) * WIDTHS.length} copies of ${image.name} to local R2`);
+  for (const width of WIDTHS) {
+    for (let i = 0; i <= ITER; i++) {
+      execFileSync(WRANGLER, ["r2", "object", "put", `course-media/${sourceKey(image, width, i)}`, "--file", image.path,
+        "--content-type", `image/${image.info.type}`, "--local", "--persist-to", state],
+      { cwd: ROOT, stdio: "ignore", env: { ...env, COURSE_EDGE_WORKER_FRESH: "1" } });
+    }
   }
   const dev = await startWrangler(ROOT, ["--persist-to", state, "--var", "ORIGIN_URL:http://127.0.0.1:9"], "course-edge");
-  try {
-    await fetch(`${dev.base}/img/width=0/x.jpg`); // instantiates the worker: the memory baseline
-    const before = dev.memory();
-    const results = {};
-    let allocatorPeak = 0;
-    let linear = 0;
-    for (const width of WIDTHS) {
-      const runs = [];
-      for (let i = 0; i <= ITER; i++) {
-        const url = `${dev.base}/img/width=${width},quality=${QUALITY},format=webp/bench/${i}/${image.name}.jpg`;
-        const r = await timedFetch(url, {}, `course-edge ${image.name} ${width}`);
-        if (r.res.headers.get("x-edge-source") !== "transform") throw new Error(`course-edge: run ${i} was not a fresh transform`);
-        allocatorPeak = Math.max(allocatorPeak, Number(r.res.headers.get("x-edge-memory-peak")));
-        linear = Math.max(linear, Number(r.res.headers.get("x-edge-memory-linear")));
-        const rec = record(r);
-        rec.source = (r.stages.source ?? 0) + (r.stages["r2-head"] ?? 0);
-        runs.push(rec);
-        if (i === ITER) writeFileSync(join(WORK, `out-${image.name}-${width}-course-edge.webp`), r.body);
-      }
-      results[width] = runs;
+  await fetch(`${dev.base}/img/width=0/x.jpg`); // instantiates the worker: the memory baseline
+  return dev;
+}
+
+// The queue consumer logs each working copy it makes (or drops): wait for this source's,
+// so it never runs beside a measured transform.
+async function waitForCopy(dev, key) {
+  const made = new RegExp(`working copy of ${key.replace(/[.]/g, "\\.")} \\((\\d+)x(\\d+) → (\\d+)x(\\d+), (\\d+) bytes\\) made in (\\d+) ms, peak (\\d+) bytes`);
+  for (let t = 0; t < 1200; t++) {
+    const out = dev.output();
+    const m = out.match(made);
+    // ... and its queue batch finished (the copy stored, the slot released).
+    const batchDone = m && /QUEUE course-edge-avif \d+\/\d+/.test(out.slice(out.indexOf(m[0])));
+    if (m && batchDone) return { size: `${m[3]}x${m[4]}`, bytes: Number(m[5]), ms: Number(m[6]), peak: Number(m[7]) };
+    if (out.includes(`WorkingCopy job for ${key} dropped`)) throw new Error(`course-edge: the working copy of ${key} was dropped:\n${out.slice(-1500)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`course-edge: no working copy of ${key} after 120 s:\n${dev.output().slice(-4000)}`);
+}
+
+async function runCourseEdge(dev, image, width, key, label) {
+  const url = `${dev.base}/img/width=${width},quality=${QUALITY},format=webp/${key}`;
+  const r = await timedFetch(url, {}, `course-edge ${image.name} ${width} ${label}`);
+  if (r.stages.transform === undefined) throw new Error(`course-edge: ${key} at ${width} was not a fresh transform (x-edge-cache ${r.res.headers.get("x-edge-cache")})`);
+  const rec = record(r);
+  rec.source = (r.stages.source ?? 0) + (r.stages["r2-head"] ?? 0) + (r.stages.copy ?? 0);
+  rec.copy = r.res.headers.get("x-edge-working-copy") ?? "none";
+  rec.allocatorPeak = Number(r.res.headers.get("x-edge-memory-peak"));
+  rec.linear = Number(r.res.headers.get("x-edge-memory-linear"));
+  return { rec, body: r.body };
+}
+
+// The queue consumer logs each AVIF it encodes, with its stage times: wait for the first
+// one of `key` logged after `since`, and for its queue batch to finish.
+async function waitForAvif(dev, key, since) {
+  const made = new RegExp(`avif of ${key.replace(/[.]/g, "\\.")} \\((\\d+)x(\\d+), (\\d+) bytes\\) from the (copy|original): decode (\\d+) ms, resize (\\d+) ms, encode (\\d+) ms, peak (\\d+) bytes`);
+  for (let t = 0; t < 1200; t++) {
+    const out = dev.output().slice(since);
+    const m = out.match(made);
+    if (m && /QUEUE course-edge-avif \d+\/\d+/.test(out.slice(out.indexOf(m[0])))) {
+      const [decode, resize, encode] = [m[5], m[6], m[7]].map(Number);
+      return { decode, resize, encode, transform: decode + resize + encode, from: m[4], allocatorPeak: Number(m[8]) };
     }
-    return { results, peak: growth(before, dev.memory()), allocatorPeak, linear };
+    if (out.includes(`Avif job for ${key} dropped`)) throw new Error(`course-edge: the AVIF of ${key} was dropped:\n${out.slice(-1500)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`course-edge: no AVIF of ${key} after 120 s:\n${dev.output().slice(-4000)}`);
+}
+
+// course-edge's AVIF of a source: asked for (the edge answers at once and queues the encode),
+// encoded by the queue consumer, then read back from the edge.
+async function runCourseEdgeAvif(dev, image, width, key) {
+  const url = `${dev.base}/img/width=${width},quality=${QUALITY},format=avif/${key}`;
+  const init = { headers: { accept: "image/avif,image/webp" } };
+  const since = dev.output().length;
+  await (await fetch(url, init)).arrayBuffer();
+  const rec = await waitForAvif(dev, key, since);
+  const r = await timedFetch(url, init, `course-edge ${image.name} ${width} AVIF`, "image/avif");
+  rec.bytes = r.body.length;
+  return { rec, body: r.body };
+}
+
+async function runLib(dev, lib, image, bytes, width) {
+  const r = await timedFetch(`${dev.base}/${lib}?width=${width}&quality=${QUALITY}`, { method: "POST", body: bytes }, `${lib} ${image.name} ${width}`);
+  const rec = record(r);
+  rec.linear = Number(r.res.headers.get("x-bench-wasm-memory"));
+  return { rec, body: r.body };
+}
+
+// One photograph: the three workerd pipelines started together, then every run interleaved
+// (course-edge, wasm-image-optimization, jSquash, in turn), then course-edge's later
+// derivatives, then sharp natively.
+async function benchImage(image, order) {
+  const inWorkers = order.filter((n) => n !== "sharp");
+  const devs = {};
+  const before = {};
+  try {
+    for (const n of inWorkers) {
+      devs[n] = n === "course-edge" ? await startCourseEdge(image) : await startWrangler(BENCH_DIR, ["--persist-to", join(WORK, `state-${n}-${image.name}`)], n);
+      if (n !== "course-edge") await fetch(`${devs[n].base}/`);
+      before[n] = devs[n].memory();
+    }
+    const bytes = readFileSync(image.path);
+    const runs = Object.fromEntries(inWorkers.map((n) => [n, { results: {}, linear: 0, allocatorPeak: 0 }]));
+    runs.later = { results: {}, linear: 0, allocatorPeak: 0 };
+    const copies = [];
+    const keep = (n, width, i, out, name = n) => {
+      (runs[n].results[width] ??= []).push(out.rec);
+      runs[n].linear = Math.max(runs[n].linear, out.rec.linear || 0);
+      runs[n].allocatorPeak = Math.max(runs[n].allocatorPeak, out.rec.allocatorPeak || 0);
+      if (i === ITER) writeFileSync(join(WORK, `out-${image.name}-${width}-${name}.webp`), out.body);
+    };
+    for (const width of WIDTHS) {
+      for (let i = 0; i <= ITER; i++) {
+        for (const n of inWorkers) {
+          if (n === "course-edge") {
+            const key = sourceKey(image, width, i);
+            const out = await runCourseEdge(devs[n], image, width, key, "first");
+            keep(n, width, i, out);
+            if (out.rec.copy === "queued") copies.push(await waitForCopy(devs[n], key));
+          } else {
+            keep(n, width, i, await runLib(devs[n], n, image, bytes, width));
+          }
+        }
+      }
+    }
+    if (copies.length && WIDTHS.length > 1) {
+      for (const width of WIDTHS) {
+        for (let i = 0; i <= ITER; i++) {
+          const out = await runCourseEdge(devs["course-edge"], image, width, sourceKey(image, laterOf(width), i), "later");
+          if (out.rec.copy !== "used") throw new Error(`course-edge: the later ${width} px derivative of ${image.name} did not use the working copy (${out.rec.copy})`);
+          keep("later", width, i, out, "course-edge-later");
+        }
+      }
+    }
+    for (const n of inWorkers) runs[n].peak = growth(before[n], devs[n].memory());
+    const avif = AVIF ? await benchAvif(image, devs, bytes, order) : null;
+    if (order.includes("sharp")) runs.sharp = benchSharp(image);
+    return { runs, copies, avif };
   } finally {
-    await dev.stop();
+    for (const dev of Object.values(devs)) await dev.stop();
   }
 }
 
-async function benchWorkerLib(lib, image) {
-  const dev = await startWrangler(BENCH_DIR, ["--persist-to", join(WORK, `state-${lib}`)], lib);
-  const bytes = readFileSync(image.path);
-  try {
-    await fetch(`${dev.base}/`);
-    const before = dev.memory();
-    const results = {};
-    let linear = 0;
-    for (const width of WIDTHS) {
-      const runs = [];
-      for (let i = 0; i <= ITER; i++) {
-        const r = await timedFetch(`${dev.base}/${lib}?width=${width}&quality=${QUALITY}`, { method: "POST", body: bytes }, `${lib} ${image.name} ${width}`);
-        runs.push(record(r));
-        linear = Math.max(linear, Number(r.res.headers.get("x-bench-wasm-memory")));
-        if (i === ITER) writeFileSync(join(WORK, `out-${image.name}-${width}-${lib}.webp`), r.body);
-      }
-      results[width] = runs;
+// AVIF at every width, after the WebP runs (their memory is read before): course-edge's
+// queue consumer, then jSquash and sharp at the quality that matches course-edge's score.
+async function benchAvif(image, devs, bytes, order) {
+  const result = {};
+  for (const width of WIDTHS) {
+    const at = (result[width] = {});
+    const ce = [];
+    let body;
+    for (let i = 0; i <= AVIF_ITER; i++) {
+      const out = await runCourseEdgeAvif(devs["course-edge"], image, width, sourceKey(image, width, i));
+      ce.push(out.rec);
+      body = out.body;
     }
-    return { results, peak: growth(before, dev.memory()), linear };
-  } finally {
-    await dev.stop();
+    const ours = join(WORK, `avif-${image.name}-${width}-course-edge.avif`);
+    writeFileSync(ours, body);
+    at["course-edge"] = { runs: ce, score: (await scoreFiles(image, [ours]))[0], bytes: body.length, quality: QUALITY };
+    const target = at["course-edge"].score.ssimulacra2;
+    log(`course-edge AVIF ${width} px: ${fmt(median(ce.slice(1).map((r) => r.encode)))} ms encode, SSIMULACRA2 ${target}`);
+    if (devs.jsquash) {
+      at.jsquash = await matched(image, width, target, async (q, n) => {
+        const runs = [];
+        let last;
+        for (let i = 0; i < n; i++) {
+          const r = await timedFetch(`${devs.jsquash.base}/jsquash?width=${width}&quality=${q}&format=avif`, { method: "POST", body: bytes }, `jsquash AVIF ${image.name} ${width} q${q}`, "image/avif");
+          runs.push(record(r));
+          last = r.body;
+        }
+        const file = join(WORK, `avif-${image.name}-${width}-jsquash-q${q}.avif`);
+        writeFileSync(file, last);
+        return { runs, file, bytes: last.length };
+      });
+    }
+    if (order.includes("sharp")) {
+      at.sharp = await matched(image, width, target, async (q, n) => {
+        const file = join(WORK, `avif-${image.name}-${width}-sharp-q${q}.avif`);
+        const line = execFileSync("node", [join(BENCH_DIR, "sharp.mjs"), image.path, String(width), String(q), String(n), file, "avif"], { encoding: "utf8" });
+        const r = JSON.parse(line);
+        return { runs: r.times.map((t) => ({ encode: t, transform: t })), file, bytes: r.bytes };
+      });
+    }
   }
+  return result;
+}
+
+// The lowest of AVIF_QUALITIES whose output scores at least `target` (one run each), then
+// AVIF_ITER more runs at it: { quality, runs, score, bytes, matched }. When none reaches the
+// target, the highest quality, with matched = false.
+async function matched(image, width, target, run) {
+  let chosen;
+  for (const q of AVIF_QUALITIES) {
+    const tried = await run(q, 1);
+    tried.score = (await scoreFiles(image, [tried.file]))[0];
+    chosen = { quality: q, ...tried, matched: tried.score.ssimulacra2 >= target };
+    if (chosen.matched) break;
+  }
+  const more = await run(chosen.quality, AVIF_ITER);
+  // The calibration run stands first, as the cold one.
+  return { ...chosen, runs: [chosen.runs[0], ...more.runs] };
+}
+
+// SSIMULACRA2 of AVIF files: decoded to PNG by sharp (the scorer reads PNG, not AVIF).
+async function scoreFiles(image, files) {
+  const { default: sharp } = await import("sharp");
+  const pngs = [];
+  for (const f of files) {
+    const png = `${f}.png`;
+    await sharp(f).png().toFile(png);
+    pngs.push(png);
+  }
+  const out = execFileSync(SCORE, [image.path, ...pngs], { encoding: "utf8" });
+  return out.trim().split("\n").map((l) => JSON.parse(l));
 }
 
 function benchSharp(image) {
@@ -254,8 +426,10 @@ function versions() {
       ` (jpeg-decoder ${crate("jpeg-decoder")}, fast_image_resize ${crate("fast_image_resize")}, webp ${crate("webp")} / libwebp-sys ${crate("libwebp-sys")})`,
     "wasm-image-optimization": pkg(BENCH_DIR, "wasm-image-optimization"),
     "@jsquash/jpeg": pkg(BENCH_DIR, "@jsquash/jpeg"),
+    "@jsquash/png": pkg(BENCH_DIR, "@jsquash/png"),
     "@jsquash/resize": pkg(BENCH_DIR, "@jsquash/resize"),
     "@jsquash/webp": pkg(BENCH_DIR, "@jsquash/webp"),
+    "@jsquash/avif": pkg(BENCH_DIR, "@jsquash/avif"),
     sharp: pkg(BENCH_DIR, "sharp"),
     wrangler: pkg(ROOT, "wrangler"),
     workerd: pkg(ROOT, "workerd"),
@@ -264,6 +438,45 @@ function versions() {
   const missing = Object.entries(v).filter(([, x]) => !x).map(([k]) => k);
   if (missing.length) throw new Error(`missing: ${missing.join(", ")} — run scripts/bench-images again (it installs them)`);
   return v;
+}
+
+// The AVIF table of one photograph and its gate lines: encode time no slower than jSquash's at
+// matched SSIMULACRA2; bytes below course-edge's own WebP at equal quality (within 0.5).
+function reportAvif(image, avif, webpOf, check, summary) {
+  for (const width of WIDTHS) {
+    const at = avif[width];
+    console.log("");
+    console.log(`### → ${width} px AVIF   (ms; median of ${AVIF_ITER} warm runs; course-edge: the queue consumer's stages, off the request path; jSquash and sharp at the lowest quality of ${AVIF_QUALITIES.join("/")} that scores at least course-edge's SSIMULACRA2)`);
+    console.log(["pipeline".padEnd(30), "quality", "decode", "resize", "encode", "min–max", "cold", "bytes", "SSIMULACRA2", "encode vs ours"].map((h, k) => (k ? h.padStart(k === 5 ? 13 : k === 9 ? 15 : 9) : h)).join(" "));
+    const names = { "course-edge": "course-edge (rav1e)", jsquash: "jSquash (libavif+aom)", sharp: "sharp effort 4 (native)" };
+    const stat = (n) => {
+      const warm = at[n].runs.slice(1);
+      const m = (k) => (warm[0][k] === undefined ? undefined : median(warm.map((r) => r[k])));
+      const enc = warm.map((r) => r.encode);
+      return { m, encode: m("encode"), min: Math.min(...enc), max: Math.max(...enc), cold: at[n].runs[0].encode };
+    };
+    const ours = stat("course-edge");
+    for (const n of ["course-edge", "jsquash", "sharp"].filter((x) => at[x])) {
+      const st = stat(n);
+      const q = n === "course-edge" ? `${at[n].quality}` : `${at[n].quality}${at[n].matched ? "" : "*"}`;
+      const ratio = n === "course-edge" ? "1.00x" : `${(st.encode / ours.encode).toFixed(2)}x time`;
+      console.log([names[n].padEnd(30), q, fmt(st.m("decode")), fmt(st.m("resize")), fmt(st.encode), `${fmt(st.min)}–${fmt(st.max)}`, fmt(st.cold), String(at[n].bytes), String(at[n].score.ssimulacra2), ratio]
+        .map((c, k) => (k ? c.padStart(k === 5 ? 13 : k === 9 ? 15 : 9) : c)).join(" "));
+      summary.push({ image: image.name, width, pipeline: `${n}-avif`, quality: at[n].quality, matched: at[n].matched ?? true, encode_ms: st.encode, min_ms: st.min, max_ms: st.max, cold_ms: st.cold, bytes: at[n].bytes, ssimulacra2: at[n].score.ssimulacra2 });
+    }
+    const from = [...new Set(at["course-edge"].runs.map((r) => r.from))].join(", ");
+    const peak = Math.max(...at["course-edge"].runs.map((r) => r.allocatorPeak));
+    console.log(`course-edge AVIF made from the ${from}; allocator peak ${mib(peak)} MiB${Object.values(at).some((x) => x.matched === false) ? "; * = no quality tried reached course-edge's score (its best shown)" : ""}`);
+    const score = at["course-edge"].score.ssimulacra2;
+    if (at.jsquash) {
+      const theirs = stat("jsquash").encode;
+      check(`${image.name} ${width} px AVIF: encode no slower than jSquash's at matched SSIMULACRA2`, ours.encode <= theirs,
+        `${fmt(ours.encode)} vs ${fmt(theirs)} ms (jSquash q${at.jsquash.quality}${at.jsquash.matched ? "" : ", never reached our score"}: ${at.jsquash.score.ssimulacra2} vs our ${score})`);
+    }
+    const webp = webpOf[width];
+    check(`${image.name} ${width} px AVIF: bytes below our WebP at equal quality`, at["course-edge"].bytes < webp.bytes && score >= webp.s.ssimulacra2 - 0.5,
+      `${at["course-edge"].bytes} vs ${webp.bytes} bytes, SSIMULACRA2 ${score} vs ${webp.s.ssimulacra2}`);
+  }
 }
 
 const fmt = (x) => (x === undefined || Number.isNaN(x) ? "-" : x >= 100 ? x.toFixed(0) : x.toFixed(1));
@@ -276,50 +489,94 @@ async function main() {
   for (const [k, x] of Object.entries(v)) console.log(`# ${k}: ${x}`);
   const order = ["course-edge", "wio", "jsquash", "sharp"].filter((n) => PIPELINES.includes(n));
   if (!order.includes("course-edge")) throw new Error("PIPELINES must include course-edge: the ratios are to it");
-  const label = { "course-edge": "course-edge", wio: "wasm-image-optimization", jsquash: "jSquash", sharp: "sharp (native)" };
+  const label = { "course-edge": "course-edge", later: "course-edge later (from copy)", wio: "wasm-image-optimization", jsquash: "jSquash", sharp: "sharp (native)" };
   const summary = [];
+  const gate = [];
+  const check = (what, held, detail) => gate.push({ what, held, detail });
   for (const image of IMAGES) {
-    const info = jpegSize(image.path);
+    const info = imageSize(image.path);
+    image.info = info;
     const mp = (info.width * info.height) / 1e6;
-    log(`${image.name}: ${info.width}x${info.height}`);
-    const runs = {};
-    const run = { "course-edge": () => benchCourseEdge(image), wio: () => benchWorkerLib("wio", image),
-      jsquash: () => benchWorkerLib("jsquash", image), sharp: async () => benchSharp(image) };
-    for (const n of order) {
-      runs[n] = await run[n]();
-      log(`${label[n]} done`);
-    }
+    const kind = info.type === "png" ? "PNG with alpha" : info.progressive ? "progressive JPEG" : "baseline JPEG";
+    log(`${image.name}: ${info.width}x${info.height} ${kind}`);
+    const { runs, copies, avif } = await benchImage(image, order);
     if (runs.sharp?.meta && !v.libvips) {
       v.libvips = runs.sharp.meta.versions.libvips;
       console.log(`# sharp: libvips ${runs.sharp.meta.versions.libvips}, libwebp ${runs.sharp.meta.versions.libwebp}, ${runs.sharp.meta.threads} threads`);
     }
     console.log("");
-    console.log(`## ${image.name}.jpg — ${info.width}x${info.height} (${mp.toFixed(1)} MP), ${(info.bytes / 1048576).toFixed(2)} MiB`);
+    console.log(`## ${image.name}.${ext(image)} — ${info.width}x${info.height} (${mp.toFixed(1)} MP) ${kind}, ${(info.bytes / 1048576).toFixed(2)} MiB`);
     const inWorkers = ["course-edge", "wio", "jsquash"].filter((n) => order.includes(n));
-    console.log(`WASM linear memory after the runs (MiB; counts against the 128 MB isolate): ${inWorkers.map((n) => `${label[n]} ${mib(runs[n].linear)}`).join(", ")}; course-edge allocator high-water ${mib(runs["course-edge"].allocatorPeak)}`);
+    console.log(`WASM linear memory after the runs (MiB; counts against the 128 MB isolate): ${inWorkers.map((n) => `${label[n]} ${mib(runs[n].linear)}`).join(", ")}; course-edge allocator high-water ${mib(Math.max(runs["course-edge"].allocatorPeak, runs.later.allocatorPeak, ...copies.map((c) => c.peak)))}`);
     console.log(`process peak growth (MiB; workerd VmHWM, or sharp's maxRSS): ${order.map((n) => `${label[n]} ${mib(runs[n].peak)}`).join(", ")}`);
+    if (copies.length) {
+      console.log(`course-edge working copies (queue consumer, off the request path): ${copies[0].size}, ${(median(copies.map((c) => c.bytes)) / 1048576).toFixed(2)} MiB, made in ${fmt(median(copies.map((c) => c.ms)))} ms median, allocator peak ${mib(Math.max(...copies.map((c) => c.peak)))} MiB`);
+    } else {
+      console.log("course-edge working copies: none (under IMAGE_WORKING_COPY_MIN_BYTES, or not a JPEG)");
+    }
+    const rows = [...order.slice(0, 1), ...(runs.later.results[WIDTHS[0]] ? ["later"] : []), ...order.slice(1)];
+    const webpOf = {};
     for (const width of WIDTHS) {
-      const scores = score(image, width, order);
+      const scores = score(image, width, rows.map((n) => (n === "later" ? "course-edge-later" : n)));
       console.log("");
       console.log(`### → ${width} px WebP q${QUALITY}   (ms; median of ${ITER} warm runs; 'cold' = this width's first run: for the first width, the first transform of a fresh process)`);
-      console.log(["pipeline".padEnd(24), "decode", "resize", "encode", "transform", "cold", "wall", "bytes", "size", "SSIMULACRA2", "vs course-edge"].map((h, i) => (i ? h.padStart(i === 10 ? 15 : 9) : h)).join(" "));
-      const ours = median(runs["course-edge"].results[width].slice(1).map((r) => r.transform));
-      for (const n of order) {
+      console.log(["pipeline".padEnd(30), "decode", "resize", "encode", "transform", "min–max", "cold", "wall", "bytes", "size", "SSIMULACRA2", "vs course-edge"].map((h, k) => (k ? h.padStart(k === 11 ? 15 : k === 5 ? 11 : 9) : h)).join(" "));
+      const stat = (n) => {
         const rs = runs[n].results[width];
         const warm = rs.slice(1);
         const m = (k) => (warm[0][k] === undefined ? undefined : median(warm.map((r) => r[k])));
-        const t = m("transform");
+        const ts = warm.map((r) => r.transform);
+        return { rs, warm, m, t: m("transform"), min: Math.min(...ts), max: Math.max(...ts), cold: rs[0].transform, bytes: warm[warm.length - 1].bytes, s: scores[n === "later" ? "course-edge-later" : n] };
+      };
+      const stats = Object.fromEntries(rows.map((n) => [n, stat(n)]));
+      webpOf[width] = stats["course-edge"];
+      const ours = stats["course-edge"].t;
+      for (const n of rows) {
+        const { m, t, min, max, cold, bytes, s } = stats[n];
         const ratio = n === "course-edge" ? "1.00x" : `${(t / ours).toFixed(2)}x time`;
-        const s = scores[n];
-        console.log([label[n].padEnd(24), fmt(m("decode")), fmt(m("resize")), fmt(m("encode")), fmt(t), fmt(rs[0].transform), fmt(m("wall")), String(warm[warm.length - 1].bytes), s.size, String(s.ssimulacra2), ratio]
-          .map((c, i) => (i ? c.padStart(i === 10 ? 15 : 9) : c)).join(" "));
-        summary.push({ image: image.name, width, pipeline: n, transform_ms: t, cold_ms: rs[0].transform, bytes: warm[warm.length - 1].bytes, ssimulacra2: s.ssimulacra2, linear_mib: runs[n].linear === undefined ? null : Number(mib(runs[n].linear)), process_peak_mib: Number(mib(runs[n].peak)) });
+        console.log([label[n].padEnd(30), fmt(m("decode")), fmt(m("resize")), fmt(m("encode")), fmt(t), `${fmt(min)}–${fmt(max)}`, fmt(cold), fmt(m("wall")), String(bytes), s.size, String(s.ssimulacra2), ratio]
+          .map((c, k) => (k ? c.padStart(k === 11 ? 15 : k === 5 ? 11 : 9) : c)).join(" "));
+        summary.push({ image: image.name, width, pipeline: n, transform_ms: t, min_ms: min, max_ms: max, cold_ms: cold, bytes, ssimulacra2: s.ssimulacra2, linear_mib: runs[n === "later" ? "course-edge" : n].linear === undefined ? null : Number(mib(runs[n === "later" ? "course-edge" : n].linear)), process_peak_mib: Number(mib(runs[n === "later" ? "course-edge" : n].peak)) });
       }
-      if (runs["course-edge"].results[width][0].source !== undefined) {
-        console.log(`course-edge R2 head + get of the source (not in 'transform'): ${fmt(median(runs["course-edge"].results[width].slice(1).map((r) => r.source)))} ms median`);
+      console.log(`course-edge R2 reads of the source (not in 'transform'): ${fmt(median(stats["course-edge"].warm.map((r) => r.source)))} ms median${stats.later ? `; later derivatives read the working copy: ${fmt(median(stats.later.warm.map((r) => r.source)))} ms` : ""}`);
+
+      // The speed gate (issue 14), this photograph at this width.
+      const alts = ["wio", "jsquash"].filter((n) => stats[n]);
+      if (alts.length) {
+        const fastest = Math.min(...alts.map((n) => stats[n].t));
+        const fastestCold = Math.min(...alts.map((n) => stats[n].cold));
+        const at = `${image.name} ${width} px`;
+        if (info.progressive && mp >= 10) {
+          check(`${at}: first derivative ≥ 1.5× faster than the faster alternative`, ours * 1.5 <= fastest, `${fmt(ours)} vs ${fmt(fastest)} ms (${(fastest / ours).toFixed(2)}×)`);
+        } else {
+          check(`${at}: first derivative ≤ ½ of the faster alternative, warm`, ours <= fastest / 2, `${fmt(ours)} vs ${fmt(fastest)} ms (${(fastest / ours).toFixed(2)}×)`);
+        }
+        if (width === WIDTHS[0]) {
+          check(`${at}: first transform of a fresh isolate ≤ the faster alternative's`, stats["course-edge"].cold <= fastestCold, `${fmt(stats["course-edge"].cold)} vs ${fmt(fastestCold)} ms`);
+        }
+      }
+      if (stats.later && width === 1200 && info.progressive) {
+        check(`${image.name} 1200 px: later derivative ≤ 350 ms`, stats.later.t <= 350, `${fmt(stats.later.t)} ms`);
+      }
+      if (stats.sharp) {
+        for (const n of ["course-edge", "later"].filter((x) => stats[x])) {
+          const q = stats[n].s.ssimulacra2;
+          const sq = stats.sharp.s.ssimulacra2;
+          check(`${image.name} ${width} px ${n === "later" ? "later " : ""}quality: SSIMULACRA2 ≥ sharp − 0.5 at ≤ 105 % of sharp's bytes`, q >= sq - 0.5 && stats[n].bytes <= stats.sharp.bytes * 1.05,
+            `${q} vs ${sq}, ${stats[n].bytes} vs ${stats.sharp.bytes} bytes (${((stats[n].bytes / stats.sharp.bytes) * 100).toFixed(1)} %)`);
+        }
+      }
+      if (stats.later) {
+        check(`${image.name} ${width} px: working copy loses ≤ 0.5 SSIMULACRA2`, stats.later.s.ssimulacra2 >= stats["course-edge"].s.ssimulacra2 - 0.5,
+          `${stats.later.s.ssimulacra2} from the copy vs ${stats["course-edge"].s.ssimulacra2} from the original`);
       }
     }
+    if (avif) reportAvif(image, avif, webpOf, check, summary);
+    check(`${image.name}: course-edge's WASM memory < 128 MiB`, runs["course-edge"].linear < 128 * 1048576, `${mib(runs["course-edge"].linear)} MiB`);
   }
+  console.log("");
+  console.log(`## the speed gate: ${gate.filter((g) => g.held).length} of ${gate.length} held`);
+  for (const g of gate) console.log(`${g.held ? "held  " : "MISSED"} ${g.what}: ${g.detail}`);
   console.log("");
   console.log("# 'transform' = decode + resize + encode as each pipeline times them (sharp: one fused libvips call).");
   console.log("# 'vs course-edge' = that pipeline's transform time / course-edge's: above 1.00x course-edge is faster.");
@@ -331,6 +588,9 @@ async function main() {
   console.log("#   hold the originals it reads (16 MB each for the 17.9 MP photo); the bench worker gets bytes in the request.");
   console.log("# wasm-image-optimization answers 1-2 px short of the width asked (798, 799, 1198, 1199); its SSIMULACRA2 is");
   console.log("#   scored against a reference of its own size.");
+  console.log("# 'later' = course-edge's derivative of a source that already had one (another width): made from the");
+  console.log("#   working copy; 'R2 reads' then counts the copy's read instead of the original's.");
+  console.log("# PNG with alpha: SSIMULACRA2 compares every image composited over white.");
   console.log(`# json: ${JSON.stringify(summary)}`);
 }
 

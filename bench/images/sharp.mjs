@@ -1,11 +1,12 @@
 // sharp (libvips), natively in Node: the fast-path reference for scripts/bench-images.
-// Usage: node sharp.mjs <source.jpg> <width> <quality> <iterations> <out.webp>
+// Usage: node sharp.mjs <source.jpg> <width> <quality> <iterations> <out.webp> [webp|avif]
+// (AVIF at effort 4: libheif + libaom, what the speed issue reports beside ours.)
 // Prints one JSON line: per-iteration wall times (decode, resize and encode are one fused
 // libvips pipeline, so there are no stage times), output size, and peak RSS growth.
 import { readFileSync, writeFileSync } from "node:fs";
 import sharp from "sharp";
 
-const [src, width, quality, iterations, out] = process.argv.slice(2);
+const [src, width, quality, iterations, out, format = "webp"] = process.argv.slice(2);
 const input = readFileSync(src);
 const baseline = process.memoryUsage().rss;
 const times = [];
@@ -15,7 +16,7 @@ for (let i = 0; i < Number(iterations); i++) {
   const start = performance.now();
   ({ data: output, info } = await sharp(input)
     .resize({ width: Number(width), withoutEnlargement: true })
-    .webp({ quality: Number(quality) })
+    [format](format === "avif" ? { quality: Number(quality), effort: 4 } : { quality: Number(quality) })
     .toBuffer({ resolveWithObject: true }));
   times.push(performance.now() - start);
 }

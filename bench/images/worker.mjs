@@ -1,18 +1,24 @@
 // The two in-Workers alternatives course-edge is compared with, run by scripts/bench-images
-// inside the same workerd as course-edge. POST a JPEG to /wio or /jsquash with ?width=&quality=;
+// inside the same workerd as course-edge. POST a JPEG or PNG to /wio or /jsquash with ?width=&quality=;
 // the answer is the WebP, with per-stage times in Server-Timing (same names as course-edge:
-// decode, resize, encode). Each library is instantiated on first use only, so a process that
+// decode, resize, encode). /jsquash?format=avif answers AVIF instead (libavif + libaom, at jSquash's
+// default speed 6 unless ?speed= says otherwise). Each library is instantiated on first use only, so a process that
 // serves one of them holds only that library's memory (the script starts one process per library).
 import { ImageConverter } from "wasm-image-optimization/workerd";
 import decodeJpeg, { init as initJpegDecode } from "@jsquash/jpeg/decode.js";
+import decodePng, { init as initPngDecode } from "@jsquash/png/decode.js";
 import encodeWebp, { init as initWebpEncode } from "@jsquash/webp/encode.js";
+import encodeAvif, { init as initAvifEncode } from "@jsquash/avif/encode.js";
 import resize, { initResize } from "@jsquash/resize";
 import JPEG_DEC_WASM from "@jsquash/jpeg/codec/dec/mozjpeg_dec.wasm";
 import WEBP_ENC_SIMD_WASM from "@jsquash/webp/codec/enc/webp_enc_simd.wasm";
 import RESIZE_WASM from "@jsquash/resize/lib/resize/pkg/squoosh_resize_bg.wasm";
+import PNG_DEC_WASM from "@jsquash/png/codec/pkg/squoosh_png_bg.wasm";
+import AVIF_ENC_WASM from "@jsquash/avif/codec/enc/avif_enc.wasm";
 
 let wio;
 let jsquashReady;
+let avifReady;
 
 // Every WebAssembly memory the libraries create, so each answer can report their linear
 // memory: what counts against the isolate's 128 MB besides the JS heap (course-edge reports
@@ -71,19 +77,28 @@ async function runWio(bytes, width, quality, stages) {
   }
 }
 
-async function runJsquash(bytes, width, quality, stages) {
+async function runJsquash(bytes, width, quality, stages, params) {
   if (!jsquashReady) {
     jsquashReady = Promise.all([
       initJpegDecode(JPEG_DEC_WASM),
+      initPngDecode(PNG_DEC_WASM),
       initWebpEncode(WEBP_ENC_SIMD_WASM),
       initResize(RESIZE_WASM),
     ]);
   }
   await jsquashReady;
-  const decoded = await timed(stages, "decode", () => decodeJpeg(bytes.buffer));
+  const png = bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47;
+  const decoded = await timed(stages, "decode", () => (png ? decodePng(bytes.buffer) : decodeJpeg(bytes.buffer)));
   const height = Math.max(1, Math.round((decoded.height * width) / decoded.width));
   // jSquash's documented defaults: lanczos3, premultiplied, in linear light.
   const resized = await timed(stages, "resize", () => resize(decoded, { width, height }));
+  if (params.get("format") === "avif") {
+    avifReady ??= initAvifEncode(AVIF_ENC_WASM);
+    await avifReady;
+    const speed = Number(params.get("speed") ?? 6);
+    const out = await timed(stages, "encode", () => encodeAvif(resized, { quality, speed }));
+    return { data: new Uint8Array(out), width, height, type: "image/avif" };
+  }
   const out = await timed(stages, "encode", () => encodeWebp(resized, { quality }));
   return { data: new Uint8Array(out), width, height };
 }
@@ -100,10 +115,10 @@ export default {
     const bytes = new Uint8Array(await request.arrayBuffer());
     const stages = [];
     try {
-      const out = await run(bytes, width, quality, stages);
+      const out = await run(bytes, width, quality, stages, url.searchParams);
       return new Response(out.data, {
         headers: {
-          "content-type": "image/webp",
+          "content-type": out.type ?? "image/webp",
           "server-timing": stages.map(([n, d]) => `${n};dur=${d}`).join(", "),
           "x-bench-size": `${out.width}x${out.height}`,
           "x-bench-wasm-memory": String(linearBytes()),

@@ -77,10 +77,20 @@ fn score(reference: &LinearImage, derivative: &image::RgbImage) -> Result<f64, S
     compute_frame_ssimulacra2(reference, distorted).map_err(|e| format!("ssimulacra2: {e}"))
 }
 
+/// The image as opaque RGB: with alpha, composited over white (the same for the original
+/// and every derivative, so transparent pixels, whose colour is arbitrary, do not count).
 fn open_rgb(path: &Path) -> Result<image::RgbImage, String> {
-    image::open(path)
-        .map(|i| i.to_rgb8())
-        .map_err(|e| format!("{}: {e}", path.display()))
+    let image = image::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !image.color().has_alpha() {
+        return Ok(image.to_rgb8());
+    }
+    let rgba = image.to_rgba8();
+    Ok(ImageBuffer::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let [r, g, b, a] = rgba.get_pixel(x, y).0;
+        let over =
+            |c: u8| ((u32::from(c) * u32::from(a) + 255 * (255 - u32::from(a)) + 127) / 255) as u8;
+        Rgb([over(r), over(g), over(b)])
+    }))
 }
 
 fn run(args: &[String]) -> Result<(), String> {
@@ -149,6 +159,22 @@ mod tests {
         }
         let worse = score(&reference, &noisy).unwrap();
         assert!(worse < same - 10.0, "degraded {worse} vs identical {same}");
+    }
+
+    #[test]
+    fn transparent_pixels_are_scored_over_white() {
+        let dir = std::env::temp_dir().join(format!("image-score-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("alpha.png");
+        image::RgbaImage::from_fn(4, 1, |x, _| {
+            image::Rgba([0, 0, 0, [0, 85, 170, 255][x as usize]])
+        })
+        .save(&path)
+        .unwrap();
+        let rgb = open_rgb(&path).unwrap();
+        let greys: Vec<u8> = rgb.pixels().map(|p| p.0[0]).collect();
+        assert_eq!(greys, [255, 170, 85, 0]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
