@@ -158,9 +158,20 @@ function serverTiming(header) {
   return stages;
 }
 
+// A keep-alive socket that wrangler's proxy closed while idle (the AVIF phase leaves a
+// pipeline idle for seconds) fails before any byte is sent: that request is made again.
+async function fetchOnce(url, init) {
+  try {
+    return await fetch(url, init);
+  } catch (e) {
+    if (!["UND_ERR_SOCKET", "ECONNRESET"].includes(e?.cause?.code)) throw new Error(`${url}: ${e} (${e?.cause})`);
+    return fetch(url, init);
+  }
+}
+
 async function timedFetch(url, init, label, type = "image/webp") {
   const start = performance.now();
-  const res = await fetch(url, init);
+  const res = await fetchOnce(url, init);
   const body = new Uint8Array(await res.arrayBuffer());
   const wall = performance.now() - start;
   if (res.status !== 200 || res.headers.get("content-type") !== type) {
