@@ -159,13 +159,19 @@ function serverTiming(header) {
 }
 
 // A keep-alive socket that wrangler's proxy closed while idle (the AVIF phase leaves a
-// pipeline idle for seconds) fails before any byte is sent: that request is made again.
+// pipeline idle for seconds) fails before an answer starts (ECONNRESET, EPIPE while the body
+// is written): that request is made again, at most twice; every request here is idempotent.
 async function fetchOnce(url, init) {
-  try {
-    return await fetch(url, init);
-  } catch (e) {
-    if (!["UND_ERR_SOCKET", "ECONNRESET"].includes(e?.cause?.code)) throw new Error(`${url}: ${e} (${e?.cause})`);
-    return fetch(url, init);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fetch(url, init);
+    } catch (e) {
+      const code = e?.cause?.code;
+      if (attempt === 2 || !["UND_ERR_SOCKET", "ECONNRESET", "EPIPE", "UND_ERR_CLOSED"].includes(code)) {
+        throw new Error(`${url}: ${e} (${e?.cause}) after ${attempt + 1} attempts`);
+      }
+      log(`retrying ${url} after ${code}`);
+    }
   }
 }
 
