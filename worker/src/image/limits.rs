@@ -170,19 +170,11 @@ impl Limits {
     /// unknown or generic type is left to sniffing, under the size limit.
     pub fn check_source(&self, size: u64, declared_type: &str) -> Result<(), SourceError> {
         self.check_bytes(size).map_err(SourceError::TooLarge)?;
-        let essence = declared_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let essence = essence(declared_type);
         // Refuse what is declared as something else; an image type we may not know the
         // spelling of (`image/jpg`, `image/x-png`) or a generic one is left to sniffing.
-        let generic = matches!(
-            essence.as_str(),
-            "" | "application/octet-stream" | "binary/octet-stream"
-        );
-        let other = (!essence.starts_with("image/") && !generic) || essence == "image/svg+xml";
+        let other =
+            (!essence.starts_with("image/") && !is_generic(&essence)) || essence == "image/svg+xml";
         if other {
             return Err(SourceError::NotAnImage(essence));
         }
@@ -233,6 +225,24 @@ impl Limits {
         }
         Ok(())
     }
+}
+
+/// A declared `Content-Type`'s media type, lower case, without parameters.
+pub(crate) fn essence(declared_type: &str) -> String {
+    declared_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// A declared type that says nothing about the bytes (none, or a generic binary type).
+pub(crate) fn is_generic(essence: &str) -> bool {
+    matches!(
+        essence,
+        "" | "application/octet-stream" | "binary/octet-stream"
+    )
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 
 use super::decode::{self, Header, SourceFormat};
 use super::format::OutputFormat;
-use super::limits::{Footprint, Limits};
+use super::limits::{self, Footprint, Limits};
 use super::options::{ImageOptions, Metadata, Rgba};
 use super::{Output, TransformError, color, encode, metadata, orient};
 
@@ -43,16 +43,9 @@ pub struct WorkingCopy {
 /// What an R2 `head` of the source can tell before a byte is read: whether a working copy
 /// may be worth looking for (a JPEG, or an untyped object, of at least the configured size).
 pub fn worth_looking(source_bytes: u64, declared_type: &str, limits: &Limits) -> bool {
-    let essence = declared_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let jpeg_or_untyped = matches!(
-        essence.as_str(),
-        "image/jpeg" | "image/jpg" | "image/pjpeg" | "" | "application/octet-stream"
-    );
+    let essence = limits::essence(declared_type);
+    let jpeg_or_untyped = matches!(essence.as_str(), "image/jpeg" | "image/jpg" | "image/pjpeg")
+        || limits::is_generic(&essence);
     limits.working_copy_min_bytes > 0
         && source_bytes >= limits.working_copy_min_bytes
         && jpeg_or_untyped
