@@ -43,6 +43,12 @@ impl ObjectKey {
         &self.0
     }
 
+    /// A key the edge itself wrote down after parsing it (an image-queue message, a
+    /// derivative's record of its source): not parsed again, as its escapes are gone.
+    pub fn from_stored(key: &str) -> Self {
+        Self(key.to_owned())
+    }
+
     fn extension(&self) -> &str {
         let name = self.0.rsplit('/').next().unwrap_or("");
         name.rsplit_once('.').map_or("", |(_, ext)| ext)

@@ -343,14 +343,14 @@ pub(super) async fn serve<S: Source>(
     let mut followed = false;
     loop {
         let entry = found.as_ref().map(|(e, _)| e);
-        let verdict = match entry {
+        let (verdict, checked_against) = match entry {
             Some(e) => {
                 let started = now_ms();
-                let verdict = super::purge::check(&plan.purge_path, &plan.aliases, e).await;
+                let checked = super::purge::check(&plan.purge_path, &plan.aliases, e).await;
                 timing.add("purge-check", now_ms() - started);
-                verdict
+                checked
             }
-            None => Verdict::Clean,
+            None => (Verdict::Clean, None),
         };
         let now = now_ms();
         let decision = flow::on_checked_lookup(&plan.ask, entry, verdict, now);
@@ -376,11 +376,13 @@ pub(super) async fn serve<S: Source>(
                 }
                 let served =
                     respond_stored(&store, plan, &entry, response, answer, cache, now).await?;
-                // Which purge generation the copy was stored under (an operator's "why").
-                let _ = served
-                    .response
-                    .headers()
-                    .set(GENERATION, &entry.meta.generation.to_string());
+                // Which purge generation the copy was stored under, and which latest
+                // generation of the ledger it was checked against (an operator's "why").
+                let headers = served.response.headers();
+                let _ = headers.set(GENERATION, &entry.meta.generation.to_string());
+                if let Some(latest) = checked_against {
+                    let _ = headers.set(CHECKED_AGAINST, &latest.to_string());
+                }
                 return Ok(served);
             }
             OnLookup::Fetch { conditional } => {
@@ -608,6 +610,9 @@ async fn fetch<S: Source>(
 
 /// On a served copy: the purge generation it was stored under.
 pub(super) const GENERATION: &str = "x-edge-generation";
+/// On a served copy: the ledger's latest generation its purge check was made against
+/// (absent when the ledger could not be asked).
+pub(super) const CHECKED_AGAINST: &str = "x-edge-checked-against";
 
 /// The header upstream sets on an edge-made response to name the version of what it
 /// was made from (an image's source ETag); it becomes the entry's `source`.

@@ -39,6 +39,7 @@ use crate::image::working::{self, CopyUse};
 use crate::image::{Output, TransformError, transform};
 use crate::policy::ContentClass;
 use crate::policy::flow::{image_policy, versioned_image_policy};
+use crate::policy::purge::{Reuse, reuse};
 use crate::policy::stored::Entry;
 use crate::timing::ServerTiming;
 
@@ -60,6 +61,8 @@ struct ImageSource {
     /// Made off the request path: only read what is already encoded.
     stored_only: bool,
     edge_key: String,
+    /// The request path as purges name it (a URL purge of it reaches the R2 copy too).
+    purge_path: String,
     /// R2 writes to run after the response.
     deferred: Rc<RefCell<Vec<Deferred>>>,
 }
@@ -140,7 +143,7 @@ impl ImageSource {
         let dkey = DerivativeKey::new(self.key.as_str(), &version, &self.options, self.format);
         let r2_key = dkey.r2_key(self.format);
         let started = now_ms();
-        let found = derived::get(&bucket, &r2_key)
+        let found = derived::get(&bucket, &r2_key, &self.key, Some(&self.purge_path))
             .await
             .map_err(super::assets::r2_failed)?;
         timing.add("r2", now_ms() - started);
@@ -211,13 +214,21 @@ impl ImageSource {
         let started = now_ms();
         let _slot = slot::acquire(slot::SLOT_WAIT, self.config.retry_after_secs).await?;
         timing.add("slot", now_ms() - started);
-        // Another request may have stored this derivative while this one waited.
+        // Read before the source: a purge applied while this derivative is made is newer
+        // than what it records, so the stored copy is made again (`policy::purge::reuse`).
+        let generation = super::purge::generation().await;
+        // Another request may have stored this derivative while this one waited (not the
+        // entry a purge just covered: this request may be its refetch).
         let mut look = ServerTiming::new();
         if let Some((entry, response)) = Store::new().lookup_key(&self.edge_key, &mut look).await
             && entry.meta.status == 200
             && entry.meta.source.as_deref() == Some(version)
         {
-            return cache::representation(response).map(Some);
+            let aliases = [self.key.purge_path(true)];
+            let (verdict, _) = super::purge::check(&self.purge_path, &aliases, &entry).await;
+            if reuse(verdict) == Reuse::Serve {
+                return cache::representation(response).map(Some);
+            }
         }
         let limits = &self.config.image_limits;
         // A large JPEG's working copy, when it has the detail this output needs: it saves
@@ -226,7 +237,7 @@ impl ImageSource {
         let mut output = None;
         if copy_worth_looking {
             let started = now_ms();
-            let stored = edge_working::read(bucket, self.key.as_str(), version).await;
+            let stored = edge_working::read(bucket, &self.key, version).await;
             timing.add("copy", now_ms() - started);
             copy_use = Some(match stored {
                 Ok(Some(copy)) => {
@@ -293,7 +304,9 @@ impl ImageSource {
         let env = self.env.clone();
         let r2_key = dkey.r2_key(self.format);
         let format = self.format;
-        let made_from = DerivedFrom::new(self.key.as_str(), version).to_metadata();
+        let made_from = DerivedFrom::new(self.key.as_str(), version)
+            .at_generation(generation)
+            .to_metadata();
         let copy = output.bytes.clone();
         self.deferred.borrow_mut().push(Box::pin(async move {
             let stored = derived::put(&env, &r2_key, format.content_type(), copy, made_from);
@@ -444,6 +457,7 @@ pub(super) async fn serve(
         format,
         stored_only: format.encoded_off_request_path(),
         edge_key: plan.key.clone(),
+        purge_path: plan.purge_path.clone(),
         deferred: Rc::new(RefCell::new(Vec::new())),
     };
 

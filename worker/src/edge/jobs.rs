@@ -11,7 +11,8 @@
 use serde::{Deserialize, Serialize};
 use worker::{Context, Env, MessageBatch, MessageExt, Result, event};
 
-use super::{derived, slot, working};
+use super::{derived, purge, slot, working};
+use crate::assets::ObjectKey;
 use crate::config::Config;
 use crate::image::format::OutputFormat;
 use crate::image::key::DerivativeKey;
@@ -109,9 +110,12 @@ async fn source(
     Ok((bytes, held))
 }
 
+/// The configuration, with the purge check bound to this invocation's environment.
 fn config_of(env: &Env) -> std::result::Result<Config, Outcome> {
-    Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))
-        .map_err(|e| Outcome::GiveUp(e.to_string()))
+    let config = Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))
+        .map_err(|e| Outcome::GiveUp(e.to_string()))?;
+    purge::enter(env, &config);
+    Ok(config)
 }
 
 async fn encode(env: &Env, job: &Job) -> std::result::Result<(), Outcome> {
@@ -120,13 +124,18 @@ async fn encode(env: &Env, job: &Job) -> std::result::Result<(), Outcome> {
         .map_err(|e| Outcome::GiveUp(format!("{e:?}")))?
         .options;
     let bucket = env.bucket(super::assets::BUCKET).map_err(retry)?;
-    if derived::exists(&bucket, &job.r2_key).await.map_err(retry)? {
+    let source_key = ObjectKey::from_stored(&job.source_key);
+    if derived::exists(&bucket, &job.r2_key, &source_key)
+        .await
+        .map_err(retry)?
+    {
         return Ok(());
     }
+    let generation = purge::generation().await;
     let limits = &config.image_limits;
     // From the source's working copy when it has the detail (it saves the decode of a
     // large original), else from the original.
-    let copy = working::read(&bucket, &job.source_key, &job.source_version)
+    let copy = working::read(&bucket, &source_key, &job.source_version)
         .await
         .unwrap_or(None);
     super::memory::reset_peak();
@@ -170,7 +179,7 @@ async fn encode(env: &Env, job: &Job) -> std::result::Result<(), Outcome> {
         t.encode,
         super::memory::peak()
     );
-    let origin = DerivedFrom::new(&job.source_key, &job.source_version);
+    let origin = DerivedFrom::new(&job.source_key, &job.source_version).at_generation(generation);
     derived::put(
         env,
         &job.r2_key,
@@ -185,9 +194,14 @@ async fn encode(env: &Env, job: &Job) -> std::result::Result<(), Outcome> {
 async fn copy(env: &Env, job: &Job) -> std::result::Result<(), Outcome> {
     let config = config_of(env)?;
     let bucket = env.bucket(super::assets::BUCKET).map_err(retry)?;
-    if derived::exists(&bucket, &job.r2_key).await.map_err(retry)? {
+    let source_key = ObjectKey::from_stored(&job.source_key);
+    if derived::exists(&bucket, &job.r2_key, &source_key)
+        .await
+        .map_err(retry)?
+    {
         return Ok(());
     }
+    let generation = purge::generation().await;
     let (bytes, _slot) = source(env, &config, job).await?;
     super::memory::reset_peak();
     let started = super::now_ms();
@@ -211,22 +225,36 @@ async fn copy(env: &Env, job: &Job) -> std::result::Result<(), Outcome> {
         super::now_ms() - started,
         super::memory::peak()
     );
-    working::store(env, job, made).await.map_err(retry)
+    working::store(env, job, made, generation)
+        .await
+        .map_err(retry)
 }
 
 thread_local! {
-    /// Jobs this isolate has already queued (the consumer skips done ones too).
-    static QUEUED: std::cell::RefCell<std::collections::HashSet<String>> =
-        std::cell::RefCell::new(std::collections::HashSet::new());
+    /// Jobs this isolate queued, and when (the consumer skips done ones too).
+    static QUEUED: std::cell::RefCell<std::collections::HashMap<String, f64>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
+/// How long an isolate does not queue the same job again. Past it, a job is queued once
+/// more: its result may have been purged since (the consumer makes it again), or the
+/// message lost.
+const REQUEUE_AFTER_MS: f64 = 60_000.0;
+
 async fn send(env: &Env, job: Job) {
+    let now = super::now_ms();
     let fresh = QUEUED.with(|q| {
         let mut q = q.borrow_mut();
         if q.len() > 10_000 {
             q.clear();
         }
-        q.insert(job.r2_key.clone())
+        match q.get(&job.r2_key) {
+            Some(at) if now - at < REQUEUE_AFTER_MS => false,
+            _ => {
+                q.insert(job.r2_key.clone(), now);
+                true
+            }
+        }
     });
     if !fresh {
         return;

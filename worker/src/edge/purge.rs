@@ -17,9 +17,12 @@ use worker::{
     durable_object,
 };
 
+use crate::assets::ObjectKey;
 use crate::config::Config;
 use crate::error::EdgeError;
-use crate::policy::purge::{self, Ledger, Marks, Memo, SessionMemo, SessionStanding, Verdict};
+use crate::policy::purge::{
+    self, Ledger, Marks, Memo, Reuse, SessionMemo, SessionStanding, Verdict,
+};
 use crate::policy::stored::Entry;
 
 /// The Durable Object binding (wrangler.toml).
@@ -271,7 +274,41 @@ pub(super) async fn route(
         message: e.message,
     })?;
     let applied = apply(env, &purge).await?;
+    if applied.applied {
+        empty_folders(env, &purge).await;
+    }
     Response::from_json(&applied).map_err(|e| EdgeError::Runtime(e.to_string()))
+}
+
+/// Deletes the stored derivatives and working copies of the originals the purge names by
+/// URL (`policy::purge::originals_named`). Best effort, after the ledger has the purge:
+/// what stays behind records a generation older than the purge and is made again.
+async fn empty_folders(env: &Env, purge: &Purge) {
+    let keys = purge::originals_named(purge);
+    if keys.is_empty() {
+        return;
+    }
+    let bucket = match env.bucket(super::assets::BUCKET) {
+        Ok(bucket) => bucket,
+        Err(e) => {
+            worker::console_warn!("purge {}: no bucket to empty folders in: {e}", purge.id);
+            return;
+        }
+    };
+    for key in &keys {
+        match super::derived::remove(&bucket, key, None).await {
+            Ok(removed) => worker::console_log!(
+                "purge {}: {removed} stored derivatives of {:?} deleted",
+                purge.id,
+                key.as_str()
+            ),
+            Err(e) => worker::console_warn!(
+                "purge {}: deleting the derivatives of {:?}: {e}",
+                purge.id,
+                key.as_str()
+            ),
+        }
+    }
 }
 
 thread_local! {
@@ -325,26 +362,48 @@ pub(super) async fn generation() -> u64 {
 }
 
 /// A hit's verdict: from the memo when it can prove the entry clean, otherwise one
-/// ledger round trip for the entry's probes.
-pub(super) async fn check(path_and_query: &str, aliases: &[String], entry: &Entry) -> Verdict {
+/// ledger round trip for the entry's probes. With it, the ledger's latest generation the
+/// verdict was drawn against (`None`: the ledger could not be asked).
+pub(super) async fn check(
+    path_and_query: &str,
+    aliases: &[String],
+    entry: &Entry,
+) -> (Verdict, Option<u64>) {
+    let probes = purge::probes(path_and_query, &entry.tags, aliases);
+    check_probes(entry.meta.generation, &probes).await
+}
+
+/// Whether an object of R2 `derived/` made under `generation` from the original `source`
+/// may be served, or a purge since then covers the original (`/media/<key>`, its
+/// prefixes) or `url` (the derivative URL asked now): `policy::purge::reuse`.
+pub(super) async fn derived_reuse(url: Option<&str>, source: &ObjectKey, generation: u64) -> Reuse {
+    let source = source.purge_path(true);
+    let probes = purge::probes(url.unwrap_or(&source), &[], std::slice::from_ref(&source));
+    purge::reuse(check_probes(generation, &probes).await.0)
+}
+
+async fn check_probes(generation: u64, probes: &[String]) -> (Verdict, Option<u64>) {
     let Some((env, memo_ms)) = env_and_memo() else {
-        return Verdict::Unconfirmed;
+        return (Verdict::Unconfirmed, None);
     };
     let now = super::now_ms();
-    let generation = entry.meta.generation;
-    let probes = purge::probes(path_and_query, &entry.tags, aliases);
-    if let Some(verdict) = MEMO.with(|m| m.borrow().verdict(generation, &probes, now, memo_ms)) {
-        return verdict;
+    let memoized = MEMO.with(|m| {
+        let m = m.borrow();
+        m.verdict(generation, probes, now, memo_ms)
+            .map(|verdict| (verdict, m.latest(now, memo_ms)))
+    });
+    if let Some(answer) = memoized {
+        return answer;
     }
-    let marks = ask(&env, &probes).await;
+    let marks = ask(&env, probes).await;
     let verdict = purge::verdict(generation, marks.as_ref());
     if let Some(marks) = &marks {
         MEMO.with(|m| {
             m.borrow_mut()
-                .record(generation, &probes, marks, verdict, now)
+                .record(generation, probes, marks, verdict, now)
         });
     }
-    verdict
+    (verdict, marks.map(|m| m.latest))
 }
 
 /// Whether a verified session was signed out: from the memo when it is fresh, else one

@@ -15,22 +15,16 @@ use worker::js_sys::{Reflect, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{ReadableStream, ReadableStreamDefaultReader};
-use worker::{Data, Env, HttpMetadata, Include, Request, Response};
+use worker::{Data, Env, HttpMetadata, Request, Response};
 
 use super::origin::runtime;
-use super::{now_ms, purge};
+use super::{derived, now_ms, purge};
 use crate::assets::ObjectKey;
 use crate::config::Config;
 use crate::error::EdgeError;
-use crate::image::key::DerivativeKey;
-use crate::image::sweep::{DerivedFrom, Verdict, verdict};
 use crate::image::working;
 use crate::timing::ServerTiming;
 use crate::upload;
-
-/// Old derivatives deleted per upload at most (two listing pages); the sweeper takes
-/// whatever is left.
-const MAX_DERIVATIVE_PAGES: usize = 2;
 
 fn audit(who: &str, key: &ObjectKey, outcome: &str) {
     let key: String = key.as_str().chars().take(200).collect();
@@ -220,7 +214,7 @@ pub(super) async fn route(
 
     let started = now_ms();
     let removed = if inspected.kind.is_image() {
-        remove_old_derivatives(&bucket, key, &etag).await
+        derived::remove(&bucket, key, Some(&etag)).await
     } else {
         Ok(0)
     };
@@ -370,50 +364,4 @@ pub(super) async fn flush_pending(env: &Env, bucket: &worker::Bucket, limit: u32
         let _ = bucket.delete(&name).await;
     }
     applied
-}
-
-/// Deletes the derivatives of `key` not made from the bytes now stored (`etag`): they
-/// are in its folder, so a listing finds them all.
-async fn remove_old_derivatives(
-    bucket: &worker::Bucket,
-    key: &ObjectKey,
-    etag: &str,
-) -> worker::Result<usize> {
-    let folder = DerivativeKey::r2_prefix(key.as_str());
-    let mut cursor: Option<String> = None;
-    let mut removed = 0;
-    for _ in 0..MAX_DERIVATIVE_PAGES {
-        let mut list = bucket
-            .list()
-            .prefix(folder.clone())
-            .include(vec![Include::CustomMetadata]);
-        if let Some(cursor) = cursor.take() {
-            list = list.cursor(cursor);
-        }
-        let page = list.execute().await?;
-        let doomed: Vec<String> = page
-            .objects()
-            .into_iter()
-            .filter_map(|object| {
-                let from = object
-                    .custom_metadata()
-                    .ok()
-                    .and_then(|meta| DerivedFrom::from_metadata(&meta));
-                let name = object.key();
-                match verdict(&name, from.as_ref(), Some(etag)) {
-                    Verdict::Keep => None,
-                    Verdict::Delete(_) => Some(name),
-                }
-            })
-            .collect();
-        removed += doomed.len();
-        if !doomed.is_empty() {
-            bucket.delete_multiple(doomed).await?;
-        }
-        cursor = page.cursor().filter(|_| page.truncated());
-        if cursor.is_none() {
-            break;
-        }
-    }
-    Ok(removed)
 }

@@ -7,6 +7,7 @@ use worker::{Bucket, Env};
 
 use super::derived;
 use super::jobs::Job;
+use crate::assets::ObjectKey;
 use crate::image::key::DerivativeKey;
 use crate::image::sweep::DerivedFrom;
 use crate::image::working::{self, ORIGINAL_SIZE, WorkingCopy};
@@ -17,15 +18,15 @@ pub(super) struct Stored {
     pub original: (u32, u32),
 }
 
-/// The working copy of `source` at `version`, if one is stored (one R2 `get`; an object
-/// without a readable original size is ignored).
+/// The working copy of `source` at `version`, if one is stored and no purge of the source
+/// is newer (one R2 `get`; an object without a readable original size is ignored).
 pub(super) async fn read(
     bucket: &Bucket,
-    source: &str,
+    source: &ObjectKey,
     version: &str,
 ) -> worker::Result<Option<Stored>> {
-    let key = DerivativeKey::working_copy(source, version);
-    let Some(object) = derived::get(bucket, &key).await? else {
+    let key = DerivativeKey::working_copy(source.as_str(), version);
+    let Some(object) = derived::get(bucket, &key, source, None).await? else {
         return Ok(None);
     };
     let original = object
@@ -41,9 +42,16 @@ pub(super) async fn read(
     }))
 }
 
-/// Stores what the queue made for `job`.
-pub(super) async fn store(env: &Env, job: &Job, made: WorkingCopy) -> worker::Result<()> {
-    let mut metadata = DerivedFrom::new(&job.source_key, &job.source_version).to_metadata();
+/// Stores what the queue made for `job`, begun under purge generation `generation`.
+pub(super) async fn store(
+    env: &Env,
+    job: &Job,
+    made: WorkingCopy,
+    generation: u64,
+) -> worker::Result<()> {
+    let mut metadata = DerivedFrom::new(&job.source_key, &job.source_version)
+        .at_generation(generation)
+        .to_metadata();
     metadata.insert(
         ORIGINAL_SIZE.to_owned(),
         working::size_to_metadata(made.original),

@@ -9,6 +9,10 @@ use std::collections::HashMap;
 /// Custom-metadata names on a `derived/` object.
 pub const SOURCE_KEY: &str = "source-key";
 pub const SOURCE_ETAG: &str = "source-etag";
+/// The purge ledger's generation read before the derivative was made: a purge of its
+/// source (or of a URL it answers for) with a newer generation means it must be made
+/// again (`policy::purge::reuse`), whether or not the source changed.
+pub const PURGE_GENERATION: &str = "purge-generation";
 /// Where the sweeper keeps its place between runs (inside `derived/`, which no route
 /// serves; the sweeper skips it).
 pub const CURSOR_KEY: &str = "derived/_sweep-cursor";
@@ -25,6 +29,10 @@ pub struct DerivedFrom {
     pub source_key: String,
     /// The source's ETag, without quotes.
     pub source_etag: String,
+    /// The purge ledger's generation read before it was made (0 when unknown: written
+    /// before derivatives recorded it, or with the ledger unreachable; every purge that
+    /// covers its source is then newer).
+    pub generation: u64,
 }
 
 impl DerivedFrom {
@@ -32,18 +40,32 @@ impl DerivedFrom {
         Self {
             source_key: source_key.to_owned(),
             source_etag: source_etag.trim_matches('"').to_owned(),
+            generation: 0,
         }
+    }
+
+    /// The same, made under purge generation `generation`.
+    pub fn at_generation(mut self, generation: u64) -> Self {
+        self.generation = generation;
+        self
     }
 
     pub fn to_metadata(&self) -> HashMap<String, String> {
         HashMap::from([
             (SOURCE_KEY.to_owned(), self.source_key.clone()),
             (SOURCE_ETAG.to_owned(), self.source_etag.clone()),
+            (PURGE_GENERATION.to_owned(), self.generation.to_string()),
         ])
     }
 
+    /// What a stored object says it was made from; an unreadable generation reads as 0
+    /// (checked against every purge of its source: the safe side).
     pub fn from_metadata(meta: &HashMap<String, String>) -> Option<Self> {
-        Some(Self::new(meta.get(SOURCE_KEY)?, meta.get(SOURCE_ETAG)?))
+        let generation = meta
+            .get(PURGE_GENERATION)
+            .and_then(|g| g.parse().ok())
+            .unwrap_or(0);
+        Some(Self::new(meta.get(SOURCE_KEY)?, meta.get(SOURCE_ETAG)?).at_generation(generation))
     }
 }
 
@@ -136,5 +158,22 @@ mod tests {
             Verdict::Delete(Reason::Misfiled)
         );
         assert_eq!(DerivedFrom::from_metadata(&HashMap::new()), None);
+    }
+
+    #[test]
+    fn the_purge_generation_round_trips_and_reads_as_zero_when_missing_or_garbled() {
+        let from = DerivedFrom::new("demo/a.jpg", "e1").at_generation(42);
+        let mut meta = from.to_metadata();
+        assert_eq!(DerivedFrom::from_metadata(&meta), Some(from));
+        meta.insert(PURGE_GENERATION.to_owned(), String::from("-3"));
+        assert_eq!(
+            DerivedFrom::from_metadata(&meta).map(|f| f.generation),
+            Some(0)
+        );
+        meta.remove(PURGE_GENERATION);
+        assert_eq!(
+            DerivedFrom::from_metadata(&meta).map(|f| f.generation),
+            Some(0)
+        );
     }
 }

@@ -294,6 +294,57 @@ pub fn verdict(generation: u64, marks: Option<&Marks>) -> Verdict {
     }
 }
 
+/// What the edge does with an object it stored in R2 `derived/` (a derivative or a
+/// working copy), given the verdict for the probes of its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// Serve it (or make from it).
+    Serve,
+    /// A purge newer than the object covers its source or its URL: make it again (and
+    /// overwrite it), whether or not the source's bytes changed — a purge is how an
+    /// operator says "this derivative is wrong" (an encoder or colour fix).
+    Remake,
+}
+
+/// The verdict's meaning for a stored derivative. `Unconfirmed` (the ledger cannot be
+/// asked) serves it: its key already holds the source ETag that R2 confirmed for this
+/// request, which is the revalidation a cached image gets in that case too.
+pub fn reuse(verdict: Verdict) -> Reuse {
+    match verdict {
+        Verdict::Purged(_) => Reuse::Remake,
+        Verdict::Clean | Verdict::Unconfirmed => Reuse::Serve,
+    }
+}
+
+/// Originals whose `derived/` folders a purge empties, at most.
+pub const MAX_FOLDERS_EMPTIED: usize = 16;
+
+/// The uploaded originals a purge names by URL (`/media/<key>`, any query ignored), whose
+/// stored derivatives it deletes — at most [`MAX_FOLDERS_EMPTIED`]: past that, and for
+/// tags and prefixes (whose originals only a listing of the bucket could name), the
+/// generation each derivative records ([`reuse`]) is what keeps a purged one from being
+/// served, and the next request overwrites it. Keys that do not parse are skipped.
+pub fn originals_named(purge: &Purge) -> Vec<crate::assets::ObjectKey> {
+    let mut keys: Vec<crate::assets::ObjectKey> = Vec::new();
+    for url in &purge.change.urls {
+        let path = url.split('?').next().unwrap_or(url);
+        let Some(rest) = path.strip_prefix("/media/") else {
+            continue;
+        };
+        let Ok(key) = crate::assets::ObjectKey::parse("", rest) else {
+            continue;
+        };
+        if key.as_str().starts_with("derived/") || keys.contains(&key) {
+            continue;
+        }
+        keys.push(key);
+        if keys.len() == MAX_FOLDERS_EMPTIED {
+            break;
+        }
+    }
+    keys
+}
+
 /// Entries proven clean remembered per isolate, at most.
 const MAX_CLEAN: usize = 10_000;
 
@@ -454,6 +505,54 @@ mod tests {
             generation,
             Some(&ledger.check(probes.iter().map(String::as_str))),
         )
+    }
+
+    #[test]
+    fn a_stored_derivative_is_made_again_after_a_purge_of_its_source_in_either_mode() {
+        let mut ledger = Ledger::default();
+        ledger.apply(&purge("a", r#"{"urls":["/media/covers/a.jpg"]}"#));
+        ledger.apply(&purge("b", r#"{"prefixes":["/media/team"],"mode":"soft"}"#));
+        let source = |key: &str| vec![format!("/media/{key}")];
+        let of = |generation: u64, path: &str, alias: &[String]| {
+            let alias: Vec<&str> = alias.iter().map(String::as_str).collect();
+            reuse(verdict_of(&ledger, generation, path, &[], &alias))
+        };
+        // Made before the purge of its source (hard, by URL; soft, by prefix): remade.
+        assert_eq!(
+            of(0, "/img/w=80/covers/a.jpg", &source("covers/a.jpg")),
+            Reuse::Remake
+        );
+        assert_eq!(
+            of(1, "/img/w=80/team/b.jpg", &source("team/b.jpg")),
+            Reuse::Remake
+        );
+        // Made after it, or of another source: served.
+        assert_eq!(
+            of(2, "/img/w=80/covers/a.jpg", &source("covers/a.jpg")),
+            Reuse::Serve
+        );
+        assert_eq!(
+            of(0, "/img/w=80/covers/b.jpg", &source("covers/b.jpg")),
+            Reuse::Serve
+        );
+        // The ledger unreachable: the source ETag in its key was just confirmed.
+        assert_eq!(reuse(verdict(0, None)), Reuse::Serve);
+    }
+
+    #[test]
+    fn a_purge_empties_the_folders_of_the_originals_it_names_by_url_only() {
+        let p = purge(
+            "a",
+            r#"{"urls":["/media/covers/a%20b.jpg?v=1","/media/covers/a%20b.jpg","/api/catalog","/media/derived/x","/media/../x"],"prefixes":["/media/covers"],"tags":["media"]}"#,
+        );
+        let keys: Vec<String> = originals_named(&p)
+            .iter()
+            .map(|k| k.as_str().to_owned())
+            .collect();
+        assert_eq!(keys, vec![String::from("covers/a b.jpg")]);
+        let many: Vec<String> = (0..40).map(|i| format!("\"/media/k{i}.jpg\"")).collect();
+        let p = purge("b", &format!(r#"{{"urls":[{}]}}"#, many.join(",")));
+        assert_eq!(originals_named(&p).len(), MAX_FOLDERS_EMPTIED);
     }
 
     #[test]
