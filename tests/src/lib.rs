@@ -313,6 +313,28 @@ impl Origin {
         self.spawn().await;
     }
 
+    /// SIGKILL, at once (a crash). Its port and data stay reserved for a restart.
+    pub fn kill(&mut self) {
+        if let Some(mut group) = self.group.take() {
+            group.kill();
+        }
+    }
+
+    /// Sets (`Some`) or removes (`None`) a variable of its environment, from the next
+    /// (re)start on.
+    pub fn set_env(&mut self, name: &str, value: Option<&str>) {
+        match value {
+            Some(value) => self.extra_env.insert(name.to_owned(), value.to_owned()),
+            None => self.extra_env.remove(name),
+        };
+    }
+
+    /// Loads the demo catalog into the store its environment names now (a restart onto
+    /// another database).
+    pub fn reseed(&self) {
+        self.seed();
+    }
+
     pub fn log(&self) -> String {
         self.group.as_ref().map(Group::log_tail).unwrap_or_default()
     }

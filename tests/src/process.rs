@@ -124,6 +124,18 @@ impl Group {
         }
     }
 
+    /// SIGKILL to the group at once (a crash: no shutdown, no flush); reaps the leader.
+    pub fn kill(&mut self) {
+        let pgid = self.pgid();
+        signal_group(pgid, libc::SIGKILL);
+        let _ = self.child.wait();
+        if let Ok(mut live) = LIVE.lock()
+            && let Some(live) = live.as_mut()
+        {
+            live.remove(&pgid);
+        }
+    }
+
     /// SIGTERM to the group, SIGKILL after the grace period; reaps the leader.
     pub fn stop(&mut self) {
         let pgid = self.pgid();

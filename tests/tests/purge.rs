@@ -2,7 +2,9 @@
 //! API reaches the edge within the documented bound, soft purges serve the old copy
 //! only while it is revalidated, purging an original reaches its derivatives, and
 //! nothing unauthenticated changes anything; uploads through the edge replace an
-//! original and every derivative of it (`purge/uploads.rs`). One stack for the file.
+//! original and every derivative of it (`purge/uploads.rs`); a purge survives a SIGKILL
+//! of the origin, and an edit on one of two origin instances reaches the edge served by
+//! the other (`purge/instances.rs`). One stack for the file.
 
 // A test crate: a failed unwrap is a failed assertion.
 #![allow(clippy::unwrap_used)]
@@ -13,6 +15,8 @@ use course_edge_e2e::{
     EdgeOptions, Stack, TEST_ADMIN_TOKEN, TEST_PURGE_SECRET, client, fixtures, header,
 };
 
+#[path = "purge/instances.rs"]
+mod instances;
 #[path = "purge/uploads.rs"]
 mod uploads;
 
@@ -20,7 +24,7 @@ mod uploads;
 /// when the test ends).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidation_end_to_end() {
-    let stack = Stack::start_with(
+    let mut stack = Stack::start_with(
         EdgeOptions::default()
             .object("covers/purge-me.jpg", fixtures::photo(320, 200))
             .var("UPLOAD_MAX_BYTES", &uploads::LIMIT.to_string()),
@@ -30,6 +34,7 @@ async fn invalidation_end_to_end() {
     a_soft_purge_serves_the_old_copy_only_while_it_is_revalidated(&stack).await;
     purging_an_original_reaches_its_derivatives(&stack).await;
     unauthenticated_purges_and_admin_calls_through_the_edge_change_nothing(&stack).await;
+    oversized_purges_are_refused_whole(&stack).await;
     a_repeated_delivery_is_applied_once(&stack).await;
     uploads::replacing_an_original_changes_every_derivative_and_removes_the_old_ones(&stack).await;
     uploads::bad_or_unauthenticated_uploads_are_refused_and_change_nothing(&stack).await;
@@ -37,6 +42,10 @@ async fn invalidation_end_to_end() {
     uploads::the_upload_script_shows_progress_and_resumes(&stack).await;
     uploads::the_cron_run_applies_purges_left_in_the_outbox(&stack).await;
     uploads::the_next_upload_flushes_the_outbox_and_large_bodies_arrive_whole(&stack).await;
+    // Last: these restart the origin (the second moves it onto PostgreSQL).
+    instances::a_purge_committed_before_a_sigkill_reaches_the_edge_once_after_restart(&mut stack)
+        .await;
+    instances::an_edit_on_one_instance_evicts_on_the_other_behind_the_edge(&mut stack).await;
 }
 
 async fn get(url: &str) -> reqwest::Response {
@@ -122,6 +131,8 @@ async fn a_soft_purge_serves_the_old_copy_only_while_it_is_revalidated(stack: &S
     let before = get(&url).await;
     assert_eq!(status(&before), "HIT");
     let stored_under: u64 = header(&before, "x-edge-generation").parse().unwrap();
+    let checked: u64 = header(&before, "x-edge-checked-against").parse().unwrap();
+    assert!(checked >= stored_under, "{checked} < {stored_under}");
 
     let purge = admin(stack, reqwest::Method::POST, "/admin/invalidate")
         .await
@@ -134,6 +145,11 @@ async fn a_soft_purge_serves_the_old_copy_only_while_it_is_revalidated(stack: &S
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let first = get(&url).await;
     assert_eq!(status(&first), "STALE", "{}", stack.edge.log());
+    let checked: u64 = header(&first, "x-edge-checked-against").parse().unwrap();
+    assert!(
+        checked > stored_under,
+        "checked against the purge's generation: {checked} vs {stored_under}"
+    );
     let started = Instant::now();
     loop {
         let next = get(&url).await;
@@ -154,19 +170,39 @@ async fn a_soft_purge_serves_the_old_copy_only_while_it_is_revalidated(stack: &S
     }
 }
 
-async fn purging_an_original_reaches_its_derivatives(stack: &Stack) {
-    let url = stack.edge.url("/img/width=96/covers/purge-me.jpg");
-    assert_eq!(status(&get(&url).await), "MISS", "{}", stack.edge.log());
-    assert_eq!(status(&get(&url).await), "HIT");
+async fn invalidate(stack: &Stack, change: serde_json::Value) {
     let purge = admin(stack, reqwest::Method::POST, "/admin/invalidate")
         .await
-        .json(&serde_json::json!({"urls": ["/media/covers/purge-me.jpg"]}))
+        .json(&change)
         .send()
         .await
         .unwrap();
     assert_eq!(purge.status(), 202);
     let body: serde_json::Value = purge.json().await.unwrap();
-    assert_eq!(body["purge"]["delivered"], true);
+    assert_eq!(body["purge"]["delivered"], true, "{body}");
+}
+
+/// A purge of an original reaches its derivatives in the edge cache and in R2: a purge by
+/// URL deletes the stored ones, and one by prefix (which names no object) leaves them,
+/// but they record an older purge generation, so they are made again, never read back.
+async fn purging_an_original_reaches_its_derivatives(stack: &Stack) {
+    let url = stack.edge.url("/img/width=96/covers/purge-me.jpg");
+    let first = get(&url).await;
+    assert_eq!(status(&first), "MISS", "{}", stack.edge.log());
+    let stored = header(&first, "x-edge-derivative");
+    uploads::wait_for_object(stack, &stored).await;
+    assert_eq!(status(&get(&url).await), "HIT");
+
+    invalidate(
+        stack,
+        serde_json::json!({"urls": ["/media/covers/purge-me.jpg"]}),
+    )
+    .await;
+    assert_eq!(
+        stack.edge.get_object(&stored),
+        None,
+        "a URL purge of the original deletes its stored derivatives"
+    );
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let after = get(&url).await;
     assert_eq!(
@@ -175,6 +211,91 @@ async fn purging_an_original_reaches_its_derivatives(stack: &Stack) {
         "a derivative of a purged original is not served as is"
     );
     assert_eq!(after.status(), 200);
+    assert!(
+        header(&after, "server-timing").contains("transform;dur="),
+        "made again: {}",
+        header(&after, "server-timing")
+    );
+    uploads::wait_for_object(stack, &stored).await;
+    assert_eq!(status(&get(&url).await), "HIT");
+
+    invalidate(
+        stack,
+        serde_json::json!({"prefixes": ["/media/covers"], "mode": "hard"}),
+    )
+    .await;
+    assert!(
+        stack.edge.get_object(&stored).is_some(),
+        "a prefix purge names no object and deletes nothing"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let again = get(&url).await;
+    assert_eq!(status(&again), "MISS");
+    assert!(
+        header(&again, "server-timing").contains("transform;dur="),
+        "a derivative stored before a purge of its source is made again, not read from R2: {}",
+        header(&again, "server-timing")
+    );
+    stack
+        .edge
+        .log_shows(&format!("{stored} is older than a purge of its source"))
+        .await;
+}
+
+/// `POST path` with `body` sent in 8 KiB chunks (`Transfer-Encoding: chunked`, no
+/// length) on a raw connection; the whole answer as text.
+async fn post_chunked(stack: &Stack, path: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let url = reqwest::Url::parse(&stack.edge.url("/")).unwrap();
+    let mut socket = tokio::net::TcpStream::connect((url.host_str().unwrap(), url.port().unwrap()))
+        .await
+        .unwrap();
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {TEST_PURGE_SECRET}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        url.authority()
+    )
+    .into_bytes();
+    for chunk in body.chunks(8192) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    // The edge may answer before it read everything: a refused write is not the test.
+    let _ = socket.write_all(&request).await;
+    let mut answer = Vec::new();
+    let _ = socket.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The purge route's body limit holds with and without a declared length.
+async fn oversized_purges_are_refused_whole(stack: &Stack) {
+    let purge_url = stack.edge.url("/__edge/purge");
+    let tags: Vec<String> = (0..6000).map(|i| format!("tag-{i:05}")).collect();
+    let body = serde_json::json!({"id": "big1", "change": {"tags": tags}}).to_string();
+    assert!(body.len() > 64 * 1024);
+    let declared = client()
+        .post(&purge_url)
+        .header("authorization", format!("Bearer {TEST_PURGE_SECRET}"))
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declared.status(), 413);
+    let error: serde_json::Value = declared.json().await.unwrap();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("65536"),
+        "{error}"
+    );
+    // Chunked: no Content-Length; the route stops reading at the limit.
+    let answer = post_chunked(stack, "/__edge/purge", body.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "{answer}");
 }
 
 async fn unauthenticated_purges_and_admin_calls_through_the_edge_change_nothing(stack: &Stack) {

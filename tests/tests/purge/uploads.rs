@@ -38,7 +38,7 @@ async fn head_media(stack: &Stack, key: &str) -> reqwest::Response {
 }
 
 /// Waits for the edge to write `key` into R2 (derivatives are stored after the response).
-async fn wait_for_object(stack: &Stack, key: &str) {
+pub async fn wait_for_object(stack: &Stack, key: &str) {
     let started = Instant::now();
     while stack.edge.get_object(key).is_none() {
         assert!(
