@@ -539,3 +539,98 @@ async fn purged_hot_urls_are_warmed_through_the_edge() {
         "{metrics}"
     );
 }
+
+/// An instance whose NATS connection drops may miss purges meanwhile, so it forgets its
+/// whole in-process cache when the client reports the drop, and again when it is back
+/// (from the client's events: no blip falls between two polls). A private NATS server,
+/// so stopping it disturbs no other test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_loses_nats_forgets_its_process_cache() {
+    if service_url("NATS_URL", 4222, "NATS").is_none() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start_server = || {
+        let child = std::process::Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("nats-server (NATS answers here, so it is installed): {e}"));
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "nats-server never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    };
+    let mut server = start_server();
+    let bus = Bus::nats(
+        &format!("nats://127.0.0.1:{port}"),
+        "course-edge.test.flush",
+    )
+    .await
+    .unwrap();
+    let store = SqlStore::open_sqlite(&std::env::temp_dir().join(format!("ce-inv-{}", unique())))
+        .await
+        .unwrap();
+    store
+        .load_demo(&support::demo(), 1_700_000_000)
+        .await
+        .unwrap();
+    let state = AppState::new(
+        Arc::new(store),
+        None,
+        course_edge_origin::ephemeral_session_keys(),
+        test_settings(),
+    )
+    .with_invalidation(bus, Targets::default(), DeliverySettings::default());
+    let app = support::serve(state, None, None).await;
+    let path = "/api/courses/rust-beginner";
+    app.get(path).await;
+    assert!(hit(&app, path).await, "cached in the process");
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+    wait_for_miss(&app, path, "the connection dropped").await;
+    app.get(path).await;
+    assert!(hit(&app, path).await, "cached again while NATS is down");
+
+    let mut server = start_server();
+    wait_for_miss(&app, path, "the connection came back").await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for reason in ["disconnected", "reconnected"] {
+        assert!(
+            metrics.contains(&format!("origin_bus_flushes_total{{reason=\"{reason}\"}}")),
+            "{reason}: {metrics}"
+        );
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+async fn hit(app: &TestApp, path: &str) -> bool {
+    app.get(path).await.headers()["x-origin-cache"] == "HIT"
+}
+
+/// Asks `path` until the answer is not a process-cache hit (at most 10 s).
+async fn wait_for_miss(app: &TestApp, path: &str, after: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        if !hit(app, path).await {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the process cache was not forgotten after {after}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

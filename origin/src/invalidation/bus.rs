@@ -2,9 +2,12 @@
 //! `NATS_URL` is set, else Redis pub/sub when Redis is, else nobody (one instance).
 //!
 //! Both are at-most-once: a message sent while an instance is disconnected never reaches
-//! it. So an instance that loses its connection evicts its whole in-process cache when it
-//! reconnects (what it may have missed is unknown); Redis, the shared level, is evicted
-//! by the delivering instance itself and never depends on the bus.
+//! it. So an instance that may have missed one evicts its whole in-process cache (what it
+//! missed is unknown): on NATS, on every disconnect, reconnect and slow-consumer drop the
+//! client reports (its event callback, so no blip goes unseen between two polls); on
+//! Redis, when it subscribes again. Redis, the shared level, is evicted by the
+//! delivering instance itself and never depends on the bus. Each such flush is counted in
+//! `origin_bus_flushes_total{reason}`.
 
 use std::sync::Arc;
 
@@ -31,6 +34,9 @@ pub enum Bus {
     Nats {
         client: async_nats::Client,
         subject: String,
+        /// Bumped by the client's event callback whenever messages may have been missed
+        /// (the reason of the latest).
+        missed: tokio::sync::watch::Receiver<(u64, &'static str)>,
     },
     Redis {
         client: redis::Client,
@@ -49,11 +55,24 @@ impl Bus {
 
     /// Connects to NATS (fails loudly: an operator who set `NATS_URL` wants it).
     pub async fn nats(url: &str, subject: &str) -> Result<Self, String> {
+        let (tell, missed) = tokio::sync::watch::channel((0, ""));
+        let tell = Arc::new(tell);
         let client = tokio::time::timeout(
             std::time::Duration::from_secs(5),
             async_nats::ConnectOptions::new()
                 .name("course-origin")
                 .retry_on_initial_connect()
+                .event_callback(move |event| {
+                    let tell = tell.clone();
+                    async move {
+                        if let Some(reason) = missed_by(&event) {
+                            tell.send_modify(|(n, why)| {
+                                *n += 1;
+                                *why = reason;
+                            });
+                        }
+                    }
+                })
                 .connect(url),
         )
         .await
@@ -62,6 +81,7 @@ impl Bus {
         Ok(Self::Nats {
             client,
             subject: subject.to_owned(),
+            missed,
         })
     }
 
@@ -84,7 +104,9 @@ impl Bus {
         let deadline = std::time::Duration::from_secs(2);
         match self {
             Self::Local => Ok(()),
-            Self::Nats { client, subject } => tokio::time::timeout(deadline, async {
+            Self::Nats {
+                client, subject, ..
+            } => tokio::time::timeout(deadline, async {
                 client
                     .publish(subject.clone(), payload.into())
                     .await
@@ -116,7 +138,11 @@ impl Bus {
     pub async fn listen(self, me: String, caches: Arc<Caches>) {
         match self {
             Self::Local => {}
-            Self::Nats { client, subject } => listen_nats(client, subject, me, caches).await,
+            Self::Nats {
+                client,
+                subject,
+                missed,
+            } => listen_nats(client, subject, missed, me, caches).await,
             Self::Redis { client, channel } => listen_redis(client, channel, me, caches).await,
         }
     }
@@ -138,12 +164,36 @@ async fn apply(payload: &[u8], me: &str, caches: &Caches) {
     tracing::info!(purge = message.id, from = %message.from, "bus: evicted a peer's purge");
 }
 
-async fn forget_everything(caches: &Caches, why: &str) {
-    tracing::warn!("bus: {why}; evicting the whole in-process cache (purges may have been missed)");
+/// Whether a NATS client event means messages may have been missed, and why: the
+/// connection went (messages sent meanwhile are gone), came back (the same, seen from
+/// the other side), or the subscription overflowed (the client dropped messages).
+fn missed_by(event: &async_nats::Event) -> Option<&'static str> {
+    match event {
+        async_nats::Event::Disconnected => Some("disconnected"),
+        async_nats::Event::Connected => Some("reconnected"),
+        async_nats::Event::SlowConsumer(_) => Some("slow-consumer"),
+        _ => None,
+    }
+}
+
+async fn forget_everything(caches: &Caches, why: &'static str) {
+    tracing::warn!(
+        reason = why,
+        "bus: purges may have been missed; evicting the whole in-process cache"
+    );
+    metrics::counter!("origin_bus_flushes_total", "reason" => why).increment(1);
     let _ = caches.evict(&Eviction::All, false).await;
 }
 
-async fn listen_nats(client: async_nats::Client, subject: String, me: String, caches: Arc<Caches>) {
+async fn listen_nats(
+    client: async_nats::Client,
+    subject: String,
+    mut missed: tokio::sync::watch::Receiver<(u64, &'static str)>,
+    me: String,
+    caches: Arc<Caches>,
+) {
+    // Events from before the first subscription (the initial connect) cost nothing.
+    missed.mark_unchanged();
     let mut first = true;
     loop {
         let mut subscriber = match client.subscribe(subject.clone()).await {
@@ -155,12 +205,10 @@ async fn listen_nats(client: async_nats::Client, subject: String, me: String, ca
             }
         };
         if !first {
-            forget_everything(&caches, "resubscribed to NATS").await;
+            forget_everything(&caches, "resubscribed").await;
         }
         first = false;
         tracing::info!(%subject, "bus: listening on NATS");
-        let mut state = client.connection_state();
-        let mut watch = tokio::time::interval(std::time::Duration::from_millis(250));
         loop {
             tokio::select! {
                 message = subscriber.next() => match message {
@@ -170,14 +218,13 @@ async fn listen_nats(client: async_nats::Client, subject: String, me: String, ca
                         break;
                     }
                 },
-                _ = watch.tick() => {
-                    let now = client.connection_state();
-                    let reconnected = now == async_nats::connection::State::Connected
-                        && state != async_nats::connection::State::Connected;
-                    if reconnected {
-                        forget_everything(&caches, "reconnected to NATS").await;
+                changed = missed.changed() => {
+                    if changed.is_err() {
+                        // The client is gone (the process is shutting down).
+                        return;
                     }
-                    state = now;
+                    let why = missed.borrow_and_update().1;
+                    forget_everything(&caches, why).await;
                 }
             }
         }
@@ -192,7 +239,7 @@ async fn listen_redis(client: redis::Client, channel: String, me: String, caches
             Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
                 Ok(()) => {
                     if !first {
-                        forget_everything(&caches, "resubscribed to Redis").await;
+                        forget_everything(&caches, "resubscribed").await;
                     }
                     tracing::info!(%channel, "bus: listening on Redis pub/sub");
                     let mut messages = pubsub.on_message();
