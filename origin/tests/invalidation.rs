@@ -554,6 +554,14 @@ async fn an_instance_that_loses_nats_forgets_its_process_cache() {
         .local_addr()
         .unwrap()
         .port();
+    /// The private server, killed however the test ends.
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let start_server = || {
         let child = std::process::Command::new("nats-server")
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
@@ -569,16 +577,17 @@ async fn an_instance_that_loses_nats_forgets_its_process_cache() {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        child
+        Server(child)
     };
-    let mut server = start_server();
+    let server = start_server();
     let bus = Bus::nats(
         &format!("nats://127.0.0.1:{port}"),
         "course-edge.test.flush",
     )
     .await
     .unwrap();
-    let store = SqlStore::open_sqlite(&std::env::temp_dir().join(format!("ce-inv-{}", unique())))
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::open_sqlite(&dir.path().join("origin.db"))
         .await
         .unwrap();
     store
@@ -592,28 +601,33 @@ async fn an_instance_that_loses_nats_forgets_its_process_cache() {
         test_settings(),
     )
     .with_invalidation(bus, Targets::default(), DeliverySettings::default());
-    let app = support::serve(state, None, None).await;
+    let app = support::serve(state, Some(dir), None).await;
+    let flushes = |metrics: &str, reason: &str| {
+        metrics.contains(&format!("origin_bus_flushes_total{{reason=\"{reason}\"}}"))
+    };
     let path = "/api/courses/rust-beginner";
     app.get(path).await;
     assert!(hit(&app, path).await, "cached in the process");
+    // The initial connect is not a reconnect: nothing flushed yet.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        !flushes(&metrics, "reconnected") && !flushes(&metrics, "disconnected"),
+        "{metrics}"
+    );
+    assert!(hit(&app, path).await, "still cached");
 
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
     wait_for_miss(&app, path, "the connection dropped").await;
     app.get(path).await;
     assert!(hit(&app, path).await, "cached again while NATS is down");
 
-    let mut server = start_server();
+    let _server = start_server();
     wait_for_miss(&app, path, "the connection came back").await;
     let metrics = app.get("/metrics").await.text().await.unwrap();
     for reason in ["disconnected", "reconnected"] {
-        assert!(
-            metrics.contains(&format!("origin_bus_flushes_total{{reason=\"{reason}\"}}")),
-            "{reason}: {metrics}"
-        );
+        assert!(flushes(&metrics, reason), "{reason}: {metrics}");
     }
-    server.kill().unwrap();
-    server.wait().unwrap();
 }
 
 async fn hit(app: &TestApp, path: &str) -> bool {

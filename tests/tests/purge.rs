@@ -247,7 +247,7 @@ async fn purging_an_original_reaches_its_derivatives(stack: &Stack) {
 async fn post_chunked(stack: &Stack, path: &str, body: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let url = reqwest::Url::parse(&stack.edge.url("/")).unwrap();
-    let mut socket = tokio::net::TcpStream::connect((url.host_str().unwrap(), url.port().unwrap()))
+    let socket = tokio::net::TcpStream::connect((url.host_str().unwrap(), url.port().unwrap()))
         .await
         .unwrap();
     let mut request = format!(
@@ -262,10 +262,16 @@ async fn post_chunked(stack: &Stack, path: &str, body: &[u8]) -> String {
         request.extend_from_slice(b"\r\n");
     }
     request.extend_from_slice(b"0\r\n\r\n");
-    // The edge may answer before it read everything: a refused write is not the test.
-    let _ = socket.write_all(&request).await;
+    // The edge may answer before it read everything: the answer is read while the body
+    // is still being written, and a refused write is not the test.
+    let (mut read, mut write) = socket.into_split();
+    let writer = tokio::spawn(async move {
+        let _ = write.write_all(&request).await;
+        write
+    });
     let mut answer = Vec::new();
-    let _ = socket.read_to_end(&mut answer).await;
+    let _ = read.read_to_end(&mut answer).await;
+    let _ = writer.await;
     String::from_utf8_lossy(&answer).into_owned()
 }
 

@@ -57,6 +57,9 @@ impl Bus {
     pub async fn nats(url: &str, subject: &str) -> Result<Self, String> {
         let (tell, missed) = tokio::sync::watch::channel((0, ""));
         let tell = Arc::new(tell);
+        // The first `Connected` is the initial connect (reported on a task of its own,
+        // possibly after the listener started): nothing was missed before it.
+        let connected_before = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let client = tokio::time::timeout(
             std::time::Duration::from_secs(5),
             async_nats::ConnectOptions::new()
@@ -64,7 +67,13 @@ impl Bus {
                 .retry_on_initial_connect()
                 .event_callback(move |event| {
                     let tell = tell.clone();
+                    let connected_before = connected_before.clone();
                     async move {
+                        let first_connect = matches!(event, async_nats::Event::Connected)
+                            && !connected_before.swap(true, std::sync::atomic::Ordering::SeqCst);
+                        if first_connect {
+                            return;
+                        }
                         if let Some(reason) = missed_by(&event) {
                             tell.send_modify(|(n, why)| {
                                 *n += 1;

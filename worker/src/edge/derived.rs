@@ -42,9 +42,10 @@ pub(super) async fn exists(
     bucket: &Bucket,
     r2_key: &str,
     source: &ObjectKey,
+    url: Option<&str>,
 ) -> worker::Result<bool> {
     Ok(match bucket.head(r2_key).await? {
-        Some(object) => current(&object, source, None).await,
+        Some(object) => current(&object, source, url).await,
         None => false,
     })
 }
@@ -62,6 +63,8 @@ async fn current(object: &Object, source: &ObjectKey, url: Option<&str>) -> bool
                 "{} is older than a purge of its source: made again",
                 object.key()
             );
+            // Its job may have been queued by this isolate before: it may be queued again.
+            super::jobs::forget(&object.key());
             false
         }
     }

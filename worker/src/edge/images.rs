@@ -39,7 +39,7 @@ use crate::image::working::{self, CopyUse};
 use crate::image::{Output, TransformError, transform};
 use crate::policy::ContentClass;
 use crate::policy::flow::{image_policy, versioned_image_policy};
-use crate::policy::purge::{Reuse, reuse};
+use crate::policy::purge::may_share;
 use crate::policy::stored::Entry;
 use crate::timing::ServerTiming;
 
@@ -61,8 +61,10 @@ struct ImageSource {
     /// Made off the request path: only read what is already encoded.
     stored_only: bool,
     edge_key: String,
-    /// The request path as purges name it (a URL purge of it reaches the R2 copy too).
+    /// The request path as purges name it (a URL purge of it reaches the R2 copy too),
+    /// and the paths the entry also answers for (the original's).
     purge_path: String,
+    aliases: Vec<String>,
     /// R2 writes to run after the response.
     deferred: Rc<RefCell<Vec<Deferred>>>,
 }
@@ -163,6 +165,7 @@ impl ImageSource {
                 &self.env,
                 self.key.as_str(),
                 &version,
+                &self.purge_path,
                 &self.options,
                 r2_key,
             )
@@ -224,9 +227,8 @@ impl ImageSource {
             && entry.meta.status == 200
             && entry.meta.source.as_deref() == Some(version)
         {
-            let aliases = [self.key.purge_path(true)];
-            let (verdict, _) = super::purge::check(&self.purge_path, &aliases, &entry).await;
-            if reuse(verdict) == Reuse::Serve {
+            let (verdict, _) = super::purge::check(&self.purge_path, &self.aliases, &entry).await;
+            if may_share(verdict) {
                 return cache::representation(response).map(Some);
             }
         }
@@ -458,6 +460,7 @@ pub(super) async fn serve(
         stored_only: format.encoded_off_request_path(),
         edge_key: plan.key.clone(),
         purge_path: plan.purge_path.clone(),
+        aliases: plan.aliases.clone(),
         deferred: Rc::new(RefCell::new(Vec::new())),
     };
 

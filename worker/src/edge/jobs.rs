@@ -39,6 +39,10 @@ pub(crate) struct Job {
     pub source_key: String,
     /// The source ETag the result is filed under.
     pub source_version: String,
+    /// The derivative URL that asked for it, as purges name it (a URL purge of it makes
+    /// it again); none for a working copy, or in messages queued before it existed.
+    #[serde(default)]
+    pub url: Option<String>,
     /// Normalized options (they parse back to the same options); empty for a copy.
     #[serde(default)]
     pub options: String,
@@ -125,7 +129,7 @@ async fn encode(env: &Env, job: &Job) -> std::result::Result<(), Outcome> {
         .options;
     let bucket = env.bucket(super::assets::BUCKET).map_err(retry)?;
     let source_key = ObjectKey::from_stored(&job.source_key);
-    if derived::exists(&bucket, &job.r2_key, &source_key)
+    if derived::exists(&bucket, &job.r2_key, &source_key, job.url.as_deref())
         .await
         .map_err(retry)?
     {
@@ -195,7 +199,7 @@ async fn copy(env: &Env, job: &Job) -> std::result::Result<(), Outcome> {
     let config = config_of(env)?;
     let bucket = env.bucket(super::assets::BUCKET).map_err(retry)?;
     let source_key = ObjectKey::from_stored(&job.source_key);
-    if derived::exists(&bucket, &job.r2_key, &source_key)
+    if derived::exists(&bucket, &job.r2_key, &source_key, None)
         .await
         .map_err(retry)?
     {
@@ -231,30 +235,24 @@ async fn copy(env: &Env, job: &Job) -> std::result::Result<(), Outcome> {
 }
 
 thread_local! {
-    /// Jobs this isolate queued, and when (the consumer skips done ones too).
-    static QUEUED: std::cell::RefCell<std::collections::HashMap<String, f64>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+    /// Jobs this isolate has already queued (the consumer skips done ones too).
+    static QUEUED: std::cell::RefCell<std::collections::HashSet<String>> =
+        std::cell::RefCell::new(std::collections::HashSet::new());
 }
 
-/// How long an isolate does not queue the same job again. Past it, a job is queued once
-/// more: its result may have been purged since (the consumer makes it again), or the
-/// message lost.
-const REQUEUE_AFTER_MS: f64 = 60_000.0;
+/// Lets this isolate queue `r2_key`'s job again: what it made was found older than a
+/// purge (`edge::derived`).
+pub(super) fn forget(r2_key: &str) {
+    QUEUED.with(|q| q.borrow_mut().remove(r2_key));
+}
 
 async fn send(env: &Env, job: Job) {
-    let now = super::now_ms();
     let fresh = QUEUED.with(|q| {
         let mut q = q.borrow_mut();
         if q.len() > 10_000 {
             q.clear();
         }
-        match q.get(&job.r2_key) {
-            Some(at) if now - at < REQUEUE_AFTER_MS => false,
-            _ => {
-                q.insert(job.r2_key.clone(), now);
-                true
-            }
-        }
+        q.insert(job.r2_key.clone())
     });
     if !fresh {
         return;
@@ -269,11 +267,13 @@ async fn send(env: &Env, job: Job) {
     }
 }
 
-/// Queues the AVIF encoding of `r2_key` from `source` at `source_version` (once per isolate).
+/// Queues the AVIF encoding of `r2_key` from `source` at `source_version`, asked at `url`
+/// (once per isolate).
 pub(super) async fn enqueue_avif(
     env: &Env,
     source: &str,
     source_version: &str,
+    url: &str,
     options: &ImageOptions,
     r2_key: String,
 ) {
@@ -281,6 +281,7 @@ pub(super) async fn enqueue_avif(
         kind: Kind::Avif,
         source_key: source.to_owned(),
         source_version: source_version.to_owned(),
+        url: Some(url.to_owned()),
         options: options.normalized(),
         r2_key,
     };
@@ -294,6 +295,7 @@ pub(super) async fn enqueue_working_copy(env: &Env, source: &str, source_version
         kind: Kind::WorkingCopy,
         source_key: source.to_owned(),
         source_version: source_version.to_owned(),
+        url: None,
         options: String::new(),
         r2_key: DerivativeKey::working_copy(source, source_version),
     };

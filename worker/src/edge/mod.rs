@@ -206,7 +206,7 @@ async fn handle(
         }
         Route::Purge => {
             let mut req = Request::from(Clone::clone(req.inner()));
-            let response = purge::route(&mut req, env, &config).await?;
+            let response = purge::route(&mut req, env, ctx, &config).await?;
             Ok(Served {
                 response,
                 cache: EdgeCacheStatus::Bypass,

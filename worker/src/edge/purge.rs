@@ -233,6 +233,7 @@ pub(super) async fn apply(
 pub(super) async fn route(
     req: &mut Request,
     env: &Env,
+    ctx: &worker::Context,
     config: &Config,
 ) -> std::result::Result<Response, EdgeError> {
     let authorization = req.headers().get("authorization").ok().flatten();
@@ -275,7 +276,9 @@ pub(super) async fn route(
     })?;
     let applied = apply(env, &purge).await?;
     if applied.applied {
-        empty_folders(env, &purge).await;
+        // After the answer: the origin's delivery waits for nothing but the ledger.
+        let env = env.clone();
+        ctx.wait_until(async move { empty_folders(&env, &purge).await });
     }
     Response::from_json(&applied).map_err(|e| EdgeError::Runtime(e.to_string()))
 }
@@ -284,6 +287,7 @@ pub(super) async fn route(
 /// URL (`policy::purge::originals_named`). Best effort, after the ledger has the purge:
 /// what stays behind records a generation older than the purge and is made again.
 async fn empty_folders(env: &Env, purge: &Purge) {
+    // The bound is small (`MAX_FOLDERS_EMPTIED`) and each folder at most two pages.
     let keys = purge::originals_named(purge);
     if keys.is_empty() {
         return;
@@ -377,9 +381,9 @@ pub(super) async fn check(
 /// may be served, or a purge since then covers the original (`/media/<key>`, its
 /// prefixes) or `url` (the derivative URL asked now): `policy::purge::reuse`.
 pub(super) async fn derived_reuse(url: Option<&str>, source: &ObjectKey, generation: u64) -> Reuse {
-    let source = source.purge_path(true);
-    let probes = purge::probes(url.unwrap_or(&source), &[], std::slice::from_ref(&source));
-    purge::reuse(check_probes(generation, &probes).await.0)
+    let probes = purge::derived_probes(url, &source.purge_path(true));
+    let (verdict, against) = check_probes(generation, &probes).await;
+    purge::reuse(verdict, against.is_some())
 }
 
 async fn check_probes(generation: u64, probes: &[String]) -> (Verdict, Option<u64>) {

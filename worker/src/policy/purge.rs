@@ -306,14 +306,37 @@ pub enum Reuse {
     Remake,
 }
 
-/// The verdict's meaning for a stored derivative. `Unconfirmed` (the ledger cannot be
-/// asked) serves it: its key already holds the source ETag that R2 confirmed for this
-/// request, which is the revalidation a cached image gets in that case too.
-pub fn reuse(verdict: Verdict) -> Reuse {
+/// The verdict's meaning for a stored derivative; `answered`: whether the ledger was
+/// reached (or the memo spoke for it). `Unconfirmed` because the ledger cannot be asked
+/// serves it: its key already holds the source ETag that R2 confirmed for this request,
+/// the revalidation a cached image gets in that case too. `Unconfirmed` from a ledger
+/// that answered means it has forgotten that far back (the object is older than its
+/// floor): a purge since may have covered it, so it is made again.
+pub fn reuse(verdict: Verdict, answered: bool) -> Reuse {
     match verdict {
-        Verdict::Purged(_) => Reuse::Remake,
-        Verdict::Clean | Verdict::Unconfirmed => Reuse::Serve,
+        Verdict::Clean => Reuse::Serve,
+        Verdict::Unconfirmed if !answered => Reuse::Serve,
+        Verdict::Unconfirmed | Verdict::Purged(_) => Reuse::Remake,
     }
+}
+
+/// Whether a transform that waited for the isolate's slot may answer with the cache entry
+/// another request stored meanwhile: only one proven clean. The waiting request may be
+/// the refetch of a purged entry, which must never stand in for its own refetch, and
+/// with the ledger unreachable it cannot be told apart.
+pub fn may_share(verdict: Verdict) -> bool {
+    verdict == Verdict::Clean
+}
+
+/// The probes of an object in R2 `derived/` made from the original at `source_path`
+/// (`/media/<key>`): the original's URL and prefixes, and `url`, the derivative URL it is
+/// asked for now (when one is: a queue job has none).
+pub fn derived_probes(url: Option<&str>, source_path: &str) -> Vec<String> {
+    probes(
+        url.unwrap_or(source_path),
+        &[],
+        std::slice::from_ref(&source_path.to_owned()),
+    )
 }
 
 /// Originals whose `derived/` folders a purge empties, at most.
@@ -515,7 +538,7 @@ mod tests {
         let source = |key: &str| vec![format!("/media/{key}")];
         let of = |generation: u64, path: &str, alias: &[String]| {
             let alias: Vec<&str> = alias.iter().map(String::as_str).collect();
-            reuse(verdict_of(&ledger, generation, path, &[], &alias))
+            reuse(verdict_of(&ledger, generation, path, &[], &alias), true)
         };
         // Made before the purge of its source (hard, by URL; soft, by prefix): remade.
         assert_eq!(
@@ -536,7 +559,40 @@ mod tests {
             Reuse::Serve
         );
         // The ledger unreachable: the source ETag in its key was just confirmed.
-        assert_eq!(reuse(verdict(0, None)), Reuse::Serve);
+        assert_eq!(reuse(verdict(0, None), false), Reuse::Serve);
+        // The ledger answered but forgot that far back (below its floor): made again.
+        let forgot = Marks {
+            latest: 9,
+            floor: 5,
+            ..Marks::default()
+        };
+        assert_eq!(verdict(2, Some(&forgot)), Verdict::Unconfirmed);
+        assert_eq!(reuse(verdict(2, Some(&forgot)), true), Reuse::Remake);
+        assert_eq!(reuse(verdict(6, Some(&forgot)), true), Reuse::Serve);
+    }
+
+    #[test]
+    fn a_derived_object_answers_for_its_original_and_the_url_asked() {
+        let probes = derived_probes(Some("/img/w=80/covers/a.jpg"), "/media/covers/a.jpg");
+        for want in [
+            "u:/img/w=80/covers/a.jpg",
+            "u:/media/covers/a.jpg",
+            "p:/media/covers",
+            "p:/media",
+        ] {
+            assert!(probes.iter().any(|p| p == want), "{want}: {probes:?}");
+        }
+        let job = derived_probes(None, "/media/covers/a.jpg");
+        assert!(job.iter().all(|p| !p.contains("/img/")), "{job:?}");
+        assert!(job.iter().any(|p| p == "u:/media/covers/a.jpg"));
+    }
+
+    #[test]
+    fn a_waiting_transform_shares_only_an_entry_proven_clean() {
+        assert!(may_share(Verdict::Clean));
+        assert!(!may_share(Verdict::Purged(Mode::Hard)));
+        assert!(!may_share(Verdict::Purged(Mode::Soft)));
+        assert!(!may_share(Verdict::Unconfirmed));
     }
 
     #[test]
