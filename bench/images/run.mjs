@@ -44,6 +44,10 @@ const AVIF = (env.AVIF ?? "1") !== "0";
 const AVIF_ITER = Number(env.AVIF_ITERATIONS ?? 3);
 // jSquash's and sharp's quality settings tried to match course-edge's AVIF score.
 const AVIF_QUALITIES = (env.AVIF_QUALITIES ?? "50,60,70,80,90").split(",").map(Number);
+// A filtered pipeline (issue 15): course-edge's orientation and pixel filters at the first
+// width, beside sharp doing the same (rotate 90°, Gaussian σ 2.5, sharpen σ 1); FILTERS=
+// (empty) skips it.
+const FILTERS = env.FILTERS ?? "rotate=90,sharpen=1,blur=5";
 
 const log = (...a) => process.stderr.write(`    ${a.join(" ")}\n`);
 const median = (xs) => {
@@ -338,9 +342,29 @@ async function benchImage(image, order) {
       }
     }
     for (const n of inWorkers) runs[n].peak = growth(before[n], devs[n].memory());
+    // Filtered: a new derivative of each source at the first width (from its working copy
+    // when it has one), after the memory reading, so it does not count in the peaks above.
+    let filtered = null;
+    if (FILTERS) {
+      const width = WIDTHS[0];
+      filtered = { course: [], sharp: null };
+      for (let i = 0; i <= ITER; i++) {
+        const url = `${devs["course-edge"].base}/img/width=${width},quality=${QUALITY},format=webp,${FILTERS}/${sourceKey(image, width, i)}`;
+        const r = await timedFetch(url, {}, `course-edge ${image.name} ${width} filtered`);
+        const rec = record(r);
+        rec.copy = r.res.headers.get("x-edge-working-copy") ?? "none";
+        rec.allocatorPeak = Number(r.res.headers.get("x-edge-memory-peak"));
+        filtered.course.push(rec);
+      }
+      if (order.includes("sharp") && FILTERS === "rotate=90,sharpen=1,blur=5") {
+        const out = join(WORK, `out-${image.name}-${width}-sharp-filtered.webp`);
+        const line = execFileSync("node", [join(BENCH_DIR, "sharp.mjs"), image.path, String(width), String(QUALITY), String(ITER + 1), out, "webp", "filters"], { encoding: "utf8" });
+        filtered.sharp = JSON.parse(line);
+      }
+    }
     const avif = AVIF ? await benchAvif(image, devs, bytes, order) : null;
     if (order.includes("sharp")) runs.sharp = benchSharp(image);
-    return { runs, copies, avif };
+    return { runs, copies, avif, filtered };
   } finally {
     for (const dev of Object.values(devs)) await dev.stop();
   }
@@ -529,7 +553,7 @@ async function main() {
     const mp = (info.width * info.height) / 1e6;
     const kind = info.type === "png" ? "PNG with alpha" : info.progressive ? "progressive JPEG" : "baseline JPEG";
     log(`${image.name}: ${info.width}x${info.height} ${kind}`);
-    const { runs, copies, avif } = await benchImage(image, order);
+    const { runs, copies, avif, filtered } = await benchImage(image, order);
     if (runs.sharp?.meta && !v.libvips) {
       v.libvips = runs.sharp.meta.versions.libvips;
       console.log(`# sharp: libvips ${runs.sharp.meta.versions.libvips}, libwebp ${runs.sharp.meta.versions.libwebp}, ${runs.sharp.meta.threads} threads`);
@@ -600,6 +624,21 @@ async function main() {
         check(`${image.name} ${width} px: working copy loses ≤ 0.5 SSIMULACRA2`, stats.later.s.ssimulacra2 >= stats["course-edge"].s.ssimulacra2 - 0.5,
           `${stats.later.s.ssimulacra2} from the copy vs ${stats["course-edge"].s.ssimulacra2} from the original`);
       }
+    }
+    if (filtered) {
+      const width = WIDTHS[0];
+      const warm = filtered.course.slice(1);
+      const t = median(warm.map((r) => r.transform));
+      const plainFrom = warm[0].copy === "used" && runs.later.results[width] ? "later" : "course-edge";
+      const plain = median(runs[plainFrom].results[width].slice(1).map((r) => r.transform));
+      console.log("");
+      console.log(`### filters (${FILTERS}) → ${width} px WebP q${QUALITY}`);
+      console.log(`course-edge: ${fmt(t)} ms median (${fmt(Math.min(...warm.map((r) => r.transform)))}–${fmt(Math.max(...warm.map((r) => r.transform)))}; decode ${fmt(median(warm.map((r) => r.decode)))}, resize + filters ${fmt(median(warm.map((r) => r.resize)))}, encode ${fmt(median(warm.map((r) => r.encode)))}), from the ${warm[0].copy === "used" ? "working copy" : "original"}; the same derivative without filters ${fmt(plain)} ms (${plainFrom === "later" ? "later" : "first"} row above): filters add ${fmt(t - plain)} ms; allocator peak ${mib(Math.max(...filtered.course.map((r) => r.allocatorPeak)))} MiB, ${warm[warm.length - 1].bytes} bytes`);
+      if (filtered.sharp) {
+        const st = median(filtered.sharp.times.slice(1));
+        console.log(`sharp (native, rotate(90) → resize → blur(2.5) → sharpen(σ 1)): ${fmt(st)} ms median, ${filtered.sharp.bytes} bytes: ${(st / t).toFixed(2)}x course-edge's time`);
+      }
+      summary.push({ image: image.name, width, pipeline: `course-edge ${FILTERS}`, transform_ms: t, allocator_peak_mib: Number(mib(Math.max(...filtered.course.map((r) => r.allocatorPeak)))) });
     }
     if (avif) reportAvif(image, avif, webpOf, check, summary);
     check(`${image.name}: course-edge's WASM memory < 128 MiB`, runs["course-edge"].linear < 128 * 1048576, `${mib(runs["course-edge"].linear)} MiB`);

@@ -39,6 +39,7 @@ pub mod vars {
     pub const IMAGE_BACKGROUNDS: &str = "IMAGE_BACKGROUNDS";
     pub const IMAGE_GRAVITY: &str = "IMAGE_GRAVITY";
     pub const IMAGE_PRESETS: &str = "IMAGE_PRESETS";
+    pub const IMAGE_FILTERS: &str = "IMAGE_FILTERS";
     pub const IMAGE_ACCESS: &str = "IMAGE_ACCESS";
     /// `derived/` objects the sweeper (the cron trigger) examines per run, 1–500 (it
     /// deletes derivatives whose source is gone or replaced).
@@ -432,6 +433,10 @@ fn image_policy(
             )
         })?;
     }
+    if let Some(raw) = get(vars::IMAGE_FILTERS) {
+        p.filters = policy::parse_filters(&raw)
+            .ok_or_else(|| invalid(vars::IMAGE_FILTERS, &raw, "`listed`, `any` or `off`"))?;
+    }
     if let Some(raw) = get(vars::IMAGE_PRESETS) {
         p.presets = policy::parse_presets(&raw).map_err(ConfigError::Presets)?;
     }
@@ -769,7 +774,8 @@ mod tests {
             ("IMAGE_QUALITIES", "101"),
             ("IMAGE_BACKGROUNDS", "nope"),
             ("IMAGE_GRAVITY", "grid:0.3"),
-            ("IMAGE_PRESETS", "thumb:blur=1"),
+            ("IMAGE_PRESETS", "thumb:blur=0"),
+            ("IMAGE_FILTERS", "some"),
             ("IMAGE_ACCESS", "signed-or-preset"),
             ("IMAGE_SIGNING_KEY", "short"),
             ("IMAGE_MAX_SOURCE_BYTES", "0"),

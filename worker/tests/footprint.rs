@@ -486,6 +486,27 @@ fn the_memory_model_bounds_every_measured_peak() {
             );
         }
     }
+    // The URL's flip/rotate (composed with EXIF: a quarter turn transposes, a quarter
+    // turn of orientation 6 undoes it) and the pixel filters on a full-size output
+    // (in place, with scratch the model adds), near the budget.
+    for (source, spec) in [
+        (
+            Source::Png(6, 8, false),
+            "blur=250,sharpen=10,rotate=90,saturation=2",
+        ),
+        (Source::Jpeg(false, 1), "rotate=90,blur=5"),
+        (Source::Jpeg(false, 6), "rotate=270,flip=h,sharpen=1"),
+    ] {
+        let opts = options(spec);
+        if let Some((side, bytes)) = near_budget(source, &opts, OutputFormat::Webp, &limits) {
+            run(
+                format!("{source:?} {side}px {spec:?}→webp"),
+                bytes,
+                &opts,
+                OutputFormat::Webp,
+            );
+        }
+    }
     for (source, side) in [
         (Source::Jpeg(false, 1), 160),
         (Source::Png(6, 8, false), 160),

@@ -1,8 +1,9 @@
 //! The decode path: arbitrary bytes through the whole transform (header, limits,
 //! decode, orientation, resize, encode) must give an image or a classified error,
 //! never a panic, within a small pixel budget. The first byte picks the options and the
-//! output format (metadata=keep/copyright included, so EXIF reading, the orientation
-//! reset and the container writers are fuzzed too); the rest is the source.
+//! output format (flip/rotate, the pixel filters and metadata=keep/copyright included,
+//! so EXIF reading, the orientation reset and the container writers are fuzzed too);
+//! the rest is the source.
 #![no_main]
 
 use course_edge_worker::image::format::OutputFormat;
@@ -17,11 +18,15 @@ fuzz_target!(|data: &[u8]| {
         max_unscaled_pixels: 4_000_000,
         ..Limits::default()
     };
-    const OPTIONS: [&str; 4] = [
+    const OPTIONS: [&str; 7] = [
         "w=64,h=64,fit=cover",
         "w=48,metadata=keep",
         "w=32,h=32,fit=pad,metadata=copyright",
         "h=40,fit=scale-down,metadata=keep",
+        // flip/rotate composed with the source's EXIF orientation, and every filter.
+        "w=40,rotate=90,flip=h,blur=3,sharpen=2,metadata=keep",
+        "w=30,h=20,fit=squeeze,brightness=1.5,contrast=2,gamma=0.5,saturation=0",
+        "rotate=270,fit=pad,w=24,h=24,blur=250",
     ];
     const FORMATS: [OutputFormat; 3] = [OutputFormat::Jpeg, OutputFormat::Webp, OutputFormat::Png];
     let Some((&selector, source)) = data.split_first() else {

@@ -60,6 +60,8 @@ pub fn negotiate(request: FormatRequest, accept: &str, source_has_alpha: bool) -
         FormatRequest::Webp => OutputFormat::Webp,
         FormatRequest::Jpeg => OutputFormat::Jpeg,
         FormatRequest::Png => OutputFormat::Png,
+        FormatRequest::Fastest if source_has_alpha => OutputFormat::Png,
+        FormatRequest::Fastest => OutputFormat::Jpeg,
         FormatRequest::Auto if accepts(accept, "image/avif") => OutputFormat::Avif,
         FormatRequest::Auto if accepts(accept, "image/webp") => OutputFormat::Webp,
         FormatRequest::Auto if source_has_alpha => OutputFormat::Png,
@@ -87,16 +89,20 @@ pub struct Choice {
     /// The negotiated format.
     pub wanted: OutputFormat,
     /// What is served (briefly) while `wanted` is encoded off the request path; `None`:
-    /// `wanted` is made on the request path, or was asked for by name and nothing else
-    /// may stand in for it (the request is then told to retry).
+    /// `wanted` is made on the request path.
     pub stand_in: Option<OutputFormat>,
 }
 
 /// The format decision for one request: negotiation, then deferral. Alpha is only known
 /// after decoding, so the source's family (`source_is_jpeg`) decides the fallback.
+///
+/// AVIF, negotiated or asked for by name (`format=avif`), is answered at once with WebP
+/// while the queue encodes it, as Cloudflare documents ("AVIF if possible, with WebP as a
+/// fallback"): never a 503 and a retry.
 pub fn choose(request: FormatRequest, accept: &str, source_is_jpeg: bool) -> Choice {
     let wanted = negotiate(request, accept, !source_is_jpeg);
-    let stand_in = (wanted.encoded_off_request_path() && request == FormatRequest::Auto)
+    let stand_in = wanted
+        .encoded_off_request_path()
         .then_some(OutputFormat::Webp);
     Choice { wanted, stand_in }
 }
@@ -144,7 +150,7 @@ mod tests {
     }
 
     #[test]
-    fn a_format_made_off_the_request_path_gets_a_stand_in_unless_named() {
+    fn a_format_made_off_the_request_path_gets_a_stand_in_even_when_named() {
         assert_eq!(
             choose(FormatRequest::Auto, CHROME, true),
             Choice {
@@ -156,9 +162,9 @@ mod tests {
             choose(FormatRequest::Avif, LEGACY, true),
             Choice {
                 wanted: OutputFormat::Avif,
-                stand_in: None
+                stand_in: Some(OutputFormat::Webp)
             },
-            "asked for by name: retry later, never another format"
+            "asked for by name: WebP meanwhile, as Cloudflare falls back"
         );
         assert_eq!(
             choose(FormatRequest::Auto, LEGACY, false),

@@ -114,6 +114,11 @@ pub fn plan(source: Size, target: (Option<u32>, Option<u32>), fit: Fit, gravity:
                     ));
                     plan
                 }
+                Fit::Squeeze => Plan {
+                    source: whole(source),
+                    resize: Size { w: tw, h: th },
+                    canvas: None,
+                },
                 Fit::Cover => Plan {
                     source: window(source, tw_f / fill, th_f / fill, gravity),
                     resize: Size { w: tw, h: th },

@@ -64,6 +64,9 @@ pub struct Footprint {
     pub may_have_alpha: bool,
     /// Whether the output is AVIF (a far hungrier encoder).
     pub avif: bool,
+    /// What the pixel filters allocate beside the resized image
+    /// ([`super::filters::scratch_bytes`]).
+    pub filter_scratch: u64,
 }
 
 impl Footprint {
@@ -86,7 +89,9 @@ impl Footprint {
             ENCODE_BYTES_PER_PIXEL
         };
         let encode = ow * oh * per_output_pixel;
-        self.source_bytes + FIXED_OVERHEAD_BYTES + decode.max(resize).max(encode)
+        // The filters run on the resized image (at most the output's pixels) alone.
+        let filter = ow * oh * 4 + self.filter_scratch;
+        self.source_bytes + FIXED_OVERHEAD_BYTES + decode.max(resize).max(encode).max(filter)
     }
 }
 
@@ -388,6 +393,7 @@ mod tests {
                 output,
                 may_have_alpha: false,
                 avif: false,
+                filter_scratch: 0,
             };
             let result = l.check_memory(&f);
             assert_eq!(

@@ -6,6 +6,7 @@
 pub mod color;
 pub mod decode;
 pub mod encode;
+pub mod filters;
 pub mod format;
 pub mod geometry;
 pub mod key;
@@ -165,6 +166,11 @@ pub(crate) fn plan_on(
     limits: &Limits,
 ) -> Result<Prepared, TransformError> {
     limits.check_header(&header, source_bytes)?;
+    // The file's EXIF orientation, then the URL's flip and rotate: one pass over pixels.
+    let orientation = orient::then(
+        orientation,
+        orient::of_flip_rotate(options.flip, options.rotate),
+    );
     let swap = orient::swaps_axes(orientation);
     let oriented = |(w, h): (u32, u32)| if swap { (h, w) } else { (w, h) };
     let (ow, oh) = oriented(planned_on);
@@ -197,6 +203,7 @@ pub(crate) fn plan_on(
         output: (plan.output().w, plan.output().h),
         may_have_alpha: header.format != SourceFormat::Jpeg,
         avif: format == OutputFormat::Avif,
+        filter_scratch: filters::scratch_bytes(&options.filters, (plan.resize.w, plan.resize.h)),
     };
     let full = (header.width, header.height);
     let at_least = if header.scales_on_decode {
@@ -258,6 +265,7 @@ pub(crate) fn run(
         planned_on,
         ..
     } = prepared;
+    // The EXIF Orientation tag kept by `metadata=keep` is reset: the pixels are upright.
     let orientation_applied = header.format == SourceFormat::Jpeg;
     let swap = orient::swaps_axes(orientation);
     let (ow, oh) = if swap {
@@ -276,8 +284,16 @@ pub(crate) fn run(
         f64::from(decoded.height) / f64::from(oh),
     );
     let background = options.background.unwrap_or(Rgba::WHITE);
-    let resized = resize::apply(decoded, &plan, scale, background)
+    let mut resized = resize::apply(decoded, &plan, scale)
         .map_err(|e| TransformError::Internal(e.to_string()))?;
+    filters::apply(
+        &mut resized.rgba,
+        resized.width,
+        resized.height,
+        resized.has_alpha,
+        &options.filters,
+    );
+    let resized = resize::pad(resized, &plan, background);
     let after_resize = clock();
     let exif = metadata::exif_for(bytes, options.metadata, orientation_applied);
     let out = encode::encode(
@@ -364,6 +380,124 @@ mod pipeline_tests {
         // (801: 450 rows of a 5640×3172 photo need 800.1 columns, rounded up.)
         assert_eq!(p.at_least, (801, 450));
         assert_eq!(p.footprint.decoded, (1410, 793));
+    }
+
+    /// The decoded pixels of a PNG output (lossless: what the pipeline produced).
+    fn pixels(out: &Output) -> decode::Decoded {
+        let header = decode::read_header(&out.bytes).unwrap();
+        decode::decode(&out.bytes, &header, (1, 1)).unwrap()
+    }
+
+    #[test]
+    fn flip_and_rotate_move_every_pixel_where_the_oracle_puts_it() {
+        // Oracle: the source's own pixels, turned by `orient::apply` (itself checked
+        // against EXIF's corner table), at the source's size (no resampling).
+        let png = testing::png_of(40, 20, false);
+        let source = pixels(&run(&png, "", OutputFormat::Png).unwrap());
+        for (spec, orientation) in [
+            ("rotate=90", 6),
+            ("rotate=180", 3),
+            ("rotate=270", 8),
+            ("flip=h", 2),
+            ("flip=v", 4),
+            ("flip=h,rotate=90", 7),
+        ] {
+            let out = pixels(&run(&png, spec, OutputFormat::Png).unwrap());
+            let want = orient::apply(testing::decoded_copy(&source), orientation);
+            assert_eq!((out.width, out.height), (want.width, want.height), "{spec}");
+            assert!(
+                out.rgba == want.rgba,
+                "{spec}: pixels differ from the oracle"
+            );
+        }
+        // width and height are the rotated image's.
+        let turned = run(&png, "rotate=90,w=10", OutputFormat::Png).unwrap();
+        assert_eq!((turned.width, turned.height), (10, 20));
+    }
+
+    #[test]
+    fn exif_orientation_comes_before_the_urls_rotation() {
+        // Stored 60×30 with orientation 6 (shown 30×60); rotate=90 turns it to 60×30.
+        let jpeg = testing::jpeg_with_exif(60, 30, 6, None, None);
+        let shown = run(&jpeg, "", OutputFormat::Png).unwrap();
+        assert_eq!((shown.width, shown.height), (30, 60));
+        let turned = run(&jpeg, "rotate=90", OutputFormat::Png).unwrap();
+        assert_eq!((turned.width, turned.height), (60, 30));
+        let back = run(&jpeg, "rotate=270", OutputFormat::Png).unwrap();
+        assert_eq!((back.width, back.height), (60, 30));
+        // 6 then 90° clockwise is a half turn of the stored pixels.
+        let stored = pixels(&run(&testing::jpeg_of(60, 30), "", OutputFormat::Png).unwrap());
+        let half = orient::apply(stored, 3);
+        let turned = pixels(&turned);
+        let diff = turned
+            .rgba
+            .iter()
+            .zip(&half.rgba)
+            .map(|(a, b)| u32::from(a.abs_diff(*b)))
+            .max()
+            .unwrap();
+        assert_eq!(
+            diff, 0,
+            "rotate=90 of orientation 6 is the stored image turned 180°"
+        );
+    }
+
+    #[test]
+    fn squeeze_stretches_and_oversized_boxes_are_not_errors() {
+        let jpeg = testing::jpeg_of(400, 200);
+        let squeezed = run(&jpeg, "w=100,h=100,fit=squeeze", OutputFormat::Jpeg).unwrap();
+        assert_eq!((squeezed.width, squeezed.height), (100, 100));
+        // scale-down and crop never enlarge: a box above the cap is the source's size.
+        for spec in ["w=5000", "w=5000,h=9000,fit=crop", "h=100000"] {
+            let out = run(&jpeg, spec, OutputFormat::Jpeg).unwrap();
+            assert_eq!((out.width, out.height), (400, 200), "{spec}");
+        }
+        // contain may enlarge: to the cap.
+        let out = run(&jpeg, "w=5000,fit=contain", OutputFormat::Jpeg).unwrap();
+        assert_eq!(
+            (out.width, out.height),
+            (MAX_SIDE_FOR_TESTS, MAX_SIDE_FOR_TESTS / 2)
+        );
+    }
+
+    const MAX_SIDE_FOR_TESTS: u32 = options::MAX_SIDE;
+
+    #[test]
+    fn filters_change_the_image_but_not_the_pad_canvas() {
+        // A flat grey PNG, halved in brightness, padded with grey: the image is 64, the
+        // bands stay 128 (filters run before the canvas, as Cloudflare's border does).
+        let grey = {
+            let img = image::RgbImage::from_pixel(200, 100, image::Rgb([128, 128, 128]));
+            let mut out = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+            out.into_inner()
+        };
+        let out = pixels(
+            &run(
+                &grey,
+                "w=100,h=100,fit=pad,bg=808080,brightness=0.5",
+                OutputFormat::Png,
+            )
+            .unwrap(),
+        );
+        let at = |x: usize, y: usize| &out.rgba[(y * 100 + x) * 4..(y * 100 + x) * 4 + 3];
+        assert_eq!(at(50, 5), [128, 128, 128], "the band");
+        assert_eq!(at(50, 50), [64, 64, 64], "the image");
+        // saturation=0 makes any colour grey.
+        let colour = pixels(
+            &run(
+                &testing::png_of(50, 50, false),
+                "saturation=0",
+                OutputFormat::Png,
+            )
+            .unwrap(),
+        );
+        assert!(
+            colour
+                .rgba
+                .chunks_exact(4)
+                .all(|px| px[0] == px[1] && px[1] == px[2])
+        );
     }
 
     #[test]
@@ -453,7 +587,7 @@ mod canonical_tests {
             format!("{}={h}", rng.pick(&["h", "height"])),
             format!(
                 "fit={}",
-                rng.pick(&["scale-down", "contain", "cover", "crop", "pad"])
+                rng.pick(&["scale-down", "contain", "cover", "crop", "pad", "squeeze"])
             ),
             format!("g={gravity}"),
             format!(
@@ -477,6 +611,16 @@ mod canonical_tests {
             format!("f={}", rng.pick(&["auto", "webp", "jpeg", "png"])),
             String::from("onerror=redirect"),
             format!("v={}", rng.next() % 4),
+            // Spellings of one orientation must give the same pixels (flip=hv is
+            // rotate=180); neutral filter values must be no filter at all.
+            format!("flip={}", rng.pick(&["h", "v", "hv", "vh"])),
+            format!("rotate={}", rng.pick(&["0", "90", "180", "270", "360"])),
+            format!("brightness={}", rng.pick(&["0", "1", "1.00", "0.5", "2"])),
+            format!("contrast={}", rng.pick(&["0", "1", "1.5"])),
+            format!("gamma={}", rng.pick(&["0", "1", "0.8"])),
+            format!("saturation={}", rng.pick(&["0", "1", "1.0", "2"])),
+            format!("blur={}", rng.pick(&["1", "5", "250"])),
+            format!("sharpen={}", rng.pick(&["0", "0.0", "1", "10"])),
         ];
         candidates
             .into_iter()

@@ -8,6 +8,11 @@
 
 use std::fmt::Write;
 
+use super::filters::Filters;
+use super::orient;
+
+pub mod migration;
+
 /// Largest output side in pixels (after `dpr`).
 pub const MAX_SIDE: u32 = 4096;
 /// Longest options segment accepted.
@@ -42,15 +47,18 @@ pub enum Fit {
     Crop,
     /// Fit inside (may enlarge) and fill the rest of the box with `background`.
     Pad,
+    /// Stretch to exactly the box, aspect ratio not kept; may enlarge.
+    Squeeze,
 }
 
 impl Fit {
-    const ALL: [(Fit, &'static str); 5] = [
+    const ALL: [(Fit, &'static str); 6] = [
         (Fit::ScaleDown, "scale-down"),
         (Fit::Contain, "contain"),
         (Fit::Cover, "cover"),
         (Fit::Crop, "crop"),
         (Fit::Pad, "pad"),
+        (Fit::Squeeze, "squeeze"),
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -117,6 +125,10 @@ pub enum FormatRequest {
     /// Negotiated from `Accept`: AVIF > WebP > the source family (the default).
     #[default]
     Auto,
+    /// `compression=fast`: the quickest format to encode, the source family (JPEG for
+    /// an opaque source, PNG otherwise), whatever `Accept` says; it overrides `auto`,
+    /// `avif` and `webp`, as Cloudflare's does.
+    Fastest,
     Avif,
     Webp,
     Jpeg,
@@ -127,6 +139,7 @@ impl FormatRequest {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Auto => "auto",
+            Self::Fastest => "fastest",
             Self::Avif => "avif",
             Self::Webp => "webp",
             Self::Jpeg => "jpeg",
@@ -156,6 +169,30 @@ impl Metadata {
     }
 }
 
+/// `flip`: mirror the image before `rotate` turns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flip {
+    #[default]
+    None,
+    /// `h`: left and right swapped.
+    Horizontal,
+    /// `v`: top and bottom swapped.
+    Vertical,
+    /// `hv`: both (a half turn).
+    Both,
+}
+
+impl Flip {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Horizontal => "h",
+            Self::Vertical => "v",
+            Self::Both => "hv",
+        }
+    }
+}
+
 /// RGBA, 8 bits per channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rgba(pub [u8; 4]);
@@ -163,9 +200,14 @@ pub struct Rgba(pub [u8; 4]);
 impl Rgba {
     pub const WHITE: Rgba = Rgba([255, 255, 255, 255]);
 
-    /// CSS colours: `#rgb`, `#rgba`, `#rrggbb`, `#rrggbbaa`, `rgb(r,g,b)`,
-    /// `rgba(r,g,b,a)` (a in 0–1) and a few names.
+    /// CSS colours: `#rgb`, `#rgba`, `#rrggbb`, `#rrggbbaa` (the `#` may be left out of
+    /// the 6- and 8-digit forms), `rgb(r,g,b)` and `rgba(r,g,b,a)` (a in 0–1) strictly
+    /// (an out-of-range channel is an error, not clamped), and through `csscolorparser`
+    /// every other CSS spelling: the 148 names, `hsl()`, `hsla()`, `hwb()`.
     pub fn parse(s: &str) -> Option<Self> {
+        if s.len() > 64 {
+            return None;
+        }
         let s = s.trim().to_ascii_lowercase();
         match s.as_str() {
             "white" => return Some(Self::WHITE),
@@ -202,8 +244,16 @@ impl Rgba {
         }
         let (inner, has_alpha) = if let Some(rest) = s.strip_prefix("rgba(") {
             (rest.strip_suffix(')')?, true)
+        } else if let Some(rest) = s.strip_prefix("rgb(") {
+            (rest.strip_suffix(')')?, false)
         } else {
-            (s.strip_prefix("rgb(")?.strip_suffix(')')?, false)
+            let known = s.starts_with("hsl")
+                || s.starts_with("hwb")
+                || s.bytes().all(|b| b.is_ascii_lowercase());
+            return known
+                .then(|| csscolorparser::parse(&s).ok())
+                .flatten()
+                .map(|c| Self(c.to_rgba8()));
         };
         let parts: Vec<&str> = inner.split(',').map(str::trim).collect();
         let channel = |p: &str| p.parse::<u8>().ok();
@@ -245,6 +295,13 @@ pub struct ImageOptions {
     pub dpr: u16,
     pub background: Option<Rgba>,
     pub metadata: Metadata,
+    /// `flip`, applied after the EXIF orientation and before `rotate`.
+    pub flip: Flip,
+    /// `rotate`: clockwise degrees, 0, 90, 180 or 270; `width`/`height` are the
+    /// rotated image's.
+    pub rotate: u16,
+    /// `brightness`, `contrast`, `gamma`, `saturation`, `blur`, `sharpen`.
+    pub filters: Filters,
     pub redirect_on_error: bool,
     /// `v=`: a caller-managed version of the source. A versioned URL is immutable: it
     /// skips the source ETag lookup and is cached for a year.
@@ -284,14 +341,47 @@ pub const ORIGINAL: &str = "original";
 /// Default quality when none is asked for.
 pub const DEFAULT_QUALITY: u8 = 85;
 
+/// Largest `width`/`height` accepted in a URL. Above [`MAX_SIDE`] a side is not an
+/// error (as with Cloudflare): where the fit never enlarges the output is at most the
+/// source's size, and otherwise the box is clamped to the cap ([`ImageOptions::target`]).
+pub const MAX_REQUESTED_SIDE: u32 = 100_000;
+
 fn dimension(option: &str, value: &str) -> Result<u32, OptionError> {
     match value.parse::<u32>() {
-        Ok(n) if (1..=MAX_SIDE).contains(&n) => Ok(n),
+        Ok(n) if (1..=MAX_REQUESTED_SIDE).contains(&n) => Ok(n),
         _ => Err(OptionError::new(
             option,
-            format!("{option} must be a whole number of pixels from 1 to {MAX_SIDE}"),
+            format!(
+                "{option} must be a whole number of pixels from 1 to {MAX_REQUESTED_SIDE} (outputs are capped at {MAX_SIDE})"
+            ),
         )),
     }
+}
+
+/// How a refusal of a Cloudflare option not implemented here ends.
+const NOT_YET: &str = "is a Cloudflare option course-edge does not implement yet (see the README's migration table): remove it, or transform the image before upload";
+
+/// How a refusal of an option that needs a model begins: refused, never ignored.
+const NO_MODEL: &str = "not available here (course-edge ships no machine-learning model, and refuses rather than silently ignores it):";
+
+/// Largest `brightness`, `contrast`, `gamma` and `saturation` factor (Cloudflare names
+/// no bound; 10× is already white or grey).
+pub const MAX_FACTOR: u16 = 10;
+/// Largest `blur` radius (Cloudflare's range: 1–250).
+pub const MAX_BLUR: u8 = 250;
+/// Largest `sharpen` strength (Cloudflare's range: 0–10).
+pub const MAX_SHARPEN: u16 = 10;
+
+/// A decimal from 0 to `max` in `1/per` steps, as a whole number of steps: `None` when
+/// out of range, not a plain decimal, or finer than a step.
+fn decimal(value: &str, max: u16, per: u16) -> Option<u16> {
+    let plain = !value.is_empty()
+        && value.len() <= 8
+        && value.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let v: f64 = value.parse().ok().filter(|_| plain)?;
+    let steps = v * f64::from(per);
+    let whole = steps.round();
+    ((0.0..=f64::from(max)).contains(&v) && (steps - whole).abs() < 1e-6).then_some(whole as u16)
 }
 
 impl ImageOptions {
@@ -315,6 +405,7 @@ impl ImageOptions {
             ..ImageOptions::default()
         };
         let mut signature = None;
+        let mut fast = false;
         let mut seen: Vec<&'static str> = Vec::new();
         // `original` is how no options are spelled (see `normalized`): it parses back.
         let segment = if segment == ORIGINAL { "" } else { segment };
@@ -332,14 +423,48 @@ impl ImageOptions {
                 "dpr" => "dpr",
                 "background" | "bg" => "background",
                 "metadata" => "metadata",
+                "flip" => "flip",
+                "rotate" => "rotate",
+                "brightness" => "brightness",
+                "contrast" => "contrast",
+                "gamma" => "gamma",
+                "saturation" => "saturation",
+                "blur" => "blur",
+                "sharpen" => "sharpen",
                 "onerror" => "onerror",
                 "sig" => "sig",
                 "v" => "v",
+                "compression" => "compression",
+                "anim" => "anim",
+                "border"
+                | "trim"
+                | "trim.width"
+                | "trim.height"
+                | "trim.left"
+                | "trim.top"
+                | "slow-connection-quality"
+                | "scq" => {
+                    return Err(OptionError::new(name, format!("{name} {NOT_YET}")));
+                }
+                "segment" => {
+                    return Err(OptionError::new(
+                        name,
+                        format!("{NO_MODEL} segment=foreground needs a segmentation model"),
+                    ));
+                }
+                "zoom" | "face-zoom" => {
+                    return Err(OptionError::new(
+                        name,
+                        format!(
+                            "{NO_MODEL} {name} crops towards faces found by gravity=face, which needs a face detector"
+                        ),
+                    ));
+                }
                 other => {
                     return Err(OptionError::new(
                         other,
                         format!(
-                            "unknown option {other:?}; known: width|w, height|h, fit, gravity|g, quality|q, format|f, dpr, background, metadata, onerror, v, sig"
+                            "unknown option {other:?}; known: width|w, height|h, fit, gravity|g, quality|q, format|f, dpr, background, metadata, flip, rotate, brightness, contrast, gamma, saturation, blur, sharpen, onerror, v, sig"
                         ),
                     ));
                 }
@@ -360,8 +485,19 @@ impl ImageOptions {
                         .find(|(_, s)| *s == value)
                         .map(|(f, _)| *f)
                         .ok_or_else(|| {
-                            OptionError::new(name, "fit is scale-down, contain, cover, crop or pad")
+                            OptionError::new(
+                                name,
+                                "fit is scale-down, contain, cover, crop, pad or squeeze",
+                            )
                         })?;
+                }
+                "gravity" if value == "face" => {
+                    return Err(OptionError::new(
+                        name,
+                        format!(
+                            "{NO_MODEL} gravity=face needs a face detector; use a point (gravity=0.5x0.3) or a side"
+                        ),
+                    ));
                 }
                 "gravity" => {
                     options.gravity = Gravity::parse(value).ok_or_else(|| {
@@ -391,16 +527,39 @@ impl ImageOptions {
                         "auto" => FormatRequest::Auto,
                         "avif" => FormatRequest::Avif,
                         "webp" => FormatRequest::Webp,
-                        "jpeg" | "jpg" => FormatRequest::Jpeg,
+                        // Our JPEG encoder writes baseline JPEG only.
+                        "jpeg" | "jpg" | "baseline-jpeg" => FormatRequest::Jpeg,
                         "png" => FormatRequest::Png,
+                        "json" => {
+                            return Err(OptionError::new(name, format!("format=json {NOT_YET}")));
+                        }
                         _ => {
                             return Err(OptionError::new(
                                 name,
-                                "format is auto, avif, webp, jpeg or png",
+                                "format is auto, avif, webp, jpeg, baseline-jpeg or png",
                             ));
                         }
                     };
                 }
+                "compression" => {
+                    if value != "fast" {
+                        return Err(OptionError::new(name, "compression is fast"));
+                    }
+                    fast = true;
+                }
+                "anim" => match value {
+                    // Animated sources give their first frame: what anim=false asks.
+                    "false" => {}
+                    "true" => {
+                        return Err(OptionError::new(
+                            name,
+                            format!(
+                                "anim=true (keeping the frames of an animation) {NOT_YET}; anim=false gives the first frame"
+                            ),
+                        ));
+                    }
+                    _ => return Err(OptionError::new(name, "anim is true or false")),
+                },
                 "dpr" => {
                     let dpr: f64 = value
                         .parse()
@@ -429,6 +588,68 @@ impl ImageOptions {
                             ));
                         }
                     };
+                }
+                "flip" => {
+                    options.flip = match value {
+                        "h" => Flip::Horizontal,
+                        "v" => Flip::Vertical,
+                        "hv" | "vh" => Flip::Both,
+                        _ => return Err(OptionError::new(name, "flip is h, v or hv")),
+                    };
+                }
+                "rotate" => {
+                    options.rotate = match value {
+                        "0" | "360" => 0,
+                        "90" => 90,
+                        "180" => 180,
+                        "270" => 270,
+                        _ => {
+                            return Err(OptionError::new(
+                                name,
+                                "rotate is 90, 180 or 270 (degrees clockwise)",
+                            ));
+                        }
+                    };
+                }
+                "brightness" | "contrast" | "gamma" | "saturation" => {
+                    let factor = decimal(value, MAX_FACTOR, 100).ok_or_else(|| {
+                        OptionError::new(
+                            name,
+                            format!(
+                                "{canonical} is a factor from 0 to {MAX_FACTOR} (1 is no change, two decimals at most)"
+                            ),
+                        )
+                    })?;
+                    let filters = &mut options.filters;
+                    match canonical {
+                        // "0 is ignored" (Cloudflare), except for saturation: greyscale.
+                        "brightness" => filters.brightness = if factor == 0 { 100 } else { factor },
+                        "contrast" => filters.contrast = if factor == 0 { 100 } else { factor },
+                        "gamma" => filters.gamma = if factor == 0 { 100 } else { factor },
+                        _ => filters.saturation = factor,
+                    }
+                }
+                "blur" => {
+                    let radius = value
+                        .parse::<u8>()
+                        .ok()
+                        .filter(|r| (1..=MAX_BLUR).contains(r) && value.len() <= 3)
+                        .ok_or_else(|| {
+                            OptionError::new(
+                                name,
+                                format!("blur is a radius from 1 to {MAX_BLUR} pixels"),
+                            )
+                        })?;
+                    options.filters.blur = radius;
+                }
+                "sharpen" => {
+                    let tenths = decimal(value, MAX_SHARPEN, 10).ok_or_else(|| {
+                        OptionError::new(
+                            name,
+                            format!("sharpen is a strength from 0 to {MAX_SHARPEN} (one decimal at most)"),
+                        )
+                    })?;
+                    options.filters.sharpen = u8::try_from(tenths).unwrap_or(u8::MAX);
                 }
                 "v" => {
                     let valid = !value.is_empty()
@@ -461,6 +682,14 @@ impl ImageOptions {
                 }
             }
         }
+        if fast
+            && matches!(
+                options.format,
+                FormatRequest::Auto | FormatRequest::Avif | FormatRequest::Webp
+            )
+        {
+            options.format = FormatRequest::Fastest;
+        }
         Ok(Parsed { options, signature })
     }
 
@@ -478,7 +707,7 @@ impl ImageOptions {
             (false, _, _) => Fit::ScaleDown,
             // One side: only "may it enlarge?" is left of the fit.
             (true, false, Fit::Crop) => Fit::ScaleDown,
-            (true, false, Fit::Cover | Fit::Pad) => Fit::Contain,
+            (true, false, Fit::Cover | Fit::Pad | Fit::Squeeze) => Fit::Contain,
             (_, _, fit) => fit,
         };
         let gravity = if boxed && matches!(fit, Fit::Cover | Fit::Crop | Fit::Pad) {
@@ -489,6 +718,7 @@ impl ImageOptions {
         let quality = self
             .quality
             .filter(|q| *q != DEFAULT_QUALITY && self.format != FormatRequest::Png);
+        let (flip, rotate) = orient::flip_rotate_of(orient::of_flip_rotate(self.flip, self.rotate));
         ImageOptions {
             width,
             height,
@@ -499,6 +729,9 @@ impl ImageOptions {
             dpr: 100,
             background: self.background.filter(|bg| *bg != Rgba::WHITE),
             metadata: self.metadata,
+            flip,
+            rotate,
+            filters: self.filters,
             redirect_on_error: self.redirect_on_error,
             version: self.version.clone(),
         }
@@ -541,8 +774,10 @@ impl ImageOptions {
         if let Some(q) = self.quality.filter(|q| *q != DEFAULT_QUALITY) {
             push("q", &q);
         }
-        if self.format != FormatRequest::Auto {
-            push("f", &self.format.as_str());
+        match self.format {
+            FormatRequest::Auto => {}
+            FormatRequest::Fastest => push("compression", &"fast"),
+            other => push("f", &other.as_str()),
         }
         if self.dpr != 100 {
             push("dpr", &(f64::from(self.dpr) / 100.0));
@@ -552,6 +787,30 @@ impl ImageOptions {
         }
         if self.metadata != Metadata::None {
             push("metadata", &self.metadata.as_str());
+        }
+        if self.flip != Flip::None {
+            push("flip", &self.flip.as_str());
+        }
+        if self.rotate != 0 {
+            push("rotate", &self.rotate);
+        }
+        let f = &self.filters;
+        let factor = |v: u16| f64::from(v) / 100.0;
+        for (name, value) in [
+            ("brightness", f.brightness),
+            ("contrast", f.contrast),
+            ("gamma", f.gamma),
+            ("saturation", f.saturation),
+        ] {
+            if value != 100 {
+                push(name, &factor(value));
+            }
+        }
+        if f.blur != 0 {
+            push("blur", &f.blur);
+        }
+        if f.sharpen != 0 {
+            push("sharpen", &(f64::from(f.sharpen) / 10.0));
         }
         if with_response_options {
             if self.redirect_on_error {
@@ -627,6 +886,30 @@ mod tests {
             ("metadata=none,onerror=redirect", "onerror=redirect"),
             ("metadata=keep,w=100", "w=100,metadata=keep"),
             ("w=100,metadata=copyright", "w=100,metadata=copyright"),
+            // flip and rotate: one spelling per orientation (flip none or h, then rotate).
+            ("rotate=90", "rotate=90"),
+            ("rotate=360,flip=hv", "rotate=180"),
+            ("flip=v", "flip=h,rotate=180"),
+            ("flip=vh,rotate=180", "original"),
+            ("rotate=0", "original"),
+            // Filters at their neutral values are no filters; 0 is ignored except for
+            // saturation (greyscale).
+            (
+                "brightness=1,contrast=0,gamma=1.00,saturation=1,sharpen=0",
+                "original",
+            ),
+            ("saturation=0", "saturation=0"),
+            (
+                "sharpen=1.0,blur=5,gamma=0.5,brightness=1.25,saturation=2,contrast=.5",
+                "brightness=1.25,contrast=0.5,gamma=0.5,saturation=2,blur=5,sharpen=1",
+            ),
+            // squeeze needs both sides; with one it is contain (aspect kept).
+            ("w=100,h=50,fit=squeeze,g=left", "w=100,h=50,fit=squeeze"),
+            ("w=100,fit=squeeze", "w=100,fit=contain"),
+            // Above the cap: not an error, the box is clamped (the fit decides whether
+            // the source may be enlarged to it).
+            ("w=5000", "w=4096"),
+            ("w=99999,h=5000,fit=cover", "w=4096,h=4096,fit=cover"),
         ];
         for (input, want) in table {
             let input = input.replace("%23", "#");
@@ -659,7 +942,7 @@ mod tests {
     fn bad_values_name_their_option() {
         let table = [
             ("w=0", "w"),
-            ("width=4097", "width"),
+            ("width=100001", "width"),
             ("w=abc", "w"),
             ("h=-1", "h"),
             ("fit=fill", "fit"),
@@ -679,7 +962,24 @@ mod tests {
             ("sig=xyz", "sig"),
             ("v=", "v"),
             ("v=a/b", "v"),
-            ("blur=5", "blur"),
+            ("blur=0", "blur"),
+            ("blur=251", "blur"),
+            ("blur=2.5", "blur"),
+            ("sharpen=11", "sharpen"),
+            ("sharpen=0.25", "sharpen"),
+            ("sharpen=-1", "sharpen"),
+            ("brightness=11", "brightness"),
+            ("contrast=0.001", "contrast"),
+            ("gamma=1e2", "gamma"),
+            ("saturation=nan", "saturation"),
+            ("rotate=45", "rotate"),
+            ("rotate=-90", "rotate"),
+            ("flip=x", "flip"),
+            ("fit=stretch", "fit"),
+            ("segment=foreground", "segment"),
+            ("gravity=face", "gravity"),
+            ("zoom=0.5", "zoom"),
+            ("face-zoom=1", "face-zoom"),
             ("w", "w"),
             ("w=1,w=2", "w"),
             ("w=1,width=2", "width"),
@@ -700,6 +1000,7 @@ mod tests {
             "width=300,height=200,fit=cover,gravity=0.25x0.75,q=high,f=webp,dpr=2",
             "w=1,fit=pad,bg=%23abc".replace("%23", "#").as_str(),
             "v=3,onerror=redirect,metadata=none",
+            "flip=v,rotate=270,brightness=0.5,blur=250,sharpen=10,saturation=0,w=9000",
         ] {
             let once = parse(input).normalized();
             assert_eq!(parse(&once).normalized(), once, "{input}");
@@ -735,6 +1036,10 @@ mod tests {
             ("WHITE", [255, 255, 255, 255]),
             ("01020380", [1, 2, 3, 128]),
             ("ffcc00", [255, 204, 0, 255]),
+            ("hsl(120, 100%, 25%)", [0, 128, 0, 255]),
+            ("hsla(0, 100%, 50%, 0.5)", [255, 0, 0, 128]),
+            ("rebeccapurple", [102, 51, 153, 255]),
+            ("DarkSlateGray", [47, 79, 79, 255]),
         ];
         for (input, want) in table {
             assert_eq!(Rgba::parse(input), Some(Rgba(want)), "{input}");
@@ -745,7 +1050,8 @@ mod tests {
             "#12345",
             "rgb(1,2)",
             "rgba(1,2,3,2)",
-            "hsl(1,2,3)",
+            "hsl(1,2)",
+            "notacolour",
             "#ggg",
         ] {
             assert_eq!(Rgba::parse(bad), None, "{bad}");

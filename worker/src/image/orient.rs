@@ -4,6 +4,7 @@
 use std::io::Cursor;
 
 use super::decode::Decoded;
+use super::options::Flip;
 
 /// The EXIF orientation of a JPEG, 1 (upright) when absent or unreadable.
 pub fn orientation(bytes: &[u8]) -> u8 {
@@ -88,6 +89,67 @@ pub fn apply(decoded: Decoded, orientation: u8) -> Decoded {
     }
 }
 
+/// An orientation as the matrix it applies to centred pixel coordinates (x right, y
+/// down): the eight EXIF values are the eight symmetries of a rectangle, so any chain of
+/// them (EXIF, then the URL's `flip`, then its `rotate`) is one of them again, applied
+/// in one pass over the pixels.
+fn matrix(orientation: u8) -> [[i8; 2]; 2] {
+    match orientation {
+        2 => [[-1, 0], [0, 1]],
+        3 => [[-1, 0], [0, -1]],
+        4 => [[1, 0], [0, -1]],
+        5 => [[0, 1], [1, 0]],
+        6 => [[0, -1], [1, 0]],
+        7 => [[0, -1], [-1, 0]],
+        8 => [[0, 1], [-1, 0]],
+        _ => [[1, 0], [0, 1]],
+    }
+}
+
+/// The orientation that applies `first`, then `second`.
+pub fn then(first: u8, second: u8) -> u8 {
+    let (a, b) = (matrix(second), matrix(first));
+    let product = [
+        [
+            a[0][0] * b[0][0] + a[0][1] * b[1][0],
+            a[0][0] * b[0][1] + a[0][1] * b[1][1],
+        ],
+        [
+            a[1][0] * b[0][0] + a[1][1] * b[1][0],
+            a[1][0] * b[0][1] + a[1][1] * b[1][1],
+        ],
+    ];
+    (1..=8).find(|&o| matrix(o) == product).unwrap_or(1)
+}
+
+/// The URL's `flip` (h, v or both) then its clockwise `rotate` (degrees), as one
+/// orientation.
+pub fn of_flip_rotate(flip: Flip, rotate: u16) -> u8 {
+    let flipped = match flip {
+        Flip::None => 1,
+        Flip::Horizontal => 2,
+        Flip::Both => 3,
+        Flip::Vertical => 4,
+    };
+    let turned = match rotate {
+        90 => 6,
+        180 => 3,
+        270 => 8,
+        _ => 1,
+    };
+    then(flipped, turned)
+}
+
+/// The one spelling of an orientation as `flip` (none or h) then `rotate`, so that
+/// `flip=hv` and `rotate=180` (the same pixels) share a derivative.
+pub fn flip_rotate_of(orientation: u8) -> (Flip, u16) {
+    [Flip::None, Flip::Horizontal]
+        .into_iter()
+        .flat_map(|flip| [0, 90, 180, 270].map(|rotate| (flip, rotate)))
+        .find(|&(flip, rotate)| of_flip_rotate(flip, rotate) == orientation)
+        .unwrap_or((Flip::None, 0))
+}
+
 /// Reverses the order of the 4-byte pixels in `pixels`.
 fn reverse_pixels(pixels: &mut [u8]) {
     let n = pixels.len() / 4;
@@ -119,6 +181,74 @@ mod tests {
     fn red_at(d: &Decoded) -> (u32, u32) {
         let i = d.rgba.chunks_exact(4).position(|p| p[0] == 255).unwrap() as u32;
         (i % d.width, i / d.width)
+    }
+
+    /// Each of `steps` applied to the pixels one after another.
+    fn step_by_step(steps: &[u8]) -> Decoded {
+        steps.iter().fold(lettered(), |d, &o| apply(d, o))
+    }
+
+    /// A 3×2 image whose six pixels are all different.
+    fn lettered() -> Decoded {
+        let rgba = (0..6u8)
+            .flat_map(|i| [i * 40, 255 - i * 40, i, 255])
+            .collect();
+        Decoded {
+            width: 3,
+            height: 2,
+            rgba,
+            has_alpha: false,
+            icc: None,
+        }
+    }
+
+    #[test]
+    fn a_chain_of_orientations_is_one_orientation() {
+        // The oracle: the two transforms applied to the pixels one after the other.
+        for first in 1..=8 {
+            for second in 1..=8 {
+                let once = apply(lettered(), then(first, second));
+                let steps = step_by_step(&[first, second]);
+                assert_eq!(
+                    (once.width, once.height, once.rgba),
+                    (steps.width, steps.height, steps.rgba),
+                    "{first} then {second}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn flip_comes_before_a_clockwise_rotation() {
+        // flip=h,rotate=90 on [a b c / d e f]: mirrored [c b a / f e d], then turned
+        // clockwise: the bottom-left (f) goes to the top-left.
+        let out = apply(lettered(), of_flip_rotate(Flip::Horizontal, 90));
+        assert_eq!((out.width, out.height), (2, 3));
+        let first = lettered().rgba;
+        assert_eq!(&out.rgba[..4], &first[5 * 4..6 * 4]);
+        // rotate=90 alone: the bottom-left (d) goes to the top-left.
+        let out = apply(lettered(), of_flip_rotate(Flip::None, 90));
+        assert_eq!(&out.rgba[..4], &first[3 * 4..4 * 4]);
+        assert_eq!(
+            of_flip_rotate(Flip::Both, 0),
+            of_flip_rotate(Flip::None, 180)
+        );
+        assert_eq!(
+            of_flip_rotate(Flip::Vertical, 0),
+            of_flip_rotate(Flip::Horizontal, 180)
+        );
+    }
+
+    #[test]
+    fn every_flip_and_rotation_has_one_spelling_that_means_the_same() {
+        for flip in [Flip::None, Flip::Horizontal, Flip::Vertical, Flip::Both] {
+            for rotate in [0, 90, 180, 270] {
+                let o = of_flip_rotate(flip, rotate);
+                let (f, r) = flip_rotate_of(o);
+                assert!(matches!(f, Flip::None | Flip::Horizontal));
+                assert_eq!(of_flip_rotate(f, r), o, "{flip:?} {rotate}");
+            }
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use super::filters::Filters;
 use super::options::{FormatRequest, Gravity, ImageOptions, MAX_SIDE, Parsed, Rgba};
 use super::sign;
 
@@ -51,6 +52,29 @@ pub enum GravityRule {
     Grid(u16),
 }
 
+/// Which pixel filters (`brightness`, `contrast`, `gamma`, `saturation`, `blur`,
+/// `sharpen`) unsigned URLs may ask for. `flip` and `rotate` are always allowed: eight
+/// orientations in all, one spelling each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterRule {
+    /// None: only presets and signed URLs filter.
+    Off,
+    /// The values in [`LISTED_FACTORS`], [`LISTED_BLURS`] and [`LISTED_SHARPENS`]
+    /// (the default: enough for placeholders and mild corrections, not millions of
+    /// distinct derivatives per source).
+    Listed,
+    /// Any value in the parser's range.
+    Any,
+}
+
+/// Factors (hundredths) unsigned URLs may use for the four tone filters under
+/// [`FilterRule::Listed`]; 0 is `saturation=0` (greyscale).
+pub const LISTED_FACTORS: [u16; 7] = [0, 50, 75, 100, 125, 150, 200];
+/// Blur radii under [`FilterRule::Listed`] (placeholders and backdrops).
+pub const LISTED_BLURS: [u8; 5] = [5, 10, 20, 50, 100];
+/// Sharpen strengths (tenths) under [`FilterRule::Listed`].
+pub const LISTED_SHARPENS: [u8; 4] = [5, 10, 20, 30];
+
 /// An allow-list, or `None` for any value in the parser's range.
 pub type AllowList<T> = Option<Vec<T>>;
 
@@ -74,6 +98,7 @@ pub struct DerivativePolicy {
     pub qualities: AllowList<u8>,
     pub gravity: GravityRule,
     pub backgrounds: AllowList<Rgba>,
+    pub filters: FilterRule,
     /// Named option sets (`IMAGE_PRESETS`), canonical.
     pub presets: BTreeMap<String, ImageOptions>,
 }
@@ -87,6 +112,7 @@ impl Default for DerivativePolicy {
             qualities: Some(DEFAULT_QUALITIES.to_vec()),
             gravity: GravityRule::Grid(100),
             backgrounds: Some(DEFAULT_BACKGROUNDS.to_vec()),
+            filters: FilterRule::Listed,
             presets: BTreeMap::new(),
         }
     }
@@ -102,6 +128,7 @@ impl DerivativePolicy {
             qualities: None,
             gravity: GravityRule::Any,
             backgrounds: None,
+            filters: FilterRule::Any,
             presets: BTreeMap::new(),
         }
     }
@@ -259,6 +286,7 @@ impl DerivativePolicy {
             "IMAGE_BACKGROUNDS",
             |c| c.hex(),
         )?;
+        self.check_filters(&options.filters)?;
         if let GravityRule::Grid(step) = self.gravity {
             let Gravity { x, y } = options.gravity;
             if step == 0 || x % step != 0 || y % step != 0 {
@@ -274,6 +302,77 @@ impl DerivativePolicy {
             }
         }
         Ok(())
+    }
+}
+
+impl DerivativePolicy {
+    fn check_filters(&self, filters: &Filters) -> Result<(), PolicyError> {
+        let f = filters;
+        let asked: [(&'static str, u16, bool); 6] = [
+            (
+                "brightness",
+                f.brightness,
+                LISTED_FACTORS.contains(&f.brightness),
+            ),
+            ("contrast", f.contrast, LISTED_FACTORS.contains(&f.contrast)),
+            ("gamma", f.gamma, LISTED_FACTORS.contains(&f.gamma)),
+            (
+                "saturation",
+                f.saturation,
+                LISTED_FACTORS.contains(&f.saturation),
+            ),
+            ("blur", u16::from(f.blur), LISTED_BLURS.contains(&f.blur)),
+            (
+                "sharpen",
+                u16::from(f.sharpen),
+                LISTED_SHARPENS.contains(&f.sharpen),
+            ),
+        ];
+        let neutral = Filters::NONE;
+        let neutral_of = |name: &str| match name {
+            "blur" => u16::from(neutral.blur),
+            "sharpen" => u16::from(neutral.sharpen),
+            _ => 100,
+        };
+        for (option, value, listed) in asked {
+            if value == neutral_of(option) {
+                continue;
+            }
+            let show = |v: u16| match option {
+                "blur" => v.to_string(),
+                "sharpen" => (f64::from(v) / 10.0).to_string(),
+                _ => (f64::from(v) / 100.0).to_string(),
+            };
+            let allowed = match (self.filters, option) {
+                (FilterRule::Any, _) => continue,
+                (FilterRule::Listed, _) if listed => continue,
+                (FilterRule::Off, _) => String::from("none (presets and signed URLs only)"),
+                (FilterRule::Listed, "blur") => join(LISTED_BLURS.map(u16::from), show),
+                (FilterRule::Listed, "sharpen") => join(LISTED_SHARPENS.map(u16::from), show),
+                (FilterRule::Listed, _) => join(LISTED_FACTORS, show),
+            };
+            return Err(PolicyError::NotAllowed {
+                option,
+                value: show(value),
+                var: "IMAGE_FILTERS",
+                allowed,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn join<const N: usize>(values: [u16; N], show: impl Fn(u16) -> String) -> String {
+    values.map(show).join(",")
+}
+
+/// Parses `IMAGE_FILTERS`: `listed`, `any` or `off`.
+pub fn parse_filters(raw: &str) -> Option<FilterRule> {
+    match raw.trim() {
+        "listed" => Some(FilterRule::Listed),
+        "any" => Some(FilterRule::Any),
+        "off" => Some(FilterRule::Off),
+        _ => None,
     }
 }
 
@@ -462,7 +561,46 @@ mod tests {
         assert!(parse_presets("Bad:w=1").is_err());
         assert!(parse_presets("a:w=1;a:w=2").is_err());
         assert!(parse_presets("a:w=1,sig=ab").is_err());
-        assert!(parse_presets("a:blur=3").is_err());
+        assert!(parse_presets("a:blur=300").is_err());
+        assert_eq!(parse_filters("listed"), Some(FilterRule::Listed));
+        assert_eq!(parse_filters("off"), Some(FilterRule::Off));
+        assert_eq!(parse_filters("all"), None);
+    }
+
+    #[test]
+    fn unsigned_urls_filter_only_within_the_filter_rule() {
+        let listed = DerivativePolicy::default();
+        for ok in [
+            "w=400,rotate=90,flip=h",
+            "w=400,blur=20",
+            "w=400,saturation=0,brightness=1.25,sharpen=1",
+        ] {
+            assert!(admit(&listed, ok, None).is_ok(), "{ok}");
+        }
+        for (bad, option) in [
+            ("w=400,blur=21", "blur"),
+            ("w=400,brightness=1.26", "brightness"),
+            ("w=400,sharpen=0.7", "sharpen"),
+        ] {
+            match admit(&listed, bad, None) {
+                Err(PolicyOrParse::Policy(e)) => {
+                    assert_eq!(e.option(), option, "{bad}");
+                    assert!(e.to_string().contains("IMAGE_FILTERS"), "{e}");
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let off = DerivativePolicy {
+            filters: FilterRule::Off,
+            ..DerivativePolicy::default()
+        };
+        assert!(admit(&off, "w=400,blur=20", None).is_err());
+        assert!(admit(&off, "w=400,rotate=270", None).is_ok());
+        let any = DerivativePolicy {
+            filters: FilterRule::Any,
+            ..DerivativePolicy::default()
+        };
+        assert!(admit(&any, "w=400,blur=21,gamma=3.3", None).is_ok());
         assert!(
             is_preset_name("thumb-2x") && !is_preset_name("original") && !is_preset_name("w=1")
         );

@@ -13,15 +13,11 @@ use super::options::Rgba;
 #[error("resize failed: {0}")]
 pub struct ResizeError(String);
 
-/// Resizes `source.source` (a region, in `decoded` pixels) to `plan.resize`, then pads.
-/// `scale` maps plan coordinates (full-size source) to `decoded` (which may be a DCT-
-/// scaled decode): decoded = plan × scale.
-pub fn apply(
-    decoded: Decoded,
-    plan: &Plan,
-    scale: (f64, f64),
-    background: Rgba,
-) -> Result<Decoded, ResizeError> {
+/// Resizes `source.source` (a region, in `decoded` pixels) to `plan.resize`; [`pad`]
+/// places it on the canvas after the filters have run. `scale` maps plan coordinates
+/// (full-size source) to `decoded` (which may be a DCT-scaled decode): decoded = plan ×
+/// scale.
+pub fn apply(decoded: Decoded, plan: &Plan, scale: (f64, f64)) -> Result<Decoded, ResizeError> {
     let has_alpha = decoded.has_alpha;
     let Rect { x, y, w, h } = plan.source;
     let crop = (
@@ -43,20 +39,25 @@ pub fn apply(
         .resize(&src, &mut dst, &options)
         .map_err(|e| ResizeError(e.to_string()))?;
     drop(src);
-    let resized = Decoded {
+    Ok(Decoded {
         width: plan.resize.w,
         height: plan.resize.h,
         rgba: dst.into_vec(),
         has_alpha,
         icc: None,
-    };
-    Ok(match plan.canvas {
-        None => resized,
-        Some((size, ox, oy)) => pad(resized, size.w, size.h, ox, oy, background),
     })
 }
 
-fn pad(image: Decoded, width: u32, height: u32, ox: u32, oy: u32, bg: Rgba) -> Decoded {
+/// The resized image on `plan`'s `pad` canvas, filled with `background`; unchanged
+/// without one.
+pub fn pad(resized: Decoded, plan: &Plan, background: Rgba) -> Decoded {
+    match plan.canvas {
+        None => resized,
+        Some((size, ox, oy)) => pad_onto(resized, size.w, size.h, ox, oy, background),
+    }
+}
+
+fn pad_onto(image: Decoded, width: u32, height: u32, ox: u32, oy: u32, bg: Rgba) -> Decoded {
     let mut canvas = Vec::with_capacity(width as usize * height as usize * 4);
     for _ in 0..(width as usize * height as usize) {
         canvas.extend_from_slice(&bg.0);
@@ -104,13 +105,7 @@ mod tests {
             Fit::ScaleDown,
             Gravity::default(),
         );
-        let out = apply(
-            solid(400, 200, [10, 200, 30, 255]),
-            &p,
-            (1.0, 1.0),
-            Rgba::WHITE,
-        )
-        .unwrap();
+        let out = apply(solid(400, 200, [10, 200, 30, 255]), &p, (1.0, 1.0)).unwrap();
         assert_eq!((out.width, out.height), (100, 50));
         assert!(out.rgba.chunks_exact(4).all(|px| px == [10, 200, 30, 255]));
     }
@@ -123,13 +118,8 @@ mod tests {
             Fit::Pad,
             Gravity::default(),
         );
-        let out = apply(
-            solid(400, 200, [0, 0, 0, 255]),
-            &p,
-            (1.0, 1.0),
-            Rgba([255, 0, 0, 255]),
-        )
-        .unwrap();
+        let out = apply(solid(400, 200, [0, 0, 0, 255]), &p, (1.0, 1.0)).unwrap();
+        let out = pad(out, &p, Rgba([255, 0, 0, 255]));
         assert_eq!((out.width, out.height), (100, 100));
         assert_eq!(&out.rgba[..4], &[255, 0, 0, 255], "top band is background");
         let mid = (50 * 100 + 50) * 4;
@@ -149,7 +139,7 @@ mod tests {
             Fit::Cover,
             Gravity::default(),
         );
-        let out = apply(solid(400, 200, [5, 5, 5, 255]), &p, (0.5, 0.5), Rgba::WHITE).unwrap();
+        let out = apply(solid(400, 200, [5, 5, 5, 255]), &p, (0.5, 0.5)).unwrap();
         assert_eq!((out.width, out.height), (100, 100));
     }
 }

@@ -98,3 +98,15 @@ pub fn jpeg_with_exif(
     jpeg.set_exif(Some(Bytes::from(tiff.into_inner())));
     jpeg.encoder().bytes().to_vec()
 }
+
+/// A copy of decoded pixels (`Decoded` is deliberately not `Clone`: the pipeline never
+/// copies a whole image by accident).
+pub fn decoded_copy(d: &super::decode::Decoded) -> super::decode::Decoded {
+    super::decode::Decoded {
+        width: d.width,
+        height: d.height,
+        rgba: d.rgba.clone(),
+        has_alpha: d.has_alpha,
+        icc: d.icc.clone(),
+    }
+}

@@ -87,6 +87,7 @@ pub fn plan(
             output: size,
             may_have_alpha: false,
             avif: false,
+            filter_scratch: 0,
         };
         limits
             .check_memory(&footprint)
