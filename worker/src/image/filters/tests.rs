@@ -8,6 +8,13 @@ fn solid(w: usize, h: usize, px: [u8; 4]) -> Vec<u8> {
     px.repeat(w * h)
 }
 
+/// `w × h` pixels: `left` in the columns before `at`, `right` from it on.
+fn split(w: usize, h: usize, at: usize, left: [u8; 4], right: [u8; 4]) -> Vec<u8> {
+    (0..w * h)
+        .flat_map(|i| if i % w < at { left } else { right })
+        .collect()
+}
+
 fn with(f: impl FnOnce(&mut Filters)) -> Filters {
     let mut filters = Filters::NONE;
     f(&mut filters);
@@ -162,16 +169,7 @@ fn blur_does_not_bleed_the_colour_of_transparent_pixels() {
     // Left half opaque blue, right half transparent red: premultiplied, the red never
     // shows (Sharp, libvips and browsers blur premultiplied colour the same way).
     let (w, h) = (20usize, 4usize);
-    let mut rgba = Vec::new();
-    for _ in 0..h {
-        for x in 0..w {
-            rgba.extend_from_slice(if x < 10 {
-                &[0, 0, 255, 255]
-            } else {
-                &[255, 0, 0, 0]
-            });
-        }
-    }
+    let mut rgba = split(w, h, 10, [0, 0, 255, 255], [255, 0, 0, 0]);
     apply(&mut rgba, w as u32, h as u32, true, &with(|f| f.blur = 6));
     for px in rgba.chunks_exact(4).filter(|px| px[3] > 0) {
         assert!(px[0] <= 1, "red bled into {px:?}");
@@ -183,13 +181,7 @@ fn sharpen_overshoots_a_step_by_its_formula() {
     // Columns 0–3 at 100, 4–7 at 200, in 3 rows: the 3×3 binomial across the step is
     // (100 + 2·100 + 200)/4 = 125 at x = 3 and 175 at x = 4 (rows are all alike).
     let (w, h) = (8usize, 3usize);
-    let mut rgba = Vec::new();
-    for _ in 0..h {
-        for x in 0..w {
-            let v = if x < 4 { 100 } else { 200 };
-            rgba.extend_from_slice(&[v, v, v, 255]);
-        }
-    }
+    let mut rgba = split(w, h, 4, [100, 100, 100, 255], [200, 200, 200, 255]);
     apply(
         &mut rgba,
         w as u32,
@@ -202,11 +194,7 @@ fn sharpen_overshoots_a_step_by_its_formula() {
         // amount 1: v + (v − blurred)
         assert_eq!((at(0), at(3), at(4), at(7)), (100, 75, 225, 200), "row {y}");
     }
-    let mut strong = rgba.clone();
-    for px in strong.chunks_exact_mut(4) {
-        let v = if px[0] < 150 { 100 } else { 200 };
-        px[..3].fill(v);
-    }
+    let mut strong = split(w, h, 4, [100, 100, 100, 255], [200, 200, 200, 255]);
     apply(
         &mut strong,
         w as u32,
