@@ -53,12 +53,12 @@ impl Filters {
 /// Columns handled together by the vertical blur pass: one 64-byte cache line per row.
 const STRIP: usize = 16;
 
-/// The scratch the filters allocate for a `width × height` image, at most: a strip of
-/// columns for the blur (the widest of its buffers) or two rows for the sharpening.
+/// The scratch the filters allocate for a `width × height` image, at most: a row, then
+/// two strips of columns, for the blur; two rows for the sharpening.
 pub fn scratch_bytes(filters: &Filters, (width, height): (u32, u32)) -> u64 {
     let (w, h) = (u64::from(width), u64::from(height));
     let blur = if filters.blur > 0 {
-        (w * 4).max(h * STRIP as u64 * 4) + w.max(h) * 4 * 4
+        (w * 4).max(2 * h * STRIP as u64 * 4)
     } else {
         0
     };
@@ -95,7 +95,7 @@ pub fn apply(rgba: &mut [u8], width: u32, height: u32, has_alpha: bool, filters:
         gaussian(rgba, w, h, f64::from(filters.blur) / 2.0);
     }
     if filters.sharpen > 0 {
-        unsharp(rgba, w, h, f64::from(filters.sharpen) / 10.0);
+        unsharp(rgba, w, h, i32::from(filters.sharpen));
     }
     if has_alpha {
         unpremultiply(rgba);
@@ -212,65 +212,94 @@ fn gaussian(rgba: &mut [u8], w: usize, h: usize, sigma: f64) {
             box_line(&line, row, w, 1, r);
         }
     }
-    // Columns, a strip at a time: gathered into `strip` (STRIP columns of h pixels,
-    // row-major), blurred down each column through `column`, scattered back.
-    let mut strip = vec![0u8; h * STRIP * 4];
-    let mut column = vec![0u8; h * 4];
+    drop(line);
+    // Columns, a strip of STRIP at a time: gathered into `strip` (h rows of STRIP
+    // pixels), every lane (column × channel) of it summed down the rows together, each
+    // pass from one buffer into the other; scattered back.
+    const LANES: usize = STRIP * 4;
+    let mut strip = vec![0u8; h * LANES];
+    let mut other = vec![0u8; h * LANES];
+    let mut sums = [0u32; LANES];
     let mut x0 = 0;
     while x0 < w {
-        let n = STRIP.min(w - x0);
+        let n = STRIP.min(w - x0) * 4;
         for y in 0..h {
-            let from = (y * w + x0) * 4;
-            strip[y * STRIP * 4..y * STRIP * 4 + n * 4].copy_from_slice(&rgba[from..from + n * 4]);
+            let from = (y * w) * 4 + x0 * 4;
+            strip[y * LANES..y * LANES + n].copy_from_slice(&rgba[from..from + n]);
         }
-        for x in 0..n {
-            for &r in &radii {
-                for y in 0..h {
-                    let p = (y * STRIP + x) * 4;
-                    column[y * 4..y * 4 + 4].copy_from_slice(&strip[p..p + 4]);
-                }
-                box_line(&column, &mut strip[x * 4..], h, STRIP, r);
-            }
+        for &r in &radii {
+            box_down(&strip, &mut other, h, r, &mut sums);
+            std::mem::swap(&mut strip, &mut other);
         }
         for y in 0..h {
-            let to = (y * w + x0) * 4;
-            rgba[to..to + n * 4].copy_from_slice(&strip[y * STRIP * 4..y * STRIP * 4 + n * 4]);
+            let to = (y * w) * 4 + x0 * 4;
+            rgba[to..to + n].copy_from_slice(&strip[y * LANES..y * LANES + n]);
         }
-        x0 += n;
+        x0 += STRIP;
     }
 }
 
-/// `v + amount·(v − blurred)`, the blur a 3×3 binomial ([1 2 1] ⊗ [1 2 1] / 16) with
-/// the border pixels repeated. Rows are rewritten top to bottom; the two scratch rows
-/// keep the originals of the rows above and of the current one.
-fn unsharp(rgba: &mut [u8], w: usize, h: usize, amount: f64) {
+/// One box pass down the `h` rows of a strip (`sums.len()` lanes a row), `src` to `dst`;
+/// the edges repeat the border row.
+fn box_down(src: &[u8], dst: &mut [u8], h: usize, radius: usize, sums: &mut [u32]) {
+    let lanes = sums.len();
+    let at = |i: isize| -> usize { i.clamp(0, h as isize - 1) as usize * lanes };
+    sums.fill(0);
+    for k in -(radius as isize)..=(radius as isize) {
+        let p = at(k);
+        for (s, v) in sums.iter_mut().zip(&src[p..p + lanes]) {
+            *s += u32::from(*v);
+        }
+    }
+    // A sum is at most 255 × 501: exact in f32, and v·width·(1/width) rounds back to v.
+    let inverse = 1.0 / (2 * radius + 1) as f32;
+    for i in 0..h {
+        for (o, s) in dst[i * lanes..(i + 1) * lanes].iter_mut().zip(sums.iter()) {
+            *o = (*s as f32 * inverse + 0.5) as u8;
+        }
+        let (leaving, entering) = (
+            at(i as isize - radius as isize),
+            at(i as isize + radius as isize + 1),
+        );
+        let pairs = src[entering..entering + lanes]
+            .iter()
+            .zip(&src[leaving..leaving + lanes]);
+        for (s, (e, l)) in sums.iter_mut().zip(pairs) {
+            *s = *s + u32::from(*e) - u32::from(*l);
+        }
+    }
+}
+
+/// `v + amount·(v − blurred)` with amount = `tenths` / 10, the blur a 3×3 binomial
+/// ([1 2 1] ⊗ [1 2 1] / 16) with the border pixels repeated, in integers. Rows are
+/// rewritten top to bottom; the two scratch rows keep the originals of the row above
+/// and of the current one.
+fn unsharp(rgba: &mut [u8], w: usize, h: usize, tenths: i32) {
     let row = w * 4;
     let mut above = rgba[..row].to_vec();
     let mut current = rgba[..row].to_vec();
     for y in 0..h {
-        let below_start = (y + 1) * row;
-        let last = y + 1 == h;
+        let (head, tail) = rgba.split_at_mut((y + 1) * row);
+        let out = &mut head[y * row..];
+        // The last row repeats itself below.
+        let below: &[u8] = if y + 1 < h { &tail[..row] } else { &current };
         for x in 0..w {
-            let (l, r) = (x.saturating_sub(1) * 4, (x + 1).min(w - 1) * 4);
-            let here = x * 4;
+            let (l, r, here) = (x.saturating_sub(1) * 4, (x + 1).min(w - 1) * 4, x * 4);
             for c in 0..3 {
                 let line = |buf: &[u8]| {
-                    u32::from(buf[l + c]) + 2 * u32::from(buf[here + c]) + u32::from(buf[r + c])
+                    i32::from(buf[l + c]) + 2 * i32::from(buf[here + c]) + i32::from(buf[r + c])
                 };
-                // The last row repeats itself below (its buffer row is being rewritten).
-                let below = if last {
-                    &current[..]
-                } else {
-                    &rgba[below_start..below_start + row]
-                };
-                let blurred = f64::from(line(&above) + 2 * line(&current) + line(below)) / 16.0;
-                let v = f64::from(current[here + c]);
-                rgba[y * row + here + c] = clamp_u8(v + amount * (v - blurred));
+                // 16 × the blurred value.
+                let sum = line(&above) + 2 * line(&current) + line(below);
+                let v = i32::from(current[here + c]);
+                // (160·v + tenths·(16·v − sum)) / 160, rounded.
+                let scaled = 160 * v + tenths * (16 * v - sum);
+                out[here + c] = ((scaled + 80).div_euclid(160)).clamp(0, 255) as u8;
             }
         }
         if y + 1 < h {
             std::mem::swap(&mut above, &mut current);
-            current.copy_from_slice(&rgba[below_start..below_start + row]);
+            current.copy_from_slice(&tail[..row]);
         }
     }
 }
