@@ -95,7 +95,18 @@ pub fn apply(rgba: &mut [u8], width: u32, height: u32, has_alpha: bool, filters:
         gaussian(rgba, w, h, f64::from(filters.blur) / 2.0);
     }
     if filters.sharpen > 0 {
-        unsharp(rgba, w, h, i32::from(filters.sharpen));
+        // With alpha, the mask sharpens coverage too (premultiplied colour and its alpha
+        // move together), and no colour may exceed its alpha afterwards.
+        let channels = if has_alpha { 4 } else { 3 };
+        unsharp(rgba, w, h, i32::from(filters.sharpen), channels);
+        if has_alpha {
+            for px in rgba.chunks_exact_mut(4) {
+                let a = px[3];
+                for c in &mut px[..3] {
+                    *c = (*c).min(a);
+                }
+            }
+        }
     }
     if has_alpha {
         unpremultiply(rgba);
@@ -171,7 +182,13 @@ fn box_widths(sigma: f64) -> [usize; 3] {
     let m = ((12.0 * sigma * sigma - n * l * l - 4.0 * n * l - 3.0 * n) / (-4.0 * l - 4.0))
         .round()
         .clamp(0.0, 3.0) as usize;
-    [0, 1, 2].map(|i| if i < m { lower } else { upper })
+    let mut widths = [0, 1, 2].map(|i| if i < m { lower } else { upper });
+    // A small σ (blur=1: 0.5) rounds to three boxes of one pixel, which blur nothing:
+    // the last box is then three wide (σ ≈ 0.8), so every blur asked for blurs.
+    if widths == [1, 1, 1] {
+        widths[2] = 3;
+    }
+    widths
 }
 
 /// One box pass over `len` contiguous pixels of `src` (4 channels each), written to `dst`
@@ -251,7 +268,7 @@ fn box_down(src: &[u8], dst: &mut [u8], h: usize, radius: usize, sums: &mut [u32
             *s += u32::from(*v);
         }
     }
-    // A sum is at most 255 × 501: exact in f32, and v·width·(1/width) rounds back to v.
+    // A sum is at most 255 × 251 (radius 125): exact in f32, and v·width·(1/width) rounds back to v.
     let inverse = 1.0 / (2 * radius + 1) as f32;
     for i in 0..h {
         for (o, s) in dst[i * lanes..(i + 1) * lanes].iter_mut().zip(sums.iter()) {
@@ -274,7 +291,7 @@ fn box_down(src: &[u8], dst: &mut [u8], h: usize, radius: usize, sums: &mut [u32
 /// ([1 2 1] ⊗ [1 2 1] / 16) with the border pixels repeated, in integers. Rows are
 /// rewritten top to bottom; the two scratch rows keep the originals of the row above
 /// and of the current one.
-fn unsharp(rgba: &mut [u8], w: usize, h: usize, tenths: i32) {
+fn unsharp(rgba: &mut [u8], w: usize, h: usize, tenths: i32, channels: usize) {
     let row = w * 4;
     let mut above = rgba[..row].to_vec();
     let mut current = rgba[..row].to_vec();
@@ -285,7 +302,7 @@ fn unsharp(rgba: &mut [u8], w: usize, h: usize, tenths: i32) {
         let below: &[u8] = if y + 1 < h { &tail[..row] } else { &current };
         for x in 0..w {
             let (l, r, here) = (x.saturating_sub(1) * 4, (x + 1).min(w - 1) * 4, x * 4);
-            for c in 0..3 {
+            for c in 0..channels {
                 let line = |buf: &[u8]| {
                     i32::from(buf[l + c]) + 2 * i32::from(buf[here + c]) + i32::from(buf[r + c])
                 };

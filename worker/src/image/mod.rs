@@ -88,7 +88,8 @@ pub struct Output {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub header: decode::Header,
-    /// EXIF orientation applied to the pixels (JPEG only; 1 otherwise).
+    /// The orientation applied to the pixels: the file's EXIF orientation (JPEG only),
+    /// then the URL's `flip` and `rotate`, composed (`orient::then`).
     pub orientation: u8,
     pub plan: geometry::Plan,
     /// The smallest size the decode must cover, in the file's stored orientation.

@@ -125,9 +125,10 @@ pub enum FormatRequest {
     /// Negotiated from `Accept`: AVIF > WebP > the source family (the default).
     #[default]
     Auto,
-    /// `compression=fast`: the quickest format to encode, the source family (JPEG for
-    /// an opaque source, PNG otherwise), whatever `Accept` says; it overrides `auto`,
-    /// `avif` and `webp`, as Cloudflare's does.
+    /// `compression=fast`: the quickest format to encode, the source family as its key
+    /// names it (JPEG for a JPEG source, PNG for any other: alpha is known only after
+    /// decoding), whatever `Accept` says; it overrides `auto`, `avif` and `webp`, as
+    /// Cloudflare's does.
     Fastest,
     Avif,
     Webp,
@@ -209,6 +210,11 @@ impl Rgba {
             return None;
         }
         let s = s.trim().to_ascii_lowercase();
+        // Cloudflare's documented spelling escapes the `#`: `background=%23rrggbb`.
+        let s = match s.strip_prefix("%23") {
+            Some(hex) => format!("#{hex}"),
+            None => s,
+        };
         match s.as_str() {
             "white" => return Some(Self::WHITE),
             "black" => return Some(Self([0, 0, 0, 255])),
@@ -464,7 +470,7 @@ impl ImageOptions {
                     return Err(OptionError::new(
                         other,
                         format!(
-                            "unknown option {other:?}; known: width|w, height|h, fit, gravity|g, quality|q, format|f, dpr, background, metadata, flip, rotate, brightness, contrast, gamma, saturation, blur, sharpen, onerror, v, sig"
+                            "unknown option {other:?}; known: width|w, height|h, fit, gravity|g, quality|q, format|f, dpr, background, metadata, flip, rotate, brightness, contrast, gamma, saturation, blur, sharpen, compression, anim, onerror, v, sig"
                         ),
                     ));
                 }
@@ -830,13 +836,23 @@ impl ImageOptions {
         self.quality.unwrap_or(DEFAULT_QUALITY)
     }
 
-    /// The box to fit into, in output pixels (dimension × dpr, capped at [`MAX_SIDE`]).
+    /// The box to fit into, in output pixels: dimension × dpr, and a box with a side over
+    /// [`MAX_SIDE`] scaled down whole to the cap (its shape kept, so every fit crops,
+    /// pads or squeezes to the box asked for, only smaller).
     pub fn target(&self) -> (Option<u32>, Option<u32>) {
-        let scale = |v: u32| {
-            let scaled = (u64::from(v) * u64::from(self.dpr)).div_ceil(100);
-            u32::try_from(scaled).unwrap_or(MAX_SIDE).min(MAX_SIDE)
+        let scale = |v: u32| (u64::from(v) * u64::from(self.dpr)).div_ceil(100);
+        let (w, h) = (self.width.map(scale), self.height.map(scale));
+        let longest = w.into_iter().chain(h).max().unwrap_or(0);
+        let cap = u64::from(MAX_SIDE);
+        let fit = |v: u64| -> u32 {
+            let v = if longest > cap {
+                ((v * cap + longest / 2) / longest).max(1)
+            } else {
+                v
+            };
+            u32::try_from(v.min(cap)).unwrap_or(MAX_SIDE)
         };
-        (self.width.map(scale), self.height.map(scale))
+        (w.map(fit), h.map(fit))
     }
 }
 
@@ -869,7 +885,9 @@ mod tests {
             ),
             ("w=100,f=jpg", "w=100,f=jpeg"),
             ("w=100,dpr=2.5", "w=250"),
-            ("w=3000,h=100,dpr=3", "w=4096,h=300"),
+            // A box over the cap is scaled down whole: 9000×300 → 4096×137.
+            ("w=3000,h=100,dpr=3", "w=4096,h=137"),
+            ("w=8000,h=4000,fit=crop", "w=4096,h=2048,fit=crop"),
             ("w=100,q=85,f=png", "w=100,f=png"),
             ("w=100,q=60,f=png", "w=100,f=png"),
             ("w=100,fit=cover,g=left", "w=100,fit=contain"),
@@ -909,7 +927,7 @@ mod tests {
             // Above the cap: not an error, the box is clamped (the fit decides whether
             // the source may be enlarged to it).
             ("w=5000", "w=4096"),
-            ("w=99999,h=5000,fit=cover", "w=4096,h=4096,fit=cover"),
+            ("w=99999,h=5000,fit=cover", "w=4096,h=205,fit=cover"),
         ];
         for (input, want) in table {
             let input = input.replace("%23", "#");
@@ -1019,7 +1037,12 @@ mod tests {
         assert_eq!(parse("w=800,dpr=2").target(), (Some(1600), None));
         assert_eq!(
             parse("w=3000,h=100,dpr=3").target(),
-            (Some(4096), Some(300))
+            (Some(4096), Some(137))
+        );
+        assert_eq!(
+            parse("w=100000,h=1").target(),
+            (Some(4096), Some(1)),
+            "a side never rounds to 0"
         );
         assert_eq!(parse("w=333,dpr=1.5").target(), (Some(500), None));
     }
@@ -1036,6 +1059,7 @@ mod tests {
             ("WHITE", [255, 255, 255, 255]),
             ("01020380", [1, 2, 3, 128]),
             ("ffcc00", [255, 204, 0, 255]),
+            ("%23102030", [16, 32, 48, 255]),
             ("hsl(120, 100%, 25%)", [0, 128, 0, 255]),
             ("hsla(0, 100%, 50%, 0.5)", [255, 0, 0, 128]),
             ("rebeccapurple", [102, 51, 153, 255]),

@@ -207,6 +207,40 @@ fn sharpen_overshoots_a_step_by_its_formula() {
 }
 
 #[test]
+fn sharpening_with_alpha_leaves_no_grey_fringe() {
+    // A white shape fading out (alpha 255, 255, 64, 0, 0): its colour is white wherever
+    // it shows, before and after (premultiplied, colour and coverage move together).
+    let (w, h) = (10usize, 3usize);
+    let alphas = [255u8, 255, 255, 255, 64, 0, 0, 0, 0, 0];
+    let mut rgba: Vec<u8> = (0..w * h)
+        .flat_map(|i| [255, 255, 255, alphas[i % w]])
+        .collect();
+    apply(
+        &mut rgba,
+        w as u32,
+        h as u32,
+        true,
+        &with(|f| f.sharpen = 20),
+    );
+    for px in rgba.chunks_exact(4).filter(|px| px[3] > 0) {
+        assert!(px[..3].iter().all(|&c| c >= 250), "grey fringe: {px:?}");
+    }
+}
+
+#[test]
+fn the_smallest_blur_still_blurs() {
+    let (w, h) = (9usize, 9usize);
+    let mut rgba = solid(w, h, [0, 0, 0, 255]);
+    rgba[(4 * w + 4) * 4] = 255;
+    apply(&mut rgba, w as u32, h as u32, false, &with(|f| f.blur = 1));
+    assert!(
+        rgba[(4 * w + 4) * 4] < 255,
+        "blur=1 left the impulse as it was"
+    );
+    assert!(rgba[(4 * w + 5) * 4] > 0, "blur=1 spread nothing");
+}
+
+#[test]
 fn sharpen_keeps_a_flat_image_flat() {
     for (w, h) in [(1usize, 1usize), (1, 5), (5, 1), (9, 7)] {
         let mut rgba = solid(w, h, [90, 91, 92, 255]);

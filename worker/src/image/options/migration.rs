@@ -59,9 +59,9 @@ pub const TABLE: &[Row] = &[
     ),
     row(
         "background",
-        "background=hsl(210,50%,40%)",
-        Same,
-        "any CSS colour: hex (the `#` may be left out), `rgb()`, `rgba()`, `hsl()`, `hsla()`, `hwb()`, the 148 names; out-of-range `rgb()` channels are an error rather than clamped",
+        "background=%23ff8800",
+        Different,
+        "any CSS colour: hex (`%23rrggbb` as Cloudflare documents, or without the `#`), `rgb()`, `rgba()`, `hsl()`, `hsla()`, `hwb()`, the 148 names; out-of-range `rgb()` channels are an error rather than clamped",
     ),
     row(
         "blur",
@@ -73,20 +73,20 @@ pub const TABLE: &[Row] = &[
     row(
         "brightness",
         "brightness=1.5",
-        Same,
-        "a factor, 0–10 in steps of 0.01; 0 is ignored",
+        Different,
+        "a factor, 0–10 in steps of 0.01 (Cloudflare names no bound); 0 is ignored",
     ),
     row(
         "compression",
         "compression=fast",
         Same,
-        "the source family (JPEG, or PNG with alpha) instead of AVIF/WebP",
+        "the source family by the key's type (JPEG for a JPEG, else PNG) instead of AVIF/WebP, whatever `Accept` says",
     ),
     row(
         "contrast",
         "contrast=0.5",
-        Same,
-        "a factor on the distance from mid-grey, 0–10; 0 is ignored",
+        Different,
+        "a factor on the distance from mid-grey, 0–10 (Cloudflare names no bound); 0 is ignored",
     ),
     row("dpr", "dpr=2", Same, "1–3"),
     row(
@@ -110,8 +110,8 @@ pub const TABLE: &[Row] = &[
     row(
         "gamma",
         "gamma=0.8",
-        Same,
-        "a factor, 0–10; above 1 lightens; 0 is ignored",
+        Different,
+        "a factor, 0–10 (Cloudflare names no bound); above 1 lightens; 0 is ignored",
     ),
     row(
         "gravity",
@@ -152,8 +152,8 @@ pub const TABLE: &[Row] = &[
     row(
         "saturation",
         "saturation=0",
-        Same,
-        "a factor, 0–10; 0 is greyscale",
+        Different,
+        "a factor, 0–10 (Cloudflare names no bound); 0 is greyscale",
     ),
     row(
         "segment",
