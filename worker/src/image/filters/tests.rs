@@ -15,6 +15,11 @@ fn split(w: usize, h: usize, at: usize, left: [u8; 4], right: [u8; 4]) -> Vec<u8
         .collect()
 }
 
+/// `apply` with the filters `set` changes from none, on a `w × h` image.
+fn filter(rgba: &mut [u8], w: usize, h: usize, alpha: bool, set: impl FnOnce(&mut Filters)) {
+    apply(rgba, w as u32, h as u32, alpha, &with(set));
+}
+
 fn with(f: impl FnOnce(&mut Filters)) -> Filters {
     let mut filters = Filters::NONE;
     f(&mut filters);
@@ -95,13 +100,7 @@ fn a_blurred_impulse_keeps_its_mass_and_spreads_by_sigma() {
             }
         }
         assert_eq!(rgba[centre], 200);
-        apply(
-            &mut rgba,
-            w as u32,
-            h as u32,
-            false,
-            &with(|f| f.blur = radius),
-        );
+        filter(&mut rgba, w, h, false, |f| f.blur = radius);
         let red = |x: usize, y: usize| f64::from(rgba[(y * w + x) * 4]);
         let mass: f64 = (0..h)
             .flat_map(|y| (0..w).map(move |x| (x, y)))
@@ -132,13 +131,7 @@ fn a_blurred_impulse_keeps_its_mass_and_spreads_by_sigma() {
 fn blur_keeps_a_flat_image_flat_at_any_radius_and_size() {
     for (w, h, radius) in [(1, 1, 250u8), (3, 40, 250), (40, 3, 9), (17, 33, 1)] {
         let mut rgba = solid(w, h, [12, 34, 56, 255]);
-        apply(
-            &mut rgba,
-            w as u32,
-            h as u32,
-            false,
-            &with(|f| f.blur = radius),
-        );
+        filter(&mut rgba, w, h, false, |f| f.blur = radius);
         assert!(
             rgba.chunks_exact(4).all(|px| px == [12, 34, 56, 255]),
             "{w}x{h} radius {radius}: {:?}",
@@ -147,13 +140,7 @@ fn blur_keeps_a_flat_image_flat_at_any_radius_and_size() {
         // Semi-transparent: premultiplied in 8 bits, a colour comes back within
         // 255 / (2·alpha) of itself (here ±2 at alpha 78), alpha exactly.
         let mut rgba = solid(w, h, [12, 34, 56, 78]);
-        apply(
-            &mut rgba,
-            w as u32,
-            h as u32,
-            true,
-            &with(|f| f.blur = radius),
-        );
+        filter(&mut rgba, w, h, true, |f| f.blur = radius);
         for px in rgba.chunks_exact(4) {
             let close = px[..3]
                 .iter()
@@ -170,7 +157,7 @@ fn blur_does_not_bleed_the_colour_of_transparent_pixels() {
     // shows (Sharp, libvips and browsers blur premultiplied colour the same way).
     let (w, h) = (20usize, 4usize);
     let mut rgba = split(w, h, 10, [0, 0, 255, 255], [255, 0, 0, 0]);
-    apply(&mut rgba, w as u32, h as u32, true, &with(|f| f.blur = 6));
+    filter(&mut rgba, w, h, true, |f| f.blur = 6);
     for px in rgba.chunks_exact(4).filter(|px| px[3] > 0) {
         assert!(px[0] <= 1, "red bled into {px:?}");
     }
@@ -182,26 +169,14 @@ fn sharpen_overshoots_a_step_by_its_formula() {
     // (100 + 2·100 + 200)/4 = 125 at x = 3 and 175 at x = 4 (rows are all alike).
     let (w, h) = (8usize, 3usize);
     let mut rgba = split(w, h, 4, [100, 100, 100, 255], [200, 200, 200, 255]);
-    apply(
-        &mut rgba,
-        w as u32,
-        h as u32,
-        false,
-        &with(|f| f.sharpen = 10),
-    );
+    filter(&mut rgba, w, h, false, |f| f.sharpen = 10);
     for y in 0..h {
         let at = |x: usize| rgba[(y * w + x) * 4];
         // amount 1: v + (v − blurred)
         assert_eq!((at(0), at(3), at(4), at(7)), (100, 75, 225, 200), "row {y}");
     }
     let mut strong = split(w, h, 4, [100, 100, 100, 255], [200, 200, 200, 255]);
-    apply(
-        &mut strong,
-        w as u32,
-        h as u32,
-        false,
-        &with(|f| f.sharpen = 100),
-    );
+    filter(&mut strong, w, h, false, |f| f.sharpen = 100);
     // amount 10: 100 + 10·(100 − 125) < 0 → 0; 200 + 10·25 → 255.
     assert_eq!((strong[3 * 4], strong[4 * 4]), (0, 255));
 }
@@ -215,13 +190,7 @@ fn sharpening_with_alpha_leaves_no_grey_fringe() {
     let mut rgba: Vec<u8> = (0..w * h)
         .flat_map(|i| [255, 255, 255, alphas[i % w]])
         .collect();
-    apply(
-        &mut rgba,
-        w as u32,
-        h as u32,
-        true,
-        &with(|f| f.sharpen = 20),
-    );
+    filter(&mut rgba, w, h, true, |f| f.sharpen = 20);
     for px in rgba.chunks_exact(4).filter(|px| px[3] > 0) {
         assert!(px[..3].iter().all(|&c| c >= 250), "grey fringe: {px:?}");
     }
@@ -232,7 +201,7 @@ fn the_smallest_blur_still_blurs() {
     let (w, h) = (9usize, 9usize);
     let mut rgba = solid(w, h, [0, 0, 0, 255]);
     rgba[(4 * w + 4) * 4] = 255;
-    apply(&mut rgba, w as u32, h as u32, false, &with(|f| f.blur = 1));
+    filter(&mut rgba, w, h, false, |f| f.blur = 1);
     assert!(
         rgba[(4 * w + 4) * 4] < 255,
         "blur=1 left the impulse as it was"
@@ -244,13 +213,7 @@ fn the_smallest_blur_still_blurs() {
 fn sharpen_keeps_a_flat_image_flat() {
     for (w, h) in [(1usize, 1usize), (1, 5), (5, 1), (9, 7)] {
         let mut rgba = solid(w, h, [90, 91, 92, 255]);
-        apply(
-            &mut rgba,
-            w as u32,
-            h as u32,
-            false,
-            &with(|f| f.sharpen = 100),
-        );
+        filter(&mut rgba, w, h, false, |f| f.sharpen = 100);
         assert!(
             rgba.chunks_exact(4).all(|px| px == [90, 91, 92, 255]),
             "{w}x{h}"
