@@ -127,6 +127,26 @@ mod tests {
     }
 
     #[test]
+    fn the_format_request_is_not_part_of_the_key_the_output_format_is() {
+        // f=webp, f=auto answered with WebP and f=avif's WebP stand-in are one object;
+        // compression=fast's JPEG is f=jpeg's.
+        let key = |o: &str, f| DerivativeKey::new("k", "e1", &opts(o), f);
+        let webp = key("w=800,f=webp", OutputFormat::Webp);
+        assert_eq!(webp, key("w=800", OutputFormat::Webp));
+        assert_eq!(webp, key("w=800,f=avif", OutputFormat::Webp));
+        assert_eq!(
+            key("w=800,compression=fast", OutputFormat::Jpeg),
+            key("w=800,f=jpeg", OutputFormat::Jpeg)
+        );
+        assert_ne!(webp, key("w=800,f=avif", OutputFormat::Avif));
+        let edge = |o: &str, f| DerivativeKey::edge_url("k", &opts(o), f);
+        assert_eq!(
+            edge("w=800,f=avif", OutputFormat::Webp),
+            edge("w=800,f=webp", OutputFormat::Webp)
+        );
+    }
+
+    #[test]
     fn source_version_options_and_format_all_change_the_key() {
         let base = DerivativeKey::new("k", "e1", &opts("w=800"), OutputFormat::Webp);
         for other in [

@@ -751,8 +751,11 @@ impl ImageOptions {
     }
 
     /// What the pixels depend on: [`Self::normalized`] without `v` and `onerror`, which
-    /// change only the response. Derivative keys are built from it, so `v=` values can
-    /// neither mint new derivatives nor name an old picture as a new version.
+    /// change only the response, and without the format request (`f=`,
+    /// `compression=fast`), which only chooses the output format that every key names
+    /// beside it. Derivative keys are built from it, so `v=` values can neither mint new
+    /// derivatives nor name an old picture as a new version, and `f=webp`, `f=auto`
+    /// answered with WebP and the WebP stand-in of `f=avif` are one derivative.
     pub fn pixels_identity(&self) -> String {
         self.canonical().spell(false)
     }
@@ -781,6 +784,7 @@ impl ImageOptions {
             push("q", &q);
         }
         match self.format {
+            _ if !with_response_options => {}
             FormatRequest::Auto => {}
             FormatRequest::Fastest => push("compression", &"fast"),
             other => push("f", &other.as_str()),
