@@ -33,7 +33,6 @@ pub fn to_srgb(decoded: &mut Decoded) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
 
     use crate::image::format::OutputFormat;
     use crate::image::limits::Limits;
@@ -54,20 +53,7 @@ mod tests {
     const PATCH: u32 = 60;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let dir = std::env::var("COURSE_EDGE_FIXTURES").map_or_else(
-            |_| {
-                PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                    .join(".cache/course-edge/fixtures")
-            },
-            PathBuf::from,
-        );
-        let path = dir.join("icc").join(name);
-        std::fs::read(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; scripts/setup fetches the ICC fixtures",
-                path.display()
-            )
-        })
+        crate::image::testing::fixture(&format!("icc/{name}"))
     }
 
     fn patches_srgb() -> Vec<u8> {

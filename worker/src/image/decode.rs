@@ -24,6 +24,15 @@ impl SourceFormat {
         }
     }
 
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Jpeg => "image/jpeg",
+            Self::Png => "image/png",
+            Self::Webp => "image/webp",
+            Self::Gif => "image/gif",
+        }
+    }
+
     /// Whether the decoder can scale while decoding.
     pub fn scales_on_decode(self) -> bool {
         self == Self::Jpeg

@@ -80,7 +80,16 @@ impl DerivativeKey {
         )
     }
 
-    /// A strong ETag for the derivative.
+    /// The edge cache key of a `format=json` description: every option counts (the
+    /// description names no output format), kept apart from the derivatives' keys.
+    pub fn description_url(source_key: &str, options: &ImageOptions) -> String {
+        let identity = format!("{source_key}|{}|description", options.normalized());
+        format!(
+            "https://derived.course-edge.internal/{}",
+            hex_sha256(&identity)
+        )
+    }
+
     /// Where the working copy of a source version lives (`image::working`): in the source's
     /// folder like its derivatives, so replacing, purging or sweeping the source reaches it.
     pub fn working_copy(source_key: &str, source_etag: &str) -> String {
@@ -95,6 +104,7 @@ impl DerivativeKey {
         )
     }
 
+    /// A strong ETag for the derivative.
     pub fn etag(&self) -> String {
         format!("\"{}\"", &self.digest[..32])
     }
@@ -143,6 +153,34 @@ mod tests {
         assert_eq!(
             edge("w=800,f=avif", OutputFormat::Webp),
             edge("w=800,f=webp", OutputFormat::Webp)
+        );
+    }
+
+    #[test]
+    fn a_description_is_keyed_apart_from_every_derivative() {
+        let description = DerivativeKey::description_url("k", &opts("w=800,f=json").canonical());
+        for format in [
+            OutputFormat::Webp,
+            OutputFormat::Avif,
+            OutputFormat::Jpeg,
+            OutputFormat::Png,
+        ] {
+            assert_ne!(
+                description,
+                DerivativeKey::edge_url("k", &opts("w=800").canonical(), format)
+            );
+        }
+        // The placeholder is part of it; equivalent spellings share it.
+        assert_ne!(
+            description,
+            DerivativeKey::description_url(
+                "k",
+                &opts("w=800,f=json,placeholder=thumbhash").canonical()
+            )
+        );
+        assert_eq!(
+            description,
+            DerivativeKey::description_url("k", &opts("width=400,dpr=2,format=json").canonical())
         );
     }
 

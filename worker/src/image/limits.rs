@@ -67,6 +67,9 @@ pub struct Footprint {
     /// What the pixel filters allocate beside the resized image
     /// ([`super::filters::scratch_bytes`]).
     pub filter_scratch: u64,
+    /// What is measured on the decoded picture beside it (`gravity=auto`'s saliency grid,
+    /// `trim=border`'s scan): counted with the decoded pixels.
+    pub analysis_scratch: u64,
 }
 
 impl Footprint {
@@ -82,7 +85,8 @@ impl Footprint {
             + dw * dh * per_pixel
             + self.frame_pixels * 5;
         let premultiplied = if self.may_have_alpha { dw * dh * 4 } else { 0 };
-        let resize = dw * dh * 4 + premultiplied + ow * dh * 4 + ow * oh * 4;
+        let resize =
+            dw * dh * 4 + premultiplied + ow * dh * 4 + ow * oh * 4 + self.analysis_scratch;
         let per_output_pixel = if self.avif {
             AVIF_ENCODE_BYTES_PER_PIXEL
         } else {
@@ -394,6 +398,7 @@ mod tests {
                 may_have_alpha: false,
                 avif: false,
                 filter_scratch: 0,
+                analysis_scratch: 0,
             };
             let result = l.check_memory(&f);
             assert_eq!(

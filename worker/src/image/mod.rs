@@ -9,6 +9,7 @@ pub mod encode;
 pub mod filters;
 pub mod format;
 pub mod geometry;
+pub mod hints;
 pub mod key;
 pub mod limits;
 pub mod metadata;
@@ -16,10 +17,12 @@ pub mod options;
 pub mod orient;
 pub mod policy;
 pub mod resize;
+pub mod saliency;
 pub mod sign;
 pub mod sweep;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod trim;
 pub mod working;
 use decode::{DecodeError, SourceFormat};
 use format::OutputFormat;
@@ -81,6 +84,9 @@ pub struct Output {
     pub source: SourceFormat,
     /// The size the source was decoded at (after DCT scaling).
     pub decoded: (u32, u32),
+    /// The part of the oriented source the output shows (after `trim` and the crop,
+    /// `gravity=auto`'s included), in the source's pixels.
+    pub region: geometry::Rect,
     pub timings: Timings,
 }
 
@@ -96,6 +102,9 @@ pub struct Prepared {
     pub at_least: (u32, u32),
     /// The estimated peak, already checked against the budget.
     pub footprint: limits::Footprint,
+    /// What `trim` keeps, in the oriented picture's coordinates (all of it for
+    /// `trim=border`, which is found after decoding).
+    pub kept: geometry::Rect,
     /// The size the geometry was planned on, in the file's stored orientation: the
     /// source's own, or for a working copy the original's (`working`).
     pub planned_on: (u32, u32),
@@ -168,19 +177,20 @@ pub(crate) fn plan_on(
 ) -> Result<Prepared, TransformError> {
     limits.check_header(&header, source_bytes)?;
     // The file's EXIF orientation, then the URL's flip and rotate: one pass over pixels.
-    let orientation = orient::then(
-        orientation,
-        orient::of_flip_rotate(options.flip, options.rotate),
-    );
+    let exif = orientation;
+    let asked = orient::of_flip_rotate(options.flip, options.rotate);
+    let orientation = orient::then(exif, asked);
     let swap = orient::swaps_axes(orientation);
     let oriented = |(w, h): (u32, u32)| if swap { (h, w) } else { (w, h) };
     let (ow, oh) = oriented(planned_on);
-    let plan = geometry::plan(
-        geometry::Size { w: ow, h: oh },
-        options.target(),
-        options.fit,
-        options.gravity,
-    );
+    // `trim` cuts the upright picture (EXIF applied), before flip and rotate turn it.
+    let upright = if orient::swaps_axes(exif) {
+        (planned_on.1, planned_on.0)
+    } else {
+        planned_on
+    };
+    let kept = orient::map_rect(asked, upright, trim::kept(&options.trim(), upright));
+    let plan = plan_within(kept, options);
     // Decode just large enough that the planned region still has resize.w × resize.h
     // pixels of real detail: the whole picture at `need` pixels, whichever file holds it.
     let s = (f64::from(plan.resize.w) / f64::from(plan.source.w))
@@ -201,14 +211,26 @@ pub(crate) fn plan_on(
         cost: header.cost,
         frame_pixels: header.frame.map_or(0, |(w, h)| u64::from(w) * u64::from(h)),
         transposes: swap,
-        output: (plan.output().w, plan.output().h),
+        output: bordered(plan.output(), options.border()),
         may_have_alpha: header.format != SourceFormat::Jpeg,
         avif: format == OutputFormat::Avif,
         filter_scratch: filters::scratch_bytes(&options.filters, (plan.resize.w, plan.resize.h)),
+        analysis_scratch: if options.gravity == options::GravityMode::Auto {
+            saliency::SCRATCH_BYTES
+        } else {
+            0
+        },
+        // `trim=border` only reads the decoded pixels.
     };
     let full = (header.width, header.height);
     let at_least = if header.scales_on_decode {
-        let generous = decode::jpeg_decode_target(&header, at_least);
+        // `trim=border` plans again on what the border leaves: the whole picture's detail
+        // is kept where it fits.
+        let generous = if matches!(options.trim, options::Trim::Border(_)) {
+            full
+        } else {
+            decode::jpeg_decode_target(&header, at_least)
+        };
         let fits = |target| {
             limits
                 .check_memory(&footprint(decode::jpeg_scaled_size(full, target)))
@@ -231,9 +253,27 @@ pub(crate) fn plan_on(
         plan,
         at_least,
         footprint,
+        kept,
         planned_on,
         need: if swap { (need.1, need.0) } else { need },
     })
+}
+
+/// The geometry planned on the `kept` part of the oriented picture, in the whole
+/// picture's coordinates.
+fn plan_within(kept: geometry::Rect, options: &ImageOptions) -> geometry::Plan {
+    let mut plan = geometry::plan(
+        geometry::Size {
+            w: kept.w,
+            h: kept.h,
+        },
+        options.target(),
+        options.fit,
+        options.gravity.point(),
+    );
+    plan.source.x += kept.x;
+    plan.source.y += kept.y;
+    plan
 }
 
 /// The whole transform, pure: [`prepare`] (header, limits, footprint) → decode (JPEG at
@@ -247,7 +287,18 @@ pub fn transform(
     clock: &dyn Fn() -> f64,
 ) -> Result<Output, TransformError> {
     let prepared = prepare(bytes, options, format, limits)?;
-    run(bytes, prepared, options, format, clock)
+    run(bytes, prepared, options, format, limits, clock)
+}
+
+/// The output size with `border` around it.
+fn bordered(output: geometry::Size, border: Option<options::Border>) -> (u32, u32) {
+    match border {
+        Some(b) => (
+            output.w.saturating_add(b.left).saturating_add(b.right),
+            output.h.saturating_add(b.top).saturating_add(b.bottom),
+        ),
+        None => (output.w, output.h),
+    }
 }
 
 /// Decode, orient, resize and encode what [`plan_on`] prepared.
@@ -256,18 +307,177 @@ pub(crate) fn run(
     prepared: Prepared,
     options: &ImageOptions,
     format: OutputFormat,
+    limits: &Limits,
     clock: &dyn Fn() -> f64,
 ) -> Result<Output, TransformError> {
+    let source = prepared.header.format;
+    let orientation_applied = source == SourceFormat::Jpeg;
+    let rendered = render(bytes, prepared, options, limits, clock)?;
+    let Rendered {
+        image: resized,
+        decoded_at,
+        region,
+        mut timings,
+    } = rendered;
+    let background = options.background.unwrap_or(Rgba::WHITE);
+    let before_encode = clock();
+    // The EXIF Orientation tag kept by `metadata=keep` is reset: the pixels are upright.
+    let exif = metadata::exif_for(bytes, options.metadata, orientation_applied);
+    let out = encode::encode(
+        &resized,
+        format,
+        options.quality(),
+        background,
+        exif.as_deref(),
+    )
+    .map_err(|e| TransformError::Internal(e.to_string()))?;
+    timings.encode = clock() - before_encode;
+    Ok(Output {
+        bytes: out,
+        width: resized.width,
+        height: resized.height,
+        format,
+        source,
+        decoded: decoded_at,
+        region,
+        timings,
+    })
+}
+
+/// `format=json`: what a transform of a source gives, without encoding it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Description {
+    /// The result's size.
+    pub width: u32,
+    pub height: u32,
+    pub original: Original,
+    /// A ThumbHash of the result (standard base64), with `placeholder=thumbhash`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumbhash: Option<String>,
+}
+
+/// The source as `format=json` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Original {
+    /// As displayed (EXIF orientation applied).
+    pub width: u32,
+    pub height: u32,
+    pub file_size: u64,
+    /// The source's media type.
+    pub format: &'static str,
+}
+
+/// The longest side a ThumbHash is made from (the format's own limit).
+const THUMBHASH_SIDE: u32 = 100;
+
+/// [`Description`] of `options` applied to `bytes`. The sizes come from the plan alone
+/// (no pixel decoded) unless the result's pixels are needed: a ThumbHash, or
+/// `trim=border` (its size is found on the pixels).
+pub fn describe(
+    bytes: &[u8],
+    options: &ImageOptions,
+    limits: &Limits,
+    clock: &dyn Fn() -> f64,
+) -> Result<Description, TransformError> {
+    // The footprint of the pixels that are made (a WebP's encoder is the common case).
+    let prepared = prepare(bytes, options, OutputFormat::Webp, limits)?;
+    let header = prepared.header;
+    let exif = if header.format == SourceFormat::Jpeg {
+        orient::orientation(bytes)
+    } else {
+        1
+    };
+    let (width, height) = if orient::swaps_axes(exif) {
+        (header.height, header.width)
+    } else {
+        (header.width, header.height)
+    };
+    let original = Original {
+        width,
+        height,
+        file_size: bytes.len() as u64,
+        format: header.format.content_type(),
+    };
+    let wants_hash = options.answer == options::Answer::JsonWithThumbHash;
+    if !wants_hash && !matches!(options.trim, options::Trim::Border(_)) {
+        let (width, height) = bordered(prepared.plan.output(), options.border());
+        return Ok(Description {
+            width,
+            height,
+            original,
+            thumbhash: None,
+        });
+    }
+    let image = render(bytes, prepared, options, limits, clock)?.image;
+    let (width, height) = (image.width, image.height);
+    let thumbhash = if wants_hash {
+        Some(thumbhash_of(image)?)
+    } else {
+        None
+    };
+    Ok(Description {
+        width,
+        height,
+        original,
+        thumbhash,
+    })
+}
+
+/// The ThumbHash of `image`, made from a copy at most [`THUMBHASH_SIDE`] a side.
+fn thumbhash_of(image: decode::Decoded) -> Result<String, TransformError> {
+    use base64::Engine;
+    let s = f64::from(THUMBHASH_SIDE) / f64::from(image.width.max(image.height).max(1));
+    let small = if s < 1.0 {
+        let size = geometry::Size {
+            w: ((f64::from(image.width) * s).round() as u32).clamp(1, THUMBHASH_SIDE),
+            h: ((f64::from(image.height) * s).round() as u32).clamp(1, THUMBHASH_SIDE),
+        };
+        let plan = geometry::Plan {
+            source: geometry::Rect {
+                x: 0,
+                y: 0,
+                w: image.width,
+                h: image.height,
+            },
+            resize: size,
+            canvas: None,
+        };
+        resize::apply(image, &plan, (1.0, 1.0))
+            .map_err(|e| TransformError::Internal(e.to_string()))?
+    } else {
+        image
+    };
+    let hash =
+        thumbhash::rgba_to_thumb_hash(small.width as usize, small.height as usize, &small.rgba);
+    Ok(base64::engine::general_purpose::STANDARD.encode(hash))
+}
+
+/// The output's pixels, before encoding.
+struct Rendered {
+    image: decode::Decoded,
+    decoded_at: (u32, u32),
+    region: geometry::Rect,
+    timings: Timings,
+}
+
+/// Decode, orient, trim, crop, resize, filter, pad and border what [`plan_on`] prepared.
+fn render(
+    bytes: &[u8],
+    prepared: Prepared,
+    options: &ImageOptions,
+    limits: &Limits,
+    clock: &dyn Fn() -> f64,
+) -> Result<Rendered, TransformError> {
     let Prepared {
         header,
         orientation,
         plan,
         at_least,
         planned_on,
+        kept,
+        footprint,
         ..
     } = prepared;
-    // The EXIF Orientation tag kept by `metadata=keep` is reset: the pixels are upright.
-    let orientation_applied = header.format == SourceFormat::Jpeg;
     let swap = orient::swaps_axes(orientation);
     let (ow, oh) = if swap {
         (planned_on.1, planned_on.0)
@@ -284,6 +494,37 @@ pub(crate) fn run(
         f64::from(decoded.width) / f64::from(ow),
         f64::from(decoded.height) / f64::from(oh),
     );
+    // `trim=border`: the border found on the pixels, and the geometry planned again on
+    // what it leaves (its output checked against the budget before it is made).
+    let (plan, kept) = match options.trim() {
+        options::Trim::Border(border) => {
+            let keep = (f64::from(border.keep) * scale.0).round() as u32;
+            let found = trim::inside_border(&decoded, &border, keep);
+            let back = |v: u32, s: f64| (f64::from(v) / s).round() as u32;
+            let x = back(found.x, scale.0).min(ow - 1);
+            let y = back(found.y, scale.1).min(oh - 1);
+            let kept = geometry::Rect {
+                x,
+                y,
+                w: back(found.w, scale.0).clamp(1, ow - x),
+                h: back(found.h, scale.1).clamp(1, oh - y),
+            };
+            let plan = plan_within(kept, options);
+            limits.check_memory(&limits::Footprint {
+                output: bordered(plan.output(), options.border()),
+                ..footprint
+            })?;
+            (plan, kept)
+        }
+        _ => (plan, kept),
+    };
+    // `gravity=auto`: the window the geometry sized is placed on the pixels.
+    let plan = if options.gravity == options::GravityMode::Auto {
+        saliency::placed(plan, &decoded, scale, kept)
+    } else {
+        plan
+    };
+    let region = plan.source;
     let background = options.background.unwrap_or(Rgba::WHITE);
     let mut resized = resize::apply(decoded, &plan, scale)
         .map_err(|e| TransformError::Internal(e.to_string()))?;
@@ -295,31 +536,25 @@ pub(crate) fn run(
         &options.filters,
     );
     let resized = resize::pad(resized, &plan, background);
+    let resized = match options.border() {
+        Some(border) => resize::border(resized, border),
+        None => resized,
+    };
     let after_resize = clock();
-    let exif = metadata::exif_for(bytes, options.metadata, orientation_applied);
-    let out = encode::encode(
-        &resized,
-        format,
-        options.quality(),
-        background,
-        exif.as_deref(),
-    )
-    .map_err(|e| TransformError::Internal(e.to_string()))?;
-    let done = clock();
-    Ok(Output {
-        bytes: out,
-        width: resized.width,
-        height: resized.height,
-        format,
-        source: header.format,
-        decoded: decoded_at,
+    Ok(Rendered {
+        image: resized,
+        decoded_at,
+        region,
         timings: Timings {
             decode: after_decode - started,
             resize: after_resize - after_decode,
-            encode: done - after_resize,
+            encode: 0.0,
         },
     })
 }
+
+#[cfg(test)]
+mod parity_tests;
 
 #[cfg(test)]
 mod pipeline_tests {
@@ -578,7 +813,7 @@ mod canonical_tests {
     fn generated(rng: &mut Rng) -> String {
         let (w, h) = (1 + rng.next() % 160, 1 + rng.next() % 160);
         let (gx, gy) = (rng.next() % 21, rng.next() % 21);
-        let gravity = match rng.pick(&["left", "right", "top", "bottom", "center", "xy"]) {
+        let gravity = match rng.pick(&["left", "right", "top", "bottom", "center", "auto", "xy"]) {
             "xy" => format!("{}x{}", gx as f64 / 20.0, gy as f64 / 20.0),
             named => named.to_owned(),
         };
@@ -622,6 +857,22 @@ mod canonical_tests {
             format!("saturation={}", rng.pick(&["0", "1", "1.0", "2"])),
             format!("blur={}", rng.pick(&["1", "5", "250"])),
             format!("sharpen={}", rng.pick(&["0", "0.0", "1", "10"])),
+            // trim (dpr scales it), its border form, and a border around the output.
+            format!(
+                "trim={}",
+                rng.pick(&["0;0;0;0", "1;2;3;4", "10;0;0;10", "border", "500;0;0;0"])
+            ),
+            format!(
+                "border={}",
+                rng.pick(&[
+                    "0",
+                    "2",
+                    "1;0;3;0",
+                    "2;2;2;2,border.color=#000",
+                    "3,border.color=red"
+                ])
+            ),
+            format!("scq={}", rng.pick(&["50", "low", "85"])),
         ];
         candidates
             .into_iter()

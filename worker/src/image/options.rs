@@ -111,6 +111,31 @@ impl Gravity {
     }
 }
 
+/// `gravity=`: a point, or `auto` (where the picture's detail is: `saliency`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GravityMode {
+    Point(Gravity),
+    /// Placed after decoding, on the pixels (`saliency::placed`); the geometry plans the
+    /// window's size with it centred.
+    Auto,
+}
+
+impl Default for GravityMode {
+    fn default() -> Self {
+        Self::Point(Gravity::default())
+    }
+}
+
+impl GravityMode {
+    /// The point the geometry plans with (`auto` starts centred).
+    pub fn point(self) -> Gravity {
+        match self {
+            Self::Point(g) => g,
+            Self::Auto => Gravity::default(),
+        }
+    }
+}
+
 /// `0`..`1` with up to three decimals, as thousandths.
 fn fraction(s: &str) -> Option<u16> {
     let v: f64 = s.parse().ok()?;
@@ -147,6 +172,18 @@ impl FormatRequest {
             Self::Png => "png",
         }
     }
+}
+
+/// What the URL answers: the image, or (`format=json`) a description of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Answer {
+    #[default]
+    Image,
+    /// `format=json`: the source's and the result's size and the source's type.
+    Json,
+    /// `format=json,placeholder=thumbhash`: and a ThumbHash of the result, for a page to
+    /// paint before the image arrives.
+    JsonWithThumbHash,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -193,6 +230,57 @@ impl Flip {
         }
     }
 }
+
+/// `trim`: what is cut off the picture before anything else, in the upright picture's
+/// pixels (after the EXIF orientation, before `flip` and `rotate`, as Cloudflare does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Trim {
+    #[default]
+    None,
+    /// `trim=top;right;bottom;left`, or `trim.left`/`trim.top` with `trim.width`/
+    /// `trim.height` (the kept size; `None`: to the right or bottom edge, less `right`
+    /// or `bottom`). More than the picture holds is clamped: one pixel is always kept.
+    Sides {
+        top: u32,
+        right: u32,
+        bottom: u32,
+        left: u32,
+        width: Option<u32>,
+        height: Option<u32>,
+    },
+    /// `trim=border`: a border of one colour, found on the pixels.
+    Border(BorderTrim),
+}
+
+/// `trim=border` with `trim.border.color`, `trim.border.tolerance`, `trim.border.keep`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BorderTrim {
+    /// The border's colour; `None`: the top-left pixel's.
+    pub color: Option<Rgba>,
+    /// 0 (any colour matches) to 255 (only the exact colour): Cloudflare's scale. A
+    /// pixel is border when no channel differs from the colour by more than 255 − this.
+    pub tolerance: u8,
+    /// Pixels of the border left on each side.
+    pub keep: u32,
+}
+
+/// `trim.border.tolerance` when none is given: a channel may differ by 10 (JPEG noise).
+pub const DEFAULT_TRIM_TOLERANCE: u8 = 245;
+
+/// `border`: a frame drawn around the output after everything else, in output pixels
+/// (`dpr` scales it). Cloudflare offers it to Workers only; here it is a URL option:
+/// `border=<width>` or `border=<top>;<right>;<bottom>;<left>` and `border.color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Border {
+    pub color: Rgba,
+    pub top: u32,
+    pub right: u32,
+    pub bottom: u32,
+    pub left: u32,
+}
+
+/// Widest border side accepted (before `dpr`).
+pub const MAX_BORDER: u32 = 500;
 
 /// RGBA, 8 bits per channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,11 +379,17 @@ impl Rgba {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ImageOptions {
     pub width: Option<u32>,
+    /// `width=auto`: the width comes from the request's client hints
+    /// (`hints::resolve`, before the derivative key is made).
+    pub auto_width: bool,
     pub height: Option<u32>,
     pub fit: Fit,
-    pub gravity: Gravity,
+    pub gravity: GravityMode,
     /// 1–100.
     pub quality: Option<u8>,
+    /// `slow-connection-quality` / `scq`: the quality on a slow connection (client hints,
+    /// `hints::resolve`).
+    pub slow_quality: Option<u8>,
     pub format: FormatRequest,
     /// Device pixel ratio in hundredths (100–300).
     pub dpr: u16,
@@ -308,6 +402,9 @@ pub struct ImageOptions {
     pub rotate: u16,
     /// `brightness`, `contrast`, `gamma`, `saturation`, `blur`, `sharpen`.
     pub filters: Filters,
+    pub trim: Trim,
+    pub border: Option<Border>,
+    pub answer: Answer,
     pub redirect_on_error: bool,
     /// `v=`: a caller-managed version of the source. A versioned URL is immutable: it
     /// skips the source ETag lookup and is cached for a year.
@@ -358,7 +455,12 @@ fn dimension(option: &str, value: &str) -> Result<u32, OptionError> {
         _ => Err(OptionError::new(
             option,
             format!(
-                "{option} must be a whole number of pixels from 1 to {MAX_REQUESTED_SIDE} (outputs are capped at {MAX_SIDE})"
+                "{option} must be a whole number of pixels from 1 to {MAX_REQUESTED_SIDE} (outputs are capped at {MAX_SIDE}){}",
+                if option.starts_with('w') {
+                    ", or auto"
+                } else {
+                    ""
+                }
             ),
         )),
     }
@@ -390,6 +492,139 @@ fn decimal(value: &str, max: u16, per: u16) -> Option<u16> {
     ((0.0..=f64::from(max)).contains(&v) && (steps - whole).abs() < 1e-6).then_some(whole as u16)
 }
 
+/// `top;right;bottom;left`: four whole numbers of pixels from 0 to `max`.
+fn sides(option: &str, value: &str, max: u32) -> Result<[u32; 4], OptionError> {
+    let bad = || {
+        OptionError::new(
+            option,
+            format!(
+                "{option} is top;right;bottom;left, four whole numbers of pixels from 0 to {max}"
+            ),
+        )
+    };
+    let mut out = [0u32; 4];
+    let mut parts = value.split(';');
+    for side in &mut out {
+        let part = parts.next().ok_or_else(bad)?;
+        *side = part
+            .parse::<u32>()
+            .ok()
+            .filter(|v| *v <= max && part.len() <= 6)
+            .ok_or_else(bad)?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// The `trim` options as given, resolved into one [`Trim`] once all are read.
+#[derive(Default)]
+struct TrimParts {
+    sides: Option<[u32; 4]>,
+    border: bool,
+    width: Option<u32>,
+    height: Option<u32>,
+    left: Option<u32>,
+    top: Option<u32>,
+    color: Option<Rgba>,
+    tolerance: Option<u8>,
+    keep: Option<u32>,
+}
+
+impl TrimParts {
+    fn resolve(self) -> Result<Trim, OptionError> {
+        let dotted = self.width.is_some()
+            || self.height.is_some()
+            || self.left.is_some()
+            || self.top.is_some();
+        let border_parts = self.color.is_some() || self.tolerance.is_some() || self.keep.is_some();
+        if border_parts && !self.border {
+            return Err(OptionError::new(
+                "trim.border",
+                "trim.border.color, .tolerance and .keep go with trim=border",
+            ));
+        }
+        if self.border {
+            if dotted {
+                return Err(OptionError::new(
+                    "trim",
+                    "trim=border finds the border itself: leave out trim.left, trim.top, trim.width and trim.height",
+                ));
+            }
+            return Ok(Trim::Border(BorderTrim {
+                color: self.color,
+                tolerance: self.tolerance.unwrap_or(DEFAULT_TRIM_TOLERANCE),
+                keep: self.keep.unwrap_or(0),
+            }));
+        }
+        if dotted && self.sides.is_some() {
+            return Err(OptionError::new(
+                "trim",
+                "give trim=top;right;bottom;left or trim.left/top/width/height, not both",
+            ));
+        }
+        let [top, right, bottom, left] =
+            self.sides
+                .unwrap_or([self.top.unwrap_or(0), 0, 0, self.left.unwrap_or(0)]);
+        Ok(Trim::Sides {
+            top,
+            right,
+            bottom,
+            left,
+            width: self.width,
+            height: self.height,
+        }
+        .simplified())
+    }
+}
+
+impl Trim {
+    /// One spelling: nothing trimmed is `None`.
+    fn simplified(self) -> Self {
+        match self {
+            Self::Sides {
+                top: 0,
+                right: 0,
+                bottom: 0,
+                left: 0,
+                width: None,
+                height: None,
+            } => Self::None,
+            other => other,
+        }
+    }
+
+    /// Scaled by `dpr` (hundredths), as Cloudflare documents.
+    fn scaled(self, dpr: u16) -> Self {
+        let s = |v: u32| {
+            u32::try_from((u64::from(v) * u64::from(dpr)).div_ceil(100)).unwrap_or(u32::MAX)
+        };
+        match self {
+            Self::Sides {
+                top,
+                right,
+                bottom,
+                left,
+                width,
+                height,
+            } => Self::Sides {
+                top: s(top),
+                right: s(right),
+                bottom: s(bottom),
+                left: s(left),
+                width: width.map(s),
+                height: height.map(s),
+            },
+            Self::Border(b) => Self::Border(BorderTrim {
+                keep: s(b.keep),
+                ..b
+            }),
+            Self::None => Self::None,
+        }
+    }
+}
+
 impl ImageOptions {
     /// Whether an answer of `status` becomes a redirect to the original
     /// (`onerror=redirect`): only for a source that cannot be transformed.
@@ -412,6 +647,10 @@ impl ImageOptions {
         };
         let mut signature = None;
         let mut fast = false;
+        let mut trim = TrimParts::default();
+        let mut border: Option<[u32; 4]> = None;
+        let mut border_color = None;
+        let mut placeholder = false;
         let mut seen: Vec<&'static str> = Vec::new();
         // `original` is how no options are spelled (see `normalized`): it parses back.
         let segment = if segment == ORIGINAL { "" } else { segment };
@@ -442,16 +681,18 @@ impl ImageOptions {
                 "v" => "v",
                 "compression" => "compression",
                 "anim" => "anim",
-                "border"
-                | "trim"
-                | "trim.width"
-                | "trim.height"
-                | "trim.left"
-                | "trim.top"
-                | "slow-connection-quality"
-                | "scq" => {
-                    return Err(OptionError::new(name, format!("{name} {NOT_YET}")));
-                }
+                "trim" => "trim",
+                "trim.width" => "trim.width",
+                "trim.height" => "trim.height",
+                "trim.left" => "trim.left",
+                "trim.top" => "trim.top",
+                "trim.border.color" => "trim.border.color",
+                "trim.border.tolerance" => "trim.border.tolerance",
+                "trim.border.keep" => "trim.border.keep",
+                "border" => "border",
+                "border.color" => "border.color",
+                "placeholder" => "placeholder",
+                "slow-connection-quality" | "scq" => "slow-connection-quality",
                 "segment" => {
                     return Err(OptionError::new(
                         name,
@@ -470,7 +711,7 @@ impl ImageOptions {
                     return Err(OptionError::new(
                         other,
                         format!(
-                            "unknown option {other:?}; known: width|w, height|h, fit, gravity|g, quality|q, format|f, dpr, background, metadata, flip, rotate, brightness, contrast, gamma, saturation, blur, sharpen, compression, anim, onerror, v, sig"
+                            "unknown option {other:?}; known: width|w, height|h, fit, gravity|g, quality|q, slow-connection-quality|scq, format|f, dpr, background, metadata, flip, rotate, brightness, contrast, gamma, saturation, blur, sharpen, trim, trim.left|top|width|height, trim.border.color|tolerance|keep, border, border.color, placeholder, compression, anim, onerror, v, sig"
                         ),
                     ));
                 }
@@ -483,6 +724,7 @@ impl ImageOptions {
             }
             seen.push(canonical);
             match canonical {
+                "width" if value == "auto" => options.auto_width = true,
                 "width" => options.width = Some(dimension(name, value)?),
                 "height" => options.height = Some(dimension(name, value)?),
                 "fit" => {
@@ -505,15 +747,16 @@ impl ImageOptions {
                         ),
                     ));
                 }
+                "gravity" if value == "auto" => options.gravity = GravityMode::Auto,
                 "gravity" => {
-                    options.gravity = Gravity::parse(value).ok_or_else(|| {
+                    options.gravity = GravityMode::Point(Gravity::parse(value).ok_or_else(|| {
                         OptionError::new(
                             name,
-                            "gravity is center, left, right, top, bottom or <x>x<y> with fractions 0-1",
+                            "gravity is auto, center, left, right, top, bottom or <x>x<y> with fractions 0-1",
                         )
-                    })?;
+                    })?);
                 }
-                "quality" => {
+                "quality" | "slow-connection-quality" => {
                     let q = match value {
                         "high" => Some(90),
                         "medium-high" => Some(80),
@@ -521,12 +764,17 @@ impl ImageOptions {
                         "low" => Some(50),
                         n => n.parse::<u8>().ok().filter(|q| (1..=100).contains(q)),
                     };
-                    options.quality = Some(q.ok_or_else(|| {
+                    let q = Some(q.ok_or_else(|| {
                         OptionError::new(
                             name,
-                            "quality is 1-100 or high, medium-high, medium-low, low",
+                            format!("{canonical} is 1-100 or high, medium-high, medium-low, low"),
                         )
                     })?);
+                    if canonical == "quality" {
+                        options.quality = q;
+                    } else {
+                        options.slow_quality = q;
+                    }
                 }
                 "format" => {
                     options.format = match value {
@@ -537,12 +785,13 @@ impl ImageOptions {
                         "jpeg" | "jpg" | "baseline-jpeg" => FormatRequest::Jpeg,
                         "png" => FormatRequest::Png,
                         "json" => {
-                            return Err(OptionError::new(name, format!("format=json {NOT_YET}")));
+                            options.answer = Answer::Json;
+                            FormatRequest::Auto
                         }
                         _ => {
                             return Err(OptionError::new(
                                 name,
-                                "format is auto, avif, webp, jpeg, baseline-jpeg or png",
+                                "format is auto, avif, webp, jpeg, baseline-jpeg, png or json",
                             ));
                         }
                     };
@@ -657,6 +906,83 @@ impl ImageOptions {
                     })?;
                     options.filters.sharpen = u8::try_from(tenths).unwrap_or(u8::MAX);
                 }
+                "trim" if value == "border" => trim.border = true,
+                "trim" => {
+                    let [top, right, bottom, left] = sides(name, value, MAX_REQUESTED_SIDE)?;
+                    trim.sides = Some([top, right, bottom, left]);
+                }
+                "trim.width" | "trim.height" | "trim.left" | "trim.top" => {
+                    let v = value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|v| *v <= MAX_REQUESTED_SIDE && value.len() <= 6)
+                        .ok_or_else(|| {
+                            OptionError::new(
+                                name,
+                                format!("{canonical} is a whole number of pixels from 0 to {MAX_REQUESTED_SIDE}"),
+                            )
+                        })?;
+                    let slot = match canonical {
+                        "trim.width" => &mut trim.width,
+                        "trim.height" => &mut trim.height,
+                        "trim.left" => &mut trim.left,
+                        _ => &mut trim.top,
+                    };
+                    *slot = Some(v);
+                }
+                "trim.border.color" => {
+                    trim.color = Some(Rgba::parse(value).ok_or_else(|| {
+                        OptionError::new(name, "trim.border.color is a CSS colour")
+                    })?);
+                }
+                "trim.border.tolerance" => {
+                    trim.tolerance = Some(value.parse::<u8>().ok().ok_or_else(|| {
+                        OptionError::new(
+                            name,
+                            "trim.border.tolerance is 0 (any colour is border) to 255 (only the exact colour)",
+                        )
+                    })?);
+                }
+                "trim.border.keep" => {
+                    trim.keep = Some(
+                        value
+                            .parse::<u32>()
+                            .ok()
+                            .filter(|v| *v <= MAX_REQUESTED_SIDE)
+                            .ok_or_else(|| {
+                                OptionError::new(
+                                    name,
+                                    "trim.border.keep is the pixels of border kept, 0 or more",
+                                )
+                            })?,
+                    );
+                }
+                "border" => {
+                    border = Some(match value.parse::<u32>() {
+                        Ok(w) if w <= MAX_BORDER && value.len() <= 3 => [w; 4],
+                        _ if value.contains(';') => sides(name, value, MAX_BORDER)?,
+                        _ => {
+                            return Err(OptionError::new(
+                                name,
+                                format!(
+                                    "border is a width from 0 to {MAX_BORDER} pixels, or top;right;bottom;left"
+                                ),
+                            ));
+                        }
+                    });
+                }
+                "placeholder" => {
+                    if value != "thumbhash" {
+                        return Err(OptionError::new(name, "placeholder is thumbhash"));
+                    }
+                    placeholder = true;
+                }
+                "border.color" => {
+                    border_color =
+                        Some(Rgba::parse(value).ok_or_else(|| {
+                            OptionError::new(name, "border.color is a CSS colour")
+                        })?);
+                }
                 "v" => {
                     let valid = !value.is_empty()
                         && value.len() <= 64
@@ -688,6 +1014,30 @@ impl ImageOptions {
                 }
             }
         }
+        options.trim = trim.resolve()?;
+        if placeholder {
+            if options.answer != Answer::Json {
+                return Err(OptionError::new(
+                    "placeholder",
+                    "placeholder=thumbhash goes with format=json (the JSON carries the hash)",
+                ));
+            }
+            options.answer = Answer::JsonWithThumbHash;
+        }
+        if let Some([top, right, bottom, left]) = border {
+            options.border = Some(Border {
+                color: border_color.unwrap_or(Rgba([0, 0, 0, 255])),
+                top,
+                right,
+                bottom,
+                left,
+            });
+        } else if border_color.is_some() {
+            return Err(OptionError::new(
+                "border.color",
+                "border.color needs border=<width> (or top;right;bottom;left)",
+            ));
+        }
         if fast
             && matches!(
                 options.format,
@@ -707,8 +1057,10 @@ impl ImageOptions {
     /// flattens alpha into JPEG and AVIF whatever the fit). Idempotent.
     pub fn canonical(&self) -> ImageOptions {
         let (width, height) = self.target();
-        let boxed = width.is_some() && height.is_some();
-        let fit = match (width.is_some() || height.is_some(), boxed, self.fit) {
+        // `width=auto` is a width, known once the hints are read.
+        let has_width = width.is_some() || self.auto_width;
+        let boxed = has_width && height.is_some();
+        let fit = match (has_width || height.is_some(), boxed, self.fit) {
             // No box: every fit keeps the source size.
             (false, _, _) => Fit::ScaleDown,
             // One side: only "may it enlarge?" is left of the fit.
@@ -716,28 +1068,42 @@ impl ImageOptions {
             (true, false, Fit::Cover | Fit::Pad | Fit::Squeeze) => Fit::Contain,
             (_, _, fit) => fit,
         };
-        let gravity = if boxed && matches!(fit, Fit::Cover | Fit::Crop | Fit::Pad) {
-            self.gravity
-        } else {
-            Gravity::default()
+        // `auto` finds where to crop: a pad canvas is placed at the centre.
+        let gravity = match (boxed, fit) {
+            (true, Fit::Cover | Fit::Crop) => self.gravity,
+            (true, Fit::Pad) => GravityMode::Point(self.gravity.point()),
+            _ => GravityMode::default(),
         };
         let quality = self
             .quality
             .filter(|q| *q != DEFAULT_QUALITY && self.format != FormatRequest::Png);
         let (flip, rotate) = orient::flip_rotate_of(orient::of_flip_rotate(self.flip, self.rotate));
+        let slow_quality = self
+            .slow_quality
+            .filter(|_| self.format != FormatRequest::Png);
         ImageOptions {
-            width,
+            width: width.filter(|_| !self.auto_width),
+            auto_width: self.auto_width,
             height,
             fit,
             gravity,
             quality,
-            format: self.format,
+            slow_quality,
+            // A description has no output format to ask for.
+            format: if self.answer == Answer::Image {
+                self.format
+            } else {
+                FormatRequest::Auto
+            },
             dpr: 100,
             background: self.background.filter(|bg| *bg != Rgba::WHITE),
             metadata: self.metadata,
             flip,
             rotate,
             filters: self.filters,
+            trim: self.trim(),
+            answer: self.answer,
+            border: self.border(),
             redirect_on_error: self.redirect_on_error,
             version: self.version.clone(),
         }
@@ -768,7 +1134,9 @@ impl ImageOptions {
             }
             let _ = write!(out, "{name}={value}");
         };
-        if let Some(w) = self.width {
+        if self.auto_width {
+            push("w", &"auto");
+        } else if let Some(w) = self.width {
             push("w", &w);
         }
         if let Some(h) = self.height {
@@ -777,14 +1145,22 @@ impl ImageOptions {
         if self.fit != Fit::ScaleDown {
             push("fit", &self.fit.as_str());
         }
-        if self.gravity != Gravity::default() {
-            push("g", &format!("{}x{}", self.gravity.fx(), self.gravity.fy()));
+        match self.gravity {
+            GravityMode::Auto => push("g", &"auto"),
+            GravityMode::Point(g) if g != Gravity::default() => {
+                push("g", &format!("{}x{}", g.fx(), g.fy()));
+            }
+            GravityMode::Point(_) => {}
         }
         if let Some(q) = self.quality.filter(|q| *q != DEFAULT_QUALITY) {
             push("q", &q);
         }
+        if let Some(q) = self.slow_quality {
+            push("scq", &q);
+        }
         match self.format {
             _ if !with_response_options => {}
+            _ if self.answer != Answer::Image => push("f", &"json"),
             FormatRequest::Auto => {}
             FormatRequest::Fastest => push("compression", &"fast"),
             other => push("f", &other.as_str()),
@@ -822,6 +1198,61 @@ impl ImageOptions {
         if f.sharpen != 0 {
             push("sharpen", &(f64::from(f.sharpen) / 10.0));
         }
+        match self.trim {
+            Trim::None => {}
+            Trim::Sides {
+                top,
+                right,
+                bottom,
+                left,
+                width: None,
+                height: None,
+            } => push("trim", &format!("{top};{right};{bottom};{left}")),
+            Trim::Sides {
+                top,
+                left,
+                width,
+                height,
+                ..
+            } => {
+                push("trim.left", &left);
+                push("trim.top", &top);
+                if let Some(w) = width {
+                    push("trim.width", &w);
+                }
+                if let Some(h) = height {
+                    push("trim.height", &h);
+                }
+            }
+            Trim::Border(b) => {
+                push("trim", &"border");
+                if let Some(c) = b.color {
+                    push("trim.border.color", &c.hex());
+                }
+                if b.tolerance != DEFAULT_TRIM_TOLERANCE {
+                    push("trim.border.tolerance", &b.tolerance);
+                }
+                if b.keep != 0 {
+                    push("trim.border.keep", &b.keep);
+                }
+            }
+        }
+        if let Some(b) = self.border {
+            if b.top == b.right && b.top == b.bottom && b.top == b.left {
+                push("border", &b.top);
+            } else {
+                push(
+                    "border",
+                    &format!("{};{};{};{}", b.top, b.right, b.bottom, b.left),
+                );
+            }
+            if b.color != Rgba([0, 0, 0, 255]) {
+                push("border.color", &b.color.hex());
+            }
+        }
+        if self.answer == Answer::JsonWithThumbHash {
+            push("placeholder", &"thumbhash");
+        }
         if with_response_options {
             if self.redirect_on_error {
                 push("onerror", &"redirect");
@@ -834,6 +1265,27 @@ impl ImageOptions {
             out.push_str(ORIGINAL);
         }
         out
+    }
+
+    /// `trim` in source pixels: scaled by `dpr`, as Cloudflare documents.
+    pub fn trim(&self) -> Trim {
+        self.trim.scaled(self.dpr)
+    }
+
+    /// `border` in output pixels (scaled by `dpr`); `None` when it has no width.
+    pub fn border(&self) -> Option<Border> {
+        let s = |v: u32| {
+            u32::try_from((u64::from(v) * u64::from(self.dpr)).div_ceil(100)).unwrap_or(u32::MAX)
+        };
+        self.border
+            .map(|b| Border {
+                top: s(b.top),
+                right: s(b.right),
+                bottom: s(b.bottom),
+                left: s(b.left),
+                ..b
+            })
+            .filter(|b| b.top + b.right + b.bottom + b.left > 0)
     }
 
     pub fn quality(&self) -> u8 {
@@ -897,6 +1349,14 @@ mod tests {
             ("w=100,fit=cover,g=left", "w=100,fit=contain"),
             ("w=100,fit=crop,g=0.1x0.2", "w=100"),
             ("fit=pad,g=left", "original"),
+            // gravity=auto crops where the detail is; a pad canvas is centred.
+            ("w=100,h=80,fit=cover,g=auto", "w=100,h=80,fit=cover,g=auto"),
+            (
+                "w=100,h=80,fit=crop,gravity=auto",
+                "w=100,h=80,fit=crop,g=auto",
+            ),
+            ("w=100,h=80,fit=pad,g=auto", "w=100,h=80,fit=pad"),
+            ("w=100,fit=cover,g=auto", "w=100,fit=contain"),
             (
                 "w=100,h=50,fit=pad,background=%23000",
                 "w=100,h=50,fit=pad,bg=000000ff",
@@ -932,6 +1392,45 @@ mod tests {
             // the source may be enlarged to it).
             ("w=5000", "w=4096"),
             ("w=99999,h=5000,fit=cover", "w=4096,h=205,fit=cover"),
+            // trim: sides, or left/top with a kept size; dpr scales it (Cloudflare).
+            ("trim=20;30;20;0", "trim=20;30;20;0"),
+            ("trim=0;0;0;0", "original"),
+            ("trim.left=5,trim.top=6", "trim=6;0;0;5"),
+            (
+                "trim.width=100,trim.top=6,trim.left=5",
+                "trim.left=5,trim.top=6,trim.width=100",
+            ),
+            ("w=100,dpr=2,trim=1;2;3;4", "w=200,trim=2;4;6;8"),
+            ("trim=border", "trim=border"),
+            (
+                "trim=border,trim.border.tolerance=245,trim.border.keep=2,trim.border.color=white",
+                "trim=border,trim.border.color=ffffffff,trim.border.keep=2",
+            ),
+            // border: one width or four sides, black unless coloured; dpr scales it.
+            ("border=10", "border=10"),
+            (
+                "border=1;2;3;4,border.color=red",
+                "border=1;2;3;4,border.color=ff0000ff",
+            ),
+            ("border=5;5;5;5,border.color=black", "border=5"),
+            ("border=0", "original"),
+            ("w=50,border=3,dpr=2", "w=100,border=6"),
+            // format=json answers a description (and on request a ThumbHash).
+            ("w=100,format=json", "w=100,f=json"),
+            (
+                "placeholder=thumbhash,f=json,w=100",
+                "w=100,f=json,placeholder=thumbhash",
+            ),
+            // Client hints: resolved at the edge (`hints::resolve`) before the key.
+            ("width=auto", "w=auto"),
+            (
+                "w=auto,h=300,fit=cover,g=left",
+                "w=auto,h=300,fit=cover,g=0x0.5",
+            ),
+            ("w=auto,dpr=2,h=100", "w=auto,h=200"),
+            ("slow-connection-quality=low,w=10", "w=10,scq=50"),
+            ("scq=40,q=60", "q=60,scq=40"),
+            ("scq=40,f=png", "f=png"),
         ];
         for (input, want) in table {
             let input = input.replace("%23", "#");
@@ -946,7 +1445,7 @@ mod tests {
         );
         assert_eq!((o.width, o.height), (Some(10), Some(20)));
         assert_eq!(o.fit, Fit::Crop);
-        assert_eq!(o.gravity, Gravity { x: 500, y: 1000 });
+        assert_eq!(o.gravity, GravityMode::Point(Gravity { x: 500, y: 1000 }));
         assert_eq!(o.quality(), 50);
         assert_eq!(o.format, FormatRequest::Webp);
         assert_eq!(o.dpr, 300);
@@ -955,7 +1454,7 @@ mod tests {
         assert!(o.redirect_on_error);
         let short = parse("w=10,h=20,g=right,q=medium-low,f=png");
         assert_eq!(
-            (short.gravity.x, short.quality(), short.format),
+            (short.gravity.point().x, short.quality(), short.format),
             (1000, 65, FormatRequest::Png)
         );
     }
@@ -1002,6 +1501,31 @@ mod tests {
             ("gravity=face", "gravity"),
             ("zoom=0.5", "zoom"),
             ("face-zoom=1", "face-zoom"),
+            ("trim=1;2;3", "trim"),
+            ("trim=1;2;3;4;5", "trim"),
+            ("trim=a;b;c;d", "trim"),
+            ("trim=1;2;3;4,trim.left=3", "trim"),
+            ("trim=border,trim.width=3", "trim"),
+            ("trim.border.keep=3", "trim.border"),
+            (
+                "trim=border,trim.border.tolerance=256",
+                "trim.border.tolerance",
+            ),
+            ("trim=border,trim.border.color=nope", "trim.border.color"),
+            ("trim.width=-1", "trim.width"),
+            ("border=501", "border"),
+            ("border=1;2", "border"),
+            ("border.color=red", "border.color"),
+            ("placeholder=thumbhash", "placeholder"),
+            ("w=autos", "w"),
+            ("scq=0", "scq"),
+            ("slow-connection-quality=best", "slow-connection-quality"),
+            (
+                "scq=50,slow-connection-quality=40",
+                "slow-connection-quality",
+            ),
+            ("f=json,placeholder=blurhash", "placeholder"),
+            ("border=2,border.color=#12", "border.color"),
             ("w", "w"),
             ("w=1,w=2", "w"),
             ("w=1,width=2", "width"),
@@ -1023,6 +1547,8 @@ mod tests {
             "w=1,fit=pad,bg=%23abc".replace("%23", "#").as_str(),
             "v=3,onerror=redirect,metadata=none",
             "flip=v,rotate=270,brightness=0.5,blur=250,sharpen=10,saturation=0,w=9000",
+            "trim.left=3,trim.height=9,border=1;0;0;7,border.color=hsl(120,100%,25%)",
+            "trim=border,trim.border.color=%23abc,trim.border.keep=4,dpr=1.5,g=auto,fit=crop,w=5,h=9",
         ] {
             let once = parse(input).normalized();
             assert_eq!(parse(&once).normalized(), once, "{input}");

@@ -4,6 +4,7 @@
 use std::io::Cursor;
 
 use super::decode::Decoded;
+use super::geometry::Rect;
 use super::options::Flip;
 
 /// The EXIF orientation of a JPEG, 1 (upright) when absent or unreadable.
@@ -95,6 +96,34 @@ fn matrix(orientation: u8) -> [[i8; 2]; 2] {
         7 => [[0, -1], [-1, 0]],
         8 => [[0, 1], [-1, 0]],
         _ => [[1, 0], [0, 1]],
+    }
+}
+
+/// Where `rect` of a `size` picture lands when `orientation` is applied to the picture
+/// (`size` is the picture before; the result is in the picture after).
+pub fn map_rect(orientation: u8, size: (u32, u32), rect: Rect) -> Rect {
+    let m = matrix(orientation);
+    let (w, h) = (i64::from(size.0), i64::from(size.1));
+    let (ow, oh) = if swaps_axes(orientation) {
+        (h, w)
+    } else {
+        (w, h)
+    };
+    // Corners in doubled, centred coordinates: exact for every pixel edge.
+    let corner = |x: u32, y: u32| {
+        let (cx, cy) = (2 * i64::from(x) - w, 2 * i64::from(y) - h);
+        let tx = i64::from(m[0][0]) * cx + i64::from(m[0][1]) * cy;
+        let ty = i64::from(m[1][0]) * cx + i64::from(m[1][1]) * cy;
+        ((tx + ow) / 2, (ty + oh) / 2)
+    };
+    let a = corner(rect.x, rect.y);
+    let b = corner(rect.x + rect.w, rect.y + rect.h);
+    let to = |v: i64| u32::try_from(v).unwrap_or(0);
+    Rect {
+        x: to(a.0.min(b.0)),
+        y: to(a.1.min(b.1)),
+        w: to((a.0 - b.0).abs()),
+        h: to((a.1 - b.1).abs()),
     }
 }
 
@@ -199,6 +228,62 @@ mod tests {
     fn red_at(d: &Decoded) -> (u32, u32) {
         let i = d.rgba.chunks_exact(4).position(|p| p[0] == 255).unwrap() as u32;
         (i % d.width, i / d.width)
+    }
+
+    #[test]
+    fn a_rectangle_goes_where_its_pixels_go() {
+        // Oracle: the pixels themselves. A 7×4 picture with a marked 3×2 rectangle at
+        // (1, 1), turned by each orientation: the marked pixels' bounding box.
+        let (w, h) = (7u32, 4u32);
+        let rect = Rect {
+            x: 1,
+            y: 1,
+            w: 3,
+            h: 2,
+        };
+        let mut rgba = vec![0u8; (w * h * 4) as usize];
+        for y in rect.y..rect.y + rect.h {
+            for x in rect.x..rect.x + rect.w {
+                rgba[((y * w + x) * 4) as usize] = 255;
+            }
+        }
+        for orientation in 1..=8 {
+            let turned = apply(
+                Decoded {
+                    width: w,
+                    height: h,
+                    rgba: rgba.clone(),
+                    has_alpha: false,
+                    icc: None,
+                },
+                orientation,
+            );
+            let marked: Vec<(u32, u32)> = turned
+                .rgba
+                .chunks_exact(4)
+                .enumerate()
+                .filter(|(_, p)| p[0] == 255)
+                .map(|(i, _)| (i as u32 % turned.width, i as u32 / turned.width))
+                .collect();
+            let (x0, y0) = (
+                marked.iter().map(|p| p.0).min().unwrap(),
+                marked.iter().map(|p| p.1).min().unwrap(),
+            );
+            let (x1, y1) = (
+                marked.iter().map(|p| p.0).max().unwrap(),
+                marked.iter().map(|p| p.1).max().unwrap(),
+            );
+            assert_eq!(
+                map_rect(orientation, (w, h), rect),
+                Rect {
+                    x: x0,
+                    y: y0,
+                    w: x1 - x0 + 1,
+                    h: y1 - y0 + 1
+                },
+                "orientation {orientation}"
+            );
+        }
     }
 
     /// Each of `steps` applied to the pixels one after another.

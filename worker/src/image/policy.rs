@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use super::filters::Filters;
-use super::options::{FormatRequest, Gravity, ImageOptions, MAX_SIDE, Parsed, Rgba};
+use super::options::{FormatRequest, Gravity, GravityMode, ImageOptions, MAX_SIDE, Parsed, Rgba};
 use super::sign;
 
 /// Who may mint derivatives.
@@ -280,6 +280,13 @@ impl DerivativePolicy {
             |q| q.to_string(),
         )?;
         listed(
+            &self.qualities,
+            options.slow_quality,
+            "slow-connection-quality",
+            "IMAGE_QUALITIES",
+            |q| q.to_string(),
+        )?;
+        listed(
             &self.backgrounds,
             options.background,
             "background",
@@ -287,12 +294,15 @@ impl DerivativePolicy {
             |c| c.hex(),
         )?;
         self.check_filters(&options.filters)?;
-        if let GravityRule::Grid(step) = self.gravity {
-            let Gravity { x, y } = options.gravity;
+        // `auto` is one value, like a named side.
+        if let (GravityRule::Grid(step), GravityMode::Point(point)) =
+            (self.gravity, options.gravity)
+        {
+            let Gravity { x, y } = point;
             if step == 0 || x % step != 0 || y % step != 0 {
                 return Err(PolicyError::NotAllowed {
                     option: "gravity",
-                    value: format!("{}x{}", options.gravity.fx(), options.gravity.fy()),
+                    value: format!("{}x{}", point.fx(), point.fy()),
                     var: "IMAGE_GRAVITY",
                     allowed: format!(
                         "named positions and points on a {} grid",

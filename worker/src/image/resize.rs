@@ -7,7 +7,7 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 
 use super::decode::Decoded;
 use super::geometry::{Plan, Rect};
-use super::options::Rgba;
+use super::options::{Border, Rgba};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("resize failed: {0}")]
@@ -55,6 +55,13 @@ pub fn pad(resized: Decoded, plan: &Plan, background: Rgba) -> Decoded {
         None => resized,
         Some((size, ox, oy)) => pad_onto(resized, size.w, size.h, ox, oy, background),
     }
+}
+
+/// `image` framed by `border` (its sides in pixels, in its colour).
+pub fn border(image: Decoded, border: Border) -> Decoded {
+    let width = image.width + border.left + border.right;
+    let height = image.height + border.top + border.bottom;
+    pad_onto(image, width, height, border.left, border.top, border.color)
 }
 
 fn pad_onto(image: Decoded, width: u32, height: u32, ox: u32, oy: u32, bg: Rgba) -> Decoded {

@@ -16,6 +16,25 @@ pub fn gradient(width: u32, height: u32) -> RgbImage {
     })
 }
 
+/// A file from the fixture cache `scripts/setup` fills (`COURSE_EDGE_FIXTURES`, else
+/// `~/.cache/course-edge/fixtures`): real photographs and ICC profiles.
+pub fn fixture(relative: &str) -> Vec<u8> {
+    let dir = std::env::var("COURSE_EDGE_FIXTURES").map_or_else(
+        |_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/course-edge/fixtures")
+        },
+        std::path::PathBuf::from,
+    );
+    let path = dir.join(relative);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; scripts/setup fetches the fixtures",
+            path.display()
+        )
+    })
+}
+
 pub fn jpeg_of(width: u32, height: u32) -> Vec<u8> {
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)

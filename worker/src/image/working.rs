@@ -88,6 +88,7 @@ pub fn plan(
             may_have_alpha: false,
             avif: false,
             filter_scratch: 0,
+            analysis_scratch: 0,
         };
         limits
             .check_memory(&footprint)
@@ -148,7 +149,8 @@ pub fn transform_from(
         && header.scales_on_decode
         && header.width <= original.0
         && header.height <= original.1;
-    if !plausible {
+    // `trim=border` may keep a small part of the picture: it needs the original's detail.
+    if !plausible || matches!(options.trim, super::options::Trim::Border(_)) {
         return None;
     }
     let orientation = orient::orientation(copy);
@@ -165,7 +167,7 @@ pub fn transform_from(
     if prepared.need.0 > header.width || prepared.need.1 > header.height {
         return None;
     }
-    super::run(copy, prepared, options, format, clock).ok()
+    super::run(copy, prepared, options, format, limits, clock).ok()
 }
 
 /// What a derivative's miss did about its source's working copy (`x-edge-working-copy`).

@@ -69,7 +69,12 @@ pub const TABLE: &[Row] = &[
         Different,
         "1–250; a Gaussian of σ = radius/2 output pixels (Cloudflare does not document its kernel)",
     ),
-    row("border", "border=10", Refused, "not implemented yet"),
+    row(
+        "border",
+        "border=10",
+        Different,
+        "a URL option here (Cloudflare: Workers only): `border=<width>` or `border=top;right;bottom;left` (0–500 px, scaled by `dpr`), `border.color=` any CSS colour (default black); drawn around the output after resizing, adding to its size",
+    ),
     row(
         "brightness",
         "brightness=1.5",
@@ -105,7 +110,7 @@ pub const TABLE: &[Row] = &[
         "format",
         "format=baseline-jpeg",
         Different,
-        "`auto` (default: AVIF > WebP > the source family by `Accept`), `avif` (WebP while the queue encodes it), `webp`, `png`, `baseline-jpeg`; `jpeg` is baseline too (Cloudflare's is progressive); `json` is not implemented yet",
+        "`auto` (default: AVIF > WebP > the source family by `Accept`), `avif` (WebP while the queue encodes it), `webp`, `png`, `baseline-jpeg`; `jpeg` is baseline too (Cloudflare's is progressive); `json`: `{width, height, original: {width, height, file_size, format}}`, and with `placeholder=thumbhash` a `thumbhash` (base64) of the result",
     ),
     row(
         "gamma",
@@ -117,7 +122,7 @@ pub const TABLE: &[Row] = &[
         "gravity",
         "gravity=0.25x0.75",
         Different,
-        "`left`, `right`, `top`, `bottom`, `center`, `XxY`; `auto` is not implemented yet; `face` is refused (no face detector)",
+        "`left`, `right`, `top`, `bottom`, `center`, `XxY`; `auto` crops where edge energy, saturation and skin tones are (with `fit=cover`/`crop`); `face` is refused (no face detector)",
     ),
     row(
         "height / h",
@@ -170,20 +175,20 @@ pub const TABLE: &[Row] = &[
     row(
         "slow-connection-quality / scq",
         "slow-connection-quality=50",
-        Refused,
-        "not implemented yet",
+        Same,
+        "the quality (1–100 or a named level) when the request says the connection is slow: `Save-Data: on`, `ECT` of 3g or slower, `RTT` over 150 ms or `Downlink` under 5 Mbit/s; the answer names those hints in `Vary`, and pages get `Accept-CH` for them",
     ),
     row(
         "trim",
         "trim=20;30;20;0",
-        Refused,
-        "not implemented yet (nor `trim.width`, `trim.height`, `trim.left`, `trim.top`)",
+        Same,
+        "`top;right;bottom;left`, or `trim.left`, `trim.top`, `trim.width`, `trim.height`; `trim=border` with `trim.border.color`, `.tolerance` (0–255, 255 exact; default 245) and `.keep`; before resizing and `flip`/`rotate`, scaled by `dpr`; at least one pixel is kept",
     ),
     row(
         "width / w",
         "width=800",
         Different,
-        "as `height`; `width=auto` (client hints) is not implemented yet",
+        "as `height`; `width=auto` takes `Sec-CH-Width` (or `Width`), else `Sec-CH-Viewport-Width` (or `Viewport-Width`) × `Sec-CH-DPR` (or `DPR`), rounded up to 320, 480, 640, 768, 960, 1200, 1600, 1920, 2400, 3200 or 3840 px (1200 without hints; Cloudflare documents 320/768/960/1200 and reads the user agent); the answer names the hints in `Vary`, pages get `Accept-CH`",
     ),
     row(
         "zoom / face-zoom",
