@@ -25,6 +25,7 @@ use std::time::Duration;
 use worker::{Conditional, Context, Env, Headers, Request, Response};
 
 use super::cache::{self, Plan, SOURCE_VERSION, Source, Store};
+use super::described::DescriptionSource;
 use super::origin::runtime;
 use super::working as edge_working;
 use super::{Served, derived, jobs, memory, now_ms, slot};
@@ -32,8 +33,9 @@ use crate::assets::ObjectKey;
 use crate::config::Config;
 use crate::error::EdgeError;
 use crate::image::format::{OutputFormat, choose, stand_in_headers};
+use crate::image::hints::{self, Hints};
 use crate::image::key::DerivativeKey;
-use crate::image::options::ImageOptions;
+use crate::image::options::{Answer, ImageOptions};
 use crate::image::sweep::DerivedFrom;
 use crate::image::working::{self, CopyUse};
 use crate::image::{Output, TransformError, transform};
@@ -364,7 +366,7 @@ impl ImageSource {
 
 /// An error as an upstream answer: JSON, with the source version it concerns (so a
 /// 415/422 is remembered for that version only); `no_store` for what must not be kept.
-fn answer_error(
+pub(super) fn answer_error(
     err: &EdgeError,
     version: Option<&str>,
     no_store: bool,
@@ -418,6 +420,19 @@ pub(super) async fn serve(
         config
             .image_policy
             .admit(segment, key.as_str(), config.image_signing_key.as_deref())?;
+    // `width=auto` and `slow-connection-quality` made plain from the client hints: the
+    // key is the explicit URL's, and the answer names the hints it read in `Vary`.
+    let hints = Hints::read(|name| req.headers().get(name).ok().flatten());
+    let (options, hinted) = hints::resolve(&options, &hints);
+    let mut extra = vec![(
+        String::from("x-edge-image-access"),
+        admission.as_str().to_owned(),
+    )];
+    if !hinted.is_empty() {
+        let mut vary = vec!["Accept"];
+        vary.extend(hinted);
+        extra.push((String::from("vary"), vary.join(", ")));
+    }
     let accept = req
         .headers()
         .get("accept")
@@ -436,15 +451,32 @@ pub(super) async fn serve(
     } else {
         row
     };
+    if options.answer != Answer::Image {
+        let plan = Plan {
+            class: ContentClass::Image,
+            policy,
+            key: DerivativeKey::description_url(key.as_str(), &options),
+            ask: super::ask_of(req),
+            extra,
+            follow_timeout: slot::SLOT_WAIT + Duration::from_secs(10),
+            vary_headers: Vec::new(),
+            purge_path: req.path(),
+            aliases: vec![key.purge_path(true)],
+        };
+        let source = DescriptionSource {
+            env: env.clone(),
+            config: config.clone(),
+            key: key.clone(),
+            options,
+        };
+        return cache::serve(ctx, &plan, &source, timing).await;
+    }
     let plan_for = |format: OutputFormat| Plan {
         class: ContentClass::Image,
         policy,
         key: DerivativeKey::edge_url(key.as_str(), &options, format),
         ask: super::ask_of(req),
-        extra: vec![(
-            String::from("x-edge-image-access"),
-            admission.as_str().to_owned(),
-        )],
+        extra: extra.clone(),
         follow_timeout: slot::SLOT_WAIT + Duration::from_secs(10),
         vary_headers: Vec::new(),
         purge_path: req.path(),

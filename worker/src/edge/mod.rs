@@ -7,6 +7,7 @@ mod assets;
 mod cache;
 mod canary;
 mod derived;
+mod described;
 mod images;
 mod jobs;
 mod libc;

@@ -191,7 +191,10 @@ fn personalized(
             headers.set(
                 "cache-control",
                 personalize::page_cache_control(cache_control.as_deref()),
-            )
+            )?;
+            // Browsers send the client hints `width=auto` and
+            // `slow-connection-quality` read only to origins that asked on a page.
+            headers.set("accept-ch", crate::image::hints::ACCEPT_CH)
         },
     )
     .map_err(runtime)?;
