@@ -6,6 +6,24 @@ use std::io::Cursor;
 use image::ImageEncoder;
 
 /// A `width × height` RGB JPEG (q85) with a pattern that survives resizing.
+/// Where `scripts/setup` caches the real photographs (`COURSE_EDGE_FIXTURES`, else
+/// `~/.cache/course-edge/fixtures`).
+pub fn real_dir() -> std::path::PathBuf {
+    std::env::var("COURSE_EDGE_FIXTURES").map_or_else(
+        |_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/course-edge/fixtures")
+        },
+        std::path::PathBuf::from,
+    )
+}
+
+/// A real photograph from the fixture cache.
+pub fn real(name: &str) -> Vec<u8> {
+    std::fs::read(real_dir().join(name))
+        .unwrap_or_else(|e| panic!("fixture {name} ({e}): run scripts/setup"))
+}
+
 pub fn photo(width: u32, height: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(width, height, |x, y| {
         image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x ^ y) % 256) as u8])

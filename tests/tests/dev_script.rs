@@ -137,13 +137,7 @@ async fn scripts_dev_brings_up_the_stack_with_demo_images_and_stops_cleanly_on_c
     }
 
     // The demo images are in the local R2 bucket, byte for byte.
-    let fixtures = std::env::var("COURSE_EDGE_FIXTURES").map_or_else(
-        |_| {
-            std::path::PathBuf::from(std::env::var("HOME").unwrap())
-                .join(".cache/course-edge/fixtures")
-        },
-        std::path::PathBuf::from,
-    );
+    let fixtures = course_edge_e2e::fixtures::real_dir();
     let got = Command::new(root.join("node_modules/.bin/wrangler"))
         .current_dir(&root)
         .args([

@@ -533,3 +533,189 @@ async fn metadata_none_copyright_and_keep_decide_what_exif_reaches_the_derivativ
     let body: protocol::ErrorBody = bad.json().await.unwrap();
     assert_eq!(body.error.field.as_deref(), Some("metadata"));
 }
+
+/// A GET with request headers (client hints).
+async fn get_hinted(stack: &Stack, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = course_edge_e2e::client()
+        .get(stack.edge.url(path))
+        .header("accept", WEBP_ONLY);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// A gradient on a white frame `pad` wide.
+fn framed_png(inner: (u32, u32), pad: u32) -> Vec<u8> {
+    let (w, h) = (inner.0 + 2 * pad, inner.1 + 2 * pad);
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        let inside = (pad..pad + inner.0).contains(&x) && (pad..pad + inner.1).contains(&y);
+        if inside {
+            image::Rgb([(x * 200 / w) as u8, (y * 200 / h) as u8, 90])
+        } else {
+            image::Rgb([255, 255, 255])
+        }
+    });
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+fn size_of(bytes: &[u8]) -> (u32, u32) {
+    let h = read_header(bytes).unwrap();
+    (h.width, h.height)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smart_crop_trim_border_json_and_client_hints_in_workerd() {
+    let small = photo(200, 100);
+    let options = EdgeOptions::default()
+        .object(
+            "art/dragon.jpg",
+            course_edge_e2e::fixtures::real("firstgeneration.jpg"),
+        )
+        .object("ok/small.jpg", small.clone())
+        .object("ok/wide.jpg", photo(3000, 1500))
+        .object("ok/framed.png", framed_png((120, 60), 17))
+        // Trims and borders beyond the listed few are a deployment's choice.
+        .var("IMAGE_FILTERS", "any");
+    let stack = Stack::start_with(options).await;
+
+    // gravity=auto: the dragon's head (marked on the photo: x 1902–2935 of 3640) is kept
+    // whole, where the centre crop of the same box cuts it (x 1020–2620).
+    let centre = get(
+        &stack,
+        "/img/w=400,h=600,fit=cover/art/dragon.jpg",
+        WEBP_ONLY,
+    )
+    .await;
+    assert_eq!(centre.status(), 200, "{}", stack.edge.log());
+    assert_eq!(header(&centre, "x-edge-region"), "1020,0,1600,2400");
+    let auto = get(
+        &stack,
+        "/img/w=400,h=600,fit=cover,g=auto/art/dragon.jpg",
+        WEBP_ONLY,
+    )
+    .await;
+    assert_eq!(auto.status(), 200, "{}", stack.edge.log());
+    let region: Vec<u32> = header(&auto, "x-edge-region")
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(
+        region[0] <= 1902 && region[0] + region[2] >= 2935,
+        "{region:?}"
+    );
+    assert_eq!(size_of(&auto.bytes().await.unwrap()), (400, 600));
+
+    // trim, trim=border and border change the output's size as documented.
+    for (path, size) in [
+        ("/img/trim=10;20;30;40,f=png/ok/small.jpg", (140, 60)),
+        (
+            "/img/trim.left=50,trim.width=100,f=png/ok/small.jpg",
+            (100, 100),
+        ),
+        ("/img/trim=border,f=png/ok/framed.png", (120, 60)),
+        ("/img/trim=border,w=64,f=png/ok/framed.png", (64, 32)),
+        (
+            "/img/w=100,border=5,border.color=red,f=png/ok/small.jpg",
+            (110, 60),
+        ),
+    ] {
+        let response = get(&stack, path, LEGACY).await;
+        assert_eq!(response.status(), 200, "{path}: {}", stack.edge.log());
+        let bytes = response.bytes().await.unwrap();
+        assert_eq!(size_of(&bytes), size, "{path}");
+        if path.contains("border.color=red") {
+            let img = image::load_from_memory(&bytes).unwrap().to_rgba8();
+            assert_eq!(img.get_pixel(0, 0).0, [255, 0, 0, 255]);
+            assert_eq!(img.get_pixel(109, 59).0, [255, 0, 0, 255]);
+        }
+    }
+
+    // format=json: sizes before and after, the source's type and size; cached like a
+    // derivative, and apart from it.
+    let path = "/img/w=100,trim=0;0;0;20,f=json/ok/small.jpg";
+    let first = get(&stack, path, WEBP_ONLY).await;
+    assert_eq!(first.status(), 200, "{}", stack.edge.log());
+    assert_eq!(header(&first, "content-type"), "application/json");
+    assert_eq!(header(&first, "x-edge-cache"), "MISS");
+    let json: serde_json::Value = first.json().await.unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "width": 100, "height": 56,
+            "original": {"width": 200, "height": 100, "file_size": small.len(), "format": "image/jpeg"}
+        })
+    );
+    let again = get(&stack, path, WEBP_ONLY).await;
+    assert_eq!(header(&again, "x-edge-cache"), "HIT");
+    let image_too = get(&stack, "/img/w=100,trim=0;0;0;20/ok/small.jpg", WEBP_ONLY).await;
+    assert_eq!(header(&image_too, "content-type"), "image/webp");
+    let hashed = get(
+        &stack,
+        "/img/w=100,f=json,placeholder=thumbhash/ok/small.jpg",
+        LEGACY,
+    )
+    .await;
+    assert_eq!(hashed.status(), 200, "{}", stack.edge.log());
+    let json: serde_json::Value = hashed.json().await.unwrap();
+    let hash = json["thumbhash"].as_str().unwrap();
+    assert!((20..=40).contains(&hash.len()), "{hash}");
+    let bad = get(
+        &stack,
+        "/img/w=100,placeholder=thumbhash/ok/small.jpg",
+        LEGACY,
+    )
+    .await;
+    assert_eq!(bad.status(), 400);
+
+    // width=auto: the hints choose a ladder width; the answer is the explicit URL's
+    // derivative and names the hints in Vary.
+    let phone = [("sec-ch-viewport-width", "390"), ("sec-ch-dpr", "2")];
+    let hinted = get_hinted(&stack, "/img/w=auto/ok/wide.jpg", &phone).await;
+    assert_eq!(hinted.status(), 200, "{}", stack.edge.log());
+    let vary = header(&hinted, "vary");
+    assert!(vary.starts_with("Accept, Sec-CH-Width"), "{vary}");
+    assert!(
+        vary.contains("Sec-CH-Viewport-Width") && vary.contains("DPR"),
+        "{vary}"
+    );
+    assert_eq!(size_of(&hinted.bytes().await.unwrap()), (960, 480));
+    let explicit = get_hinted(&stack, "/img/w=960/ok/wide.jpg", &[]).await;
+    assert_eq!(header(&explicit, "x-edge-cache"), "HIT", "one derivative");
+    assert_eq!(header(&explicit, "vary"), "Accept");
+    let desktop = get_hinted(&stack, "/img/w=auto/ok/wide.jpg", &[]).await;
+    assert_eq!(size_of(&desktop.bytes().await.unwrap()), (1200, 600));
+
+    // slow-connection-quality: q=50 on a 2G connection, q=90 otherwise; the network
+    // hints are in Vary either way, and each answer is the explicit quality's derivative.
+    let slow = get_hinted(
+        &stack,
+        "/img/w=300,q=90,scq=low/ok/wide.jpg",
+        &[("ect", "2g")],
+    )
+    .await;
+    assert_eq!(slow.status(), 200, "{}", stack.edge.log());
+    assert!(header(&slow, "vary").contains("Save-Data, ECT, RTT, Downlink"));
+    let slow_bytes = slow.bytes().await.unwrap();
+    let fast = get_hinted(
+        &stack,
+        "/img/w=300,q=90,scq=low/ok/wide.jpg",
+        &[("ect", "4g")],
+    )
+    .await;
+    let fast_bytes = fast.bytes().await.unwrap();
+    assert!(
+        slow_bytes.len() < fast_bytes.len(),
+        "{} ≥ {}",
+        slow_bytes.len(),
+        fast_bytes.len()
+    );
+    let q50 = get_hinted(&stack, "/img/w=300,q=50/ok/wide.jpg", &[]).await;
+    assert_eq!(header(&q50, "x-edge-cache"), "HIT");
+    assert_eq!(q50.bytes().await.unwrap(), slow_bytes);
+}

@@ -122,15 +122,7 @@ fn visitors() -> (String, String, String) {
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    let dir = std::env::var("COURSE_EDGE_FIXTURES").map_or_else(
-        |_| {
-            std::path::PathBuf::from(std::env::var("HOME").unwrap())
-                .join(".cache/course-edge/fixtures")
-        },
-        std::path::PathBuf::from,
-    );
-    std::fs::read(dir.join(name))
-        .unwrap_or_else(|e| panic!("fixture {name} ({e}): run scripts/setup"))
+    course_edge_e2e::fixtures::real(name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,6 +149,17 @@ async fn the_personalized_site_end_to_end() {
         assert!(set.contains(attr), "{set}");
     }
     assert_eq!(fresh.headers["cache-control"], "private, no-cache");
+    // The page asks for the client hints `width=auto` and `scq` read on its images.
+    let accept_ch = fresh.headers["accept-ch"].to_str().unwrap();
+    for hint in [
+        "Sec-CH-Width",
+        "Sec-CH-Viewport-Width",
+        "Sec-CH-DPR",
+        "ECT",
+        "Save-Data",
+    ] {
+        assert!(accept_ch.contains(hint), "{accept_ch}");
+    }
     assert!(
         !fresh.headers.contains_key("etag"),
         "a filled page has no validator"

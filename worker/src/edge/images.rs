@@ -292,6 +292,14 @@ impl ImageSource {
         headers
             .set("x-edge-memory-peak", &memory::peak().to_string())
             .map_err(runtime)?;
+        // The part of the source the output shows: where `gravity=auto` cropped.
+        let region = output.region;
+        headers
+            .set(
+                "x-edge-region",
+                &format!("{},{},{},{}", region.x, region.y, region.w, region.h),
+            )
+            .map_err(runtime)?;
         if let Some(copy_use) = copy_use {
             headers
                 .set(WORKING_COPY, copy_use.as_str())

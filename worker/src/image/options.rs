@@ -267,6 +267,15 @@ pub struct BorderTrim {
 /// `trim.border.tolerance` when none is given: a channel may differ by 10 (JPEG noise).
 pub const DEFAULT_TRIM_TOLERANCE: u8 = 245;
 
+impl BorderTrim {
+    /// `trim=border` alone: the corner's colour, the default tolerance, nothing kept.
+    pub const DEFAULT: BorderTrim = BorderTrim {
+        color: None,
+        tolerance: DEFAULT_TRIM_TOLERANCE,
+        keep: 0,
+    };
+}
+
 /// `border`: a frame drawn around the output after everything else, in output pixels
 /// (`dpr` scales it). Cloudflare offers it to Workers only; here it is a URL option:
 /// `border=<width>` or `border=<top>;<right>;<bottom>;<left>` and `border.color`.

@@ -12,7 +12,9 @@
 use std::collections::BTreeMap;
 
 use super::filters::Filters;
-use super::options::{FormatRequest, Gravity, GravityMode, ImageOptions, MAX_SIDE, Parsed, Rgba};
+use super::options::{
+    BorderTrim, FormatRequest, Gravity, GravityMode, ImageOptions, MAX_SIDE, Parsed, Rgba, Trim,
+};
 use super::sign;
 
 /// Who may mint derivatives.
@@ -72,6 +74,10 @@ pub enum FilterRule {
 pub const LISTED_FACTORS: [u16; 7] = [0, 50, 75, 100, 125, 150, 200];
 /// Blur radii under [`FilterRule::Listed`] (placeholders and backdrops).
 pub const LISTED_BLURS: [u8; 5] = [5, 10, 20, 50, 100];
+/// Pixels an unsigned URL may `trim` off a side under [`FilterRule::Listed`].
+pub const LISTED_TRIMS: [u32; 8] = [0, 1, 2, 5, 10, 20, 50, 100];
+/// `border` widths (output pixels) under [`FilterRule::Listed`].
+pub const LISTED_BORDERS: [u32; 5] = [1, 2, 4, 8, 16];
 /// Sharpen strengths (tenths) under [`FilterRule::Listed`].
 pub const LISTED_SHARPENS: [u8; 4] = [5, 10, 20, 30];
 
@@ -294,6 +300,7 @@ impl DerivativePolicy {
             |c| c.hex(),
         )?;
         self.check_filters(&options.filters)?;
+        self.check_frame(options)?;
         // `auto` is one value, like a named side.
         if let (GravityRule::Grid(step), GravityMode::Point(point)) =
             (self.gravity, options.gravity)
@@ -369,6 +376,86 @@ impl DerivativePolicy {
             });
         }
         Ok(())
+    }
+}
+
+impl DerivativePolicy {
+    /// `trim` and `border` are pixel counts: under `IMAGE_FILTERS=listed` an unsigned URL
+    /// may cut [`LISTED_TRIMS`] off a side, frame in [`LISTED_BORDERS`] widths in black,
+    /// white or transparent, and `trim=border` with its defaults; a window
+    /// (`trim.width`/`trim.height`), a tolerance, a colour or a kept margin needs a preset
+    /// or a signature. `off`: none of it unsigned; `any`: everything.
+    fn check_frame(&self, options: &ImageOptions) -> Result<(), PolicyError> {
+        let refuse = |option: &'static str, value: String, allowed: &str| {
+            Err(PolicyError::NotAllowed {
+                option,
+                value,
+                var: "IMAGE_FILTERS",
+                allowed: allowed.to_owned(),
+            })
+        };
+        let only_signed = "none (presets and signed URLs only)";
+        let trims = join(LISTED_TRIMS.map(|v| v as u16), |v| v.to_string());
+        let borders = join(LISTED_BORDERS.map(|v| v as u16), |v| v.to_string());
+        match (self.filters, options.trim) {
+            (FilterRule::Any, _) | (_, Trim::None) => {}
+            (FilterRule::Off, trim) => return refuse("trim", format!("{trim:?}"), only_signed),
+            (FilterRule::Listed, Trim::Border(b)) => {
+                if b != BorderTrim::DEFAULT {
+                    return refuse(
+                        "trim.border",
+                        format!("{b:?}"),
+                        "trim=border with its defaults (colour, tolerance, keep need a signature)",
+                    );
+                }
+            }
+            (
+                FilterRule::Listed,
+                Trim::Sides {
+                    top,
+                    right,
+                    bottom,
+                    left,
+                    width,
+                    height,
+                },
+            ) => {
+                if width.is_some() || height.is_some() {
+                    return refuse("trim.width", format!("{width:?}x{height:?}"), only_signed);
+                }
+                if let Some(side) = [top, right, bottom, left]
+                    .into_iter()
+                    .find(|v| !LISTED_TRIMS.contains(v))
+                {
+                    return refuse("trim", side.to_string(), &trims);
+                }
+            }
+        }
+        let Some(border) = options.border else {
+            return Ok(());
+        };
+        match self.filters {
+            FilterRule::Any => Ok(()),
+            FilterRule::Off => refuse("border", format!("{border:?}"), only_signed),
+            FilterRule::Listed => {
+                let sides = [border.top, border.right, border.bottom, border.left];
+                if let Some(side) = sides
+                    .into_iter()
+                    .find(|v| *v != 0 && !LISTED_BORDERS.contains(v))
+                {
+                    return refuse("border", side.to_string(), &borders);
+                }
+                let plain = [Rgba([0, 0, 0, 255]), Rgba::WHITE, Rgba([0, 0, 0, 0])];
+                if !plain.contains(&border.color) {
+                    return refuse(
+                        "border.color",
+                        border.color.hex(),
+                        "black, white, transparent",
+                    );
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -614,5 +701,47 @@ mod tests {
         assert!(
             is_preset_name("thumb-2x") && !is_preset_name("original") && !is_preset_name("w=1")
         );
+    }
+
+    #[test]
+    fn unsigned_urls_trim_and_frame_within_the_filter_rule() {
+        let listed = DerivativePolicy::default();
+        for ok in [
+            "w=400,trim=10;0;10;0",
+            "w=400,trim.left=20",
+            "w=400,trim=border",
+            "w=400,border=4",
+            "w=400,border=2;0;2;0,border.color=white",
+            "w=400,gravity=auto,fit=cover,h=400",
+        ] {
+            assert!(admit(&listed, ok, None).is_ok(), "{ok}");
+        }
+        for (bad, option) in [
+            ("w=400,trim=11;0;0;0", "trim"),
+            ("w=400,trim.width=300", "trim.width"),
+            ("w=400,trim=border,trim.border.keep=3", "trim.border"),
+            ("w=400,trim=border,trim.border.tolerance=200", "trim.border"),
+            ("w=400,border=3", "border"),
+            ("w=400,border=4,border.color=red", "border.color"),
+        ] {
+            match admit(&listed, bad, None) {
+                Err(PolicyOrParse::Policy(e)) => {
+                    assert_eq!(e.option(), option, "{bad}");
+                    assert!(e.to_string().contains("IMAGE_FILTERS"), "{e}");
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let off = DerivativePolicy {
+            filters: FilterRule::Off,
+            ..DerivativePolicy::default()
+        };
+        assert!(admit(&off, "w=400,trim=10;0;10;0", None).is_err());
+        assert!(admit(&off, "w=400,border=4", None).is_err());
+        let any = DerivativePolicy {
+            filters: FilterRule::Any,
+            ..DerivativePolicy::default()
+        };
+        assert!(admit(&any, "w=400,trim.width=301,border=7,border.color=red", None).is_ok());
     }
 }
