@@ -14,5 +14,6 @@ mod hardening;
 mod health;
 mod images;
 mod purge;
+mod remote;
 mod rollout;
 mod site;

@@ -47,6 +47,15 @@ pub mod vars {
     /// Seconds a source's ETag is trusted without asking R2 again, 1–86400 (default 60).
     /// It bounds how long a replaced original can still be served as its derivatives.
     pub const IMAGE_SOURCE_TTL: &str = "IMAGE_SOURCE_TTL";
+    /// Remote sources (`/img/<options>/https://host/path`): comma-separated
+    /// `https://host[:port]/path-prefix` patterns (`*.` for subdomains). Empty: none.
+    /// A Worker cannot see the address a name resolves to: list only hosts whose DNS the
+    /// deployment trusts (`image::remote`).
+    pub const IMAGE_REMOTE_PATTERNS: &str = "IMAGE_REMOTE_PATTERNS";
+    /// `allow`: literal private and loopback hosts may be listed (local development).
+    pub const IMAGE_REMOTE_PRIVATE: &str = "IMAGE_REMOTE_PRIVATE";
+    /// Milliseconds a remote fetch (each redirect hop) may take, 100–30000 (default 10000).
+    pub const IMAGE_REMOTE_TIMEOUT_MS: &str = "IMAGE_REMOTE_TIMEOUT_MS";
     /// The secret the origin presents on `POST /__edge/purge` (a wrangler secret).
     pub const EDGE_PURGE_SECRET: &str = "EDGE_PURGE_SECRET";
     /// How long an isolate trusts the purge ledger's latest generation, in ms: with one
@@ -111,6 +120,9 @@ pub struct Config {
     pub image_sweep_batch: u32,
     /// Seconds a source's ETag is trusted before R2 is asked again.
     pub image_source_ttl: u32,
+    /// Which remote sources may be fetched (`IMAGE_REMOTE_PATTERNS`).
+    pub image_remote: crate::image::remote::RemotePolicy,
+    pub image_remote_timeout: Duration,
     /// When set, image URLs must be signed with it.
     pub image_signing_key: Option<Vec<u8>>,
     /// The origin's purge secret; unset: the purge route refuses everything.
@@ -235,6 +247,27 @@ impl Config {
             None => Self::DEFAULT_IMAGE_SOURCE_TTL,
             Some(raw) => parse_bounded(vars::IMAGE_SOURCE_TTL, &raw, 1, 86_400)? as u32,
         };
+        let allow_private = match lookup(vars::IMAGE_REMOTE_PRIVATE).as_deref() {
+            None | Some("" | "refuse") => false,
+            Some("allow") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: vars::IMAGE_REMOTE_PRIVATE,
+                    value: other.to_owned(),
+                    why: "must be `allow` (local development) or `refuse` (the default)",
+                });
+            }
+        };
+        let image_remote = crate::image::remote::RemotePolicy::parse(
+            &lookup(vars::IMAGE_REMOTE_PATTERNS).unwrap_or_default(),
+            allow_private,
+        )
+        .map_err(ConfigError::Remote)?;
+        let image_remote_timeout =
+            Duration::from_millis(match lookup(vars::IMAGE_REMOTE_TIMEOUT_MS) {
+                None => u64::from(crate::image::remote::DEFAULT_TIMEOUT_MS),
+                Some(raw) => parse_bounded(vars::IMAGE_REMOTE_TIMEOUT_MS, &raw, 100, 30_000)?,
+            });
         let image_sweep_batch = match lookup(vars::IMAGE_SWEEP_BATCH) {
             None => 500,
             Some(raw) => parse_bounded(vars::IMAGE_SWEEP_BATCH, &raw, 1, 500)? as u32,
@@ -335,6 +368,8 @@ impl Config {
             image_policy,
             image_sweep_batch,
             image_source_ttl,
+            image_remote,
+            image_remote_timeout,
             image_signing_key,
         })
     }
@@ -361,6 +396,8 @@ pub enum ConfigError {
     },
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error("wrangler var {0}")]
+    Remote(String),
     #[error("wrangler var IMAGE_PRESETS is invalid: {0}")]
     Presets(String),
     #[error("wrangler var EXPERIMENTS is invalid: {0}")]
@@ -779,6 +816,9 @@ mod tests {
             ("IMAGE_ACCESS", "signed-or-preset"),
             ("IMAGE_SIGNING_KEY", "short"),
             ("IMAGE_MAX_SOURCE_BYTES", "0"),
+            ("IMAGE_REMOTE_PATTERNS", "ftp://h/"),
+            ("IMAGE_REMOTE_PRIVATE", "yes"),
+            ("IMAGE_REMOTE_TIMEOUT_MS", "5"),
         ] {
             let err = parse(&[("ORIGIN_URL", "http://o"), (name, value)]).unwrap_err();
             assert!(err.to_string().contains(name), "{err}");

@@ -87,6 +87,9 @@ pub enum EdgeError {
     },
     #[error("image source: {0}")]
     Image(crate::image::TransformError),
+    /// A remote source (`/img/<options>/https://…`) refused or failed.
+    #[error("remote source: {0}")]
+    Remote(crate::image::remote::RemoteError),
     /// Every transform slot of this isolate stayed busy past the wait.
     #[error("transform slot busy for {waited_ms} ms")]
     TransformBusy {
@@ -119,6 +122,8 @@ impl EdgeError {
             | Self::Upload(_) => Fault::Client,
             Self::Image(crate::image::TransformError::Internal(_)) => Fault::Internal,
             Self::Image(_) => Fault::Client,
+            Self::Remote(e) if e.is_upstream() => Fault::Upstream,
+            Self::Remote(_) => Fault::Client,
             Self::OriginUnreachable { .. }
             | Self::OriginTimeout { .. }
             | Self::StorageUnavailable { .. }
@@ -147,6 +152,7 @@ impl EdgeError {
                 | crate::image::TransformError::TooLarge(_) => 422,
                 crate::image::TransformError::Internal(_) => 500,
             },
+            Self::Remote(e) => e.status(),
             Self::OriginUnreachable { .. }
             | Self::OriginTimeout { .. }
             | Self::StorageUnavailable { .. }
@@ -324,6 +330,9 @@ impl EdgeError {
                     "internal edge error; it has been logged",
                 ),
             },
+            Self::Remote(e) => {
+                ErrorBody::new(status, "remote_source", e.to_string()).with_field("source")
+            }
             Self::Upload(e) => {
                 let code = match status {
                     411 => "length_required",

@@ -21,6 +21,12 @@ pub enum Route {
     },
     /// `/img/<options>/<key>`: a derivative of the R2 original `key`.
     Image { options: String, key: ObjectKey },
+    /// `/img/<options>/https://host/path`: a derivative of a remote source
+    /// (`image::remote`; the request's query is the source's).
+    RemoteImage {
+        options: String,
+        url: crate::image::remote::RemoteUrl,
+    },
     /// `POST /__edge/purge`: the origin delivers a purge (secret-authenticated).
     Purge,
     /// `POST /__edge/fault?r2=down|up`: the drills' failure switch (`fault`), only with
@@ -37,7 +43,7 @@ impl Route {
         match self {
             Self::Health => "health",
             Self::Origin { class } | Self::Object { class, .. } => class.as_str(),
-            Self::Image { .. } => "image",
+            Self::Image { .. } | Self::RemoteImage { .. } => "image",
             Self::Purge => "purge",
             Self::Fault => "fault",
             Self::Upload { .. } => "upload",
@@ -190,6 +196,13 @@ impl Route {
             let (options, key) = rest.split_once('/').ok_or(EdgeError::NoRoute {
                 path: path.to_owned(),
             })?;
+            if key.starts_with("https:") || key.starts_with("http:") {
+                let url = crate::image::remote::RemoteUrl::parse(key).map_err(EdgeError::Remote)?;
+                return read_only(Route::RemoteImage {
+                    options: options.to_owned(),
+                    url,
+                });
+            }
             let key = ObjectKey::parse("", key)?;
             if key.as_str().starts_with("derived/") {
                 return Err(EdgeError::BadObjectKey {
@@ -398,7 +411,17 @@ mod tests {
                 key: ObjectKey::parse("", "demo/a.jpg").unwrap(),
             })
         );
+        assert_eq!(
+            Route::parse(Method::Get, "/img/w=800/https://images.example.com/a/b.jpg"),
+            Ok(Route::RemoteImage {
+                options: String::from("w=800"),
+                url: crate::image::remote::RemoteUrl::parse("https://images.example.com/a/b.jpg")
+                    .unwrap(),
+            })
+        );
         for bad in [
+            "/img/w=1/https://h/../x.jpg",
+            "/img/w=1/https://u@h/x.jpg",
             "/img/w=800",
             "/img/w=1/../x.jpg",
             "/img/w=1/derived/ab/x.webp",

@@ -14,6 +14,7 @@ mod libc;
 mod memory;
 mod origin;
 mod purge;
+mod remote;
 mod respond;
 mod slot;
 mod sweep;
@@ -167,6 +168,9 @@ async fn handle(
         } => assets::serve(req, env, ctx, &config, *class, key, *uploaded, timing).await,
         Route::Image { options, key } => {
             images::serve(req, env, ctx, &config, options, key, timing).await
+        }
+        Route::RemoteImage { options, url } => {
+            remote::serve(req, ctx, &config, options, url, timing).await
         }
         Route::Upload { key } => {
             // Another handle on the same JS request, not `clone()`: that tees the body,

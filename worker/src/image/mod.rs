@@ -16,6 +16,7 @@ pub mod metadata;
 pub mod options;
 pub mod orient;
 pub mod policy;
+pub mod remote;
 pub mod resize;
 pub mod saliency;
 pub mod sign;
