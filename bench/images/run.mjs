@@ -48,6 +48,21 @@ const AVIF_QUALITIES = (env.AVIF_QUALITIES ?? "50,60,70,80,90").split(",").map(N
 // width, beside sharp doing the same (rotate 90°, Gaussian σ 2.5, sharpen σ 1); FILTERS=
 // (empty) skips it.
 const FILTERS = env.FILTERS ?? "rotate=90,sharpen=1,blur=5";
+// A smart crop (issue 15): gravity=auto into a square at the first width, beside sharp's
+// attention strategy (libvips smartcrop, what imgproxy's smart gravity uses); SMART=0
+// skips it.
+const SMART = (env.SMART ?? "1") !== "0";
+// The extra pipelines: course-edge's options beside sharp's equivalent (`sharp.mjs` ops).
+const extraPipelines = (width) => [
+  ...(FILTERS
+    ? [{ name: "filters", options: FILTERS, sharp: FILTERS === "rotate=90,sharpen=1,blur=5" ? "filters" : null,
+         sharpLabel: "rotate(90) → resize → blur(2.5) → sharpen(σ 1)" }]
+    : []),
+  ...(SMART
+    ? [{ name: "smart crop", options: `height=${width},fit=cover,gravity=auto`, sharp: "attention",
+         sharpLabel: "resize(cover, position: attention)" }]
+    : []),
+];
 
 const log = (...a) => process.stderr.write(`    ${a.join(" ")}\n`);
 const median = (xs) => {
@@ -344,23 +359,24 @@ async function benchImage(image, order) {
     for (const n of inWorkers) runs[n].peak = growth(before[n], devs[n].memory());
     // Filtered: a new derivative of each source at the first width (from its working copy
     // when it has one), after the memory reading, so it does not count in the peaks above.
-    let filtered = null;
-    if (FILTERS) {
+    const filtered = [];
+    for (const extra of extraPipelines(WIDTHS[0])) {
       const width = WIDTHS[0];
-      filtered = { course: [], sharp: null };
+      const run = { ...extra, course: [], sharpRun: null };
       for (let i = 0; i <= ITER; i++) {
-        const url = `${devs["course-edge"].base}/img/width=${width},quality=${QUALITY},format=webp,${FILTERS}/${sourceKey(image, width, i)}`;
-        const r = await timedFetch(url, {}, `course-edge ${image.name} ${width} filtered`);
+        const url = `${devs["course-edge"].base}/img/width=${width},quality=${QUALITY},format=webp,${extra.options}/${sourceKey(image, width, i)}`;
+        const r = await timedFetch(url, {}, `course-edge ${image.name} ${width} ${extra.name}`);
         const rec = record(r);
         rec.copy = r.res.headers.get("x-edge-working-copy") ?? "none";
         rec.allocatorPeak = Number(r.res.headers.get("x-edge-memory-peak"));
-        filtered.course.push(rec);
+        run.course.push(rec);
       }
-      if (order.includes("sharp") && FILTERS === "rotate=90,sharpen=1,blur=5") {
-        const out = join(WORK, `out-${image.name}-${width}-sharp-filtered.webp`);
-        const line = execFileSync("node", [join(BENCH_DIR, "sharp.mjs"), image.path, String(width), String(QUALITY), String(ITER + 1), out, "webp", "filters"], { encoding: "utf8" });
-        filtered.sharp = JSON.parse(line);
+      if (order.includes("sharp") && extra.sharp) {
+        const out = join(WORK, `out-${image.name}-${width}-sharp-${extra.sharp}.webp`);
+        const line = execFileSync("node", [join(BENCH_DIR, "sharp.mjs"), image.path, String(width), String(QUALITY), String(ITER + 1), out, "webp", extra.sharp], { encoding: "utf8" });
+        run.sharpRun = JSON.parse(line);
       }
+      filtered.push(run);
     }
     const avif = AVIF ? await benchAvif(image, devs, bytes, order) : null;
     if (order.includes("sharp")) runs.sharp = benchSharp(image);
@@ -625,20 +641,20 @@ async function main() {
           `${stats.later.s.ssimulacra2} from the copy vs ${stats["course-edge"].s.ssimulacra2} from the original`);
       }
     }
-    if (filtered) {
+    for (const extra of filtered) {
       const width = WIDTHS[0];
-      const warm = filtered.course.slice(1);
+      const warm = extra.course.slice(1);
       const t = median(warm.map((r) => r.transform));
       const plainFrom = warm[0].copy === "used" && runs.later.results[width] ? "later" : "course-edge";
       const plain = median(runs[plainFrom].results[width].slice(1).map((r) => r.transform));
       console.log("");
-      console.log(`### filters (${FILTERS}) → ${width} px WebP q${QUALITY}`);
-      console.log(`course-edge: ${fmt(t)} ms median (${fmt(Math.min(...warm.map((r) => r.transform)))}–${fmt(Math.max(...warm.map((r) => r.transform)))}; decode ${fmt(median(warm.map((r) => r.decode)))}, resize + filters ${fmt(median(warm.map((r) => r.resize)))}, encode ${fmt(median(warm.map((r) => r.encode)))}), from the ${warm[0].copy === "used" ? "working copy" : "original"}; the same derivative without filters ${fmt(plain)} ms (${plainFrom === "later" ? "later" : "first"} row above): filters add ${fmt(t - plain)} ms; allocator peak ${mib(Math.max(...filtered.course.map((r) => r.allocatorPeak)))} MiB, ${warm[warm.length - 1].bytes} bytes`);
-      if (filtered.sharp) {
-        const st = median(filtered.sharp.times.slice(1));
-        console.log(`sharp (native, rotate(90) → resize → blur(2.5) → sharpen(σ 1)): ${fmt(st)} ms median, ${filtered.sharp.bytes} bytes: ${(st / t).toFixed(2)}x course-edge's time`);
+      console.log(`### ${extra.name} (${extra.options}) → ${width} px WebP q${QUALITY}`);
+      console.log(`course-edge: ${fmt(t)} ms median (${fmt(Math.min(...warm.map((r) => r.transform)))}–${fmt(Math.max(...warm.map((r) => r.transform)))}; decode ${fmt(median(warm.map((r) => r.decode)))}, resize + ${extra.name} ${fmt(median(warm.map((r) => r.resize)))}, encode ${fmt(median(warm.map((r) => r.encode)))}), from the ${warm[0].copy === "used" ? "working copy" : "original"}; the plain ${width} px derivative ${fmt(plain)} ms (${plainFrom === "later" ? "later" : "first"} row above): ${fmt(t - plain)} ms more; allocator peak ${mib(Math.max(...extra.course.map((r) => r.allocatorPeak)))} MiB, ${warm[warm.length - 1].bytes} bytes`);
+      if (extra.sharpRun) {
+        const st = median(extra.sharpRun.times.slice(1));
+        console.log(`sharp (native, ${extra.sharpLabel}): ${fmt(st)} ms median, ${extra.sharpRun.bytes} bytes: ${(st / t).toFixed(2)}x course-edge's time`);
       }
-      summary.push({ image: image.name, width, pipeline: `course-edge ${FILTERS}`, transform_ms: t, allocator_peak_mib: Number(mib(Math.max(...filtered.course.map((r) => r.allocatorPeak)))) });
+      summary.push({ image: image.name, width, pipeline: `course-edge ${extra.options}`, transform_ms: t, allocator_peak_mib: Number(mib(Math.max(...extra.course.map((r) => r.allocatorPeak)))) });
     }
     if (avif) reportAvif(image, avif, webpOf, check, summary);
     check(`${image.name}: course-edge's WASM memory < 128 MiB`, runs["course-edge"].linear < 128 * 1048576, `${mib(runs["course-edge"].linear)} MiB`);

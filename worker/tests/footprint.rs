@@ -496,6 +496,17 @@ fn the_memory_model_bounds_every_measured_peak() {
         ),
         (Source::Jpeg(false, 1), "rotate=90,blur=5"),
         (Source::Jpeg(false, 6), "rotate=270,flip=h,sharpen=1"),
+        // gravity=auto's saliency grid beside the decoded pixels, a border canvas,
+        // trim=border's full-size decode and re-planned output.
+        (
+            Source::Png(6, 8, false),
+            "w=4096,h=2048,fit=cover,gravity=auto,border=16",
+        ),
+        (Source::Jpeg(false, 1), "trim=border,border=8"),
+        (
+            Source::Jpeg(false, 6),
+            "trim=100;0;0;50,w=2000,h=2000,fit=crop,gravity=auto",
+        ),
     ] {
         let opts = options(spec);
         if let Some((side, bytes)) = near_budget(source, &opts, OutputFormat::Webp, &limits) {

@@ -17,9 +17,23 @@ use super::geometry::{Plan, Rect};
 /// Longest side of the scoring grid, in cells.
 pub const GRID: u32 = 160;
 
-/// Scratch memory the scoring needs, at most (the cell sums and the summed-area table).
-pub const SCRATCH_BYTES: u64 =
-    (GRID as u64) * (GRID as u64) * CELL_BYTES + (GRID as u64 + 1) * (GRID as u64 + 1) * 8;
+/// Scratch memory the scoring needs, at most: the cell sums, the summed-area table and
+/// two rows of sampled luma ([`samples_per_row`], under `8 × GRID`).
+pub const SCRATCH_BYTES: u64 = (GRID as u64) * (GRID as u64) * CELL_BYTES
+    + (GRID as u64 + 1) * (GRID as u64 + 1) * 8
+    + 2 * (8 * GRID as u64) * 4;
+
+/// Cells of `step` pixels a side are sampled every `step / 4` pixels (at least every
+/// pixel): four or more samples a cell a side.
+fn sample_every(step: u32) -> usize {
+    (step as usize / 4).max(1)
+}
+
+/// Samples in a row `width` pixels wide: under `8 × GRID`, as `width ≤ step × GRID` and
+/// `step / sample_every(step) < 8`.
+pub(crate) fn samples_per_row(width: u32, step: u32) -> usize {
+    (width as usize).div_ceil(sample_every(step))
+}
 /// Per cell: luma, saturation, skin and alpha sums (u32) and the pixel count (u32).
 const CELL_BYTES: u64 = 5 * 4;
 
@@ -65,7 +79,13 @@ pub fn best_window(image: &Decoded, region: Rect, window: (u32, u32)) -> (u32, u
         let l = (77 * i32::from(px[0]) + 150 * i32::from(px[1]) + 29 * i32::from(px[2])) >> 8;
         l * i32::from(px[3]) / 255
     };
-    let mut previous: Option<&[u8]> = None;
+    // Every pixel of a large picture is more than the grid needs: a sample every
+    // `every` pixels (at least four a cell a side) sees the same detail at a fraction
+    // of the reads; the luma of the sampled row above is kept, not computed again.
+    let every = sample_every(step);
+    let samples = samples_per_row(w, step);
+    let mut above: Vec<i32> = Vec::with_capacity(samples);
+    let mut here_row: Vec<i32> = Vec::with_capacity(samples);
     for (y, row) in image
         .rgba
         .chunks_exact(row_bytes)
@@ -73,22 +93,24 @@ pub fn best_window(image: &Decoded, region: Rect, window: (u32, u32)) -> (u32, u
         .take(h as usize)
         .map(|row| &row[x0..x1])
         .enumerate()
+        .step_by(every)
     {
         let base = (y / step as usize) * gw as usize;
-        let mut left = None;
-        for (x, px) in row.chunks_exact(4).enumerate() {
+        here_row.clear();
+        for (i, px) in row.chunks_exact(4).step_by(every).enumerate() {
             let [r, g, b, a] = [px[0], px[1], px[2], px[3]];
-            let cell = &mut sums[base + x / step as usize];
+            let cell = &mut sums[base + i * every / step as usize];
             let here = luma(px);
-            let up = previous.map_or(here, |above| luma(&above[x * 4..x * 4 + 4]));
-            cell[0] += (here - left.unwrap_or(here)).unsigned_abs() + (here - up).unsigned_abs();
-            left = Some(here);
+            let left = here_row.last().copied().unwrap_or(here);
+            let up = above.get(i).copied().unwrap_or(here);
+            cell[0] += (here - left).unsigned_abs() + (here - up).unsigned_abs();
+            here_row.push(here);
             cell[1] += u32::from(r.max(g).max(b) - r.min(g).min(b));
             cell[2] += u32::from(skin(r, g, b));
             cell[3] += u32::from(a);
             cell[4] += 1;
         }
-        previous = Some(row);
+        std::mem::swap(&mut above, &mut here_row);
     }
     let mean = |i: usize, k: usize| f64::from(sums[i][k]) / f64::from(sums[i][4].max(1));
     // Saturation counts where it differs from the picture's own: a grey subject on a
