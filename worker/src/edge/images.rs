@@ -431,7 +431,8 @@ pub(super) async fn serve(
     // `width=auto` and `slow-connection-quality` made plain from the client hints: the
     // key is the explicit URL's, and the answer names the hints it read in `Vary`.
     let hints = Hints::read(|name| req.headers().get(name).ok().flatten());
-    let (options, hinted) = hints::resolve(&options, &hints);
+    let ladder = hints::ladder(config.image_policy.widths.as_deref());
+    let (options, hinted) = hints::resolve(&options, &hints, &ladder);
     let mut extra = vec![(
         String::from("x-edge-image-access"),
         admission.as_str().to_owned(),

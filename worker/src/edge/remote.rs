@@ -65,12 +65,20 @@ impl Source for RemoteSource {
         timing: &mut ServerTiming,
     ) -> Result<Response, EdgeError> {
         let known = stored.and_then(|e| e.meta.source.clone());
+        // The slot before any byte of the original: an isolate holds one source's bytes
+        // and pixels at a time, as the memory model assumes.
+        let started = now_ms();
+        let _slot = slot::acquire(slot::SLOT_WAIT, self.config.retry_after_secs).await?;
+        timing.add("slot", now_ms() - started);
+        memory::reset_peak();
         let original = match self.original(known.as_deref(), timing).await {
             Ok(original) => original,
             // The remote side failed: an error the cache may cover with a stale copy.
             Err(e) if e.is_upstream() => return Err(EdgeError::Remote(e)),
+            // Refusals (not listed, not an image, too large, 404) are stored like any
+            // answer, per the class's policy, so a repeat is not fetched again.
             Err(e) => {
-                return super::images::answer_error(&EdgeError::Remote(e), None, true);
+                return super::images::answer_error(&EdgeError::Remote(e), None, false);
             }
         };
         let (bytes, version, from) = match original {
@@ -84,10 +92,6 @@ impl Source for RemoteSource {
         if known.as_deref() == Some(version.as_str()) {
             return not_modified(&version);
         }
-        let started = now_ms();
-        let _slot = slot::acquire(slot::SLOT_WAIT, self.config.retry_after_secs).await?;
-        timing.add("slot", now_ms() - started);
-        memory::reset_peak();
         let limits = &self.config.image_limits;
         let headers = Headers::new();
         let set = |n: &str, v: &str| headers.set(n, v).map_err(runtime);
@@ -187,21 +191,33 @@ impl RemoteSource {
             Original::Bytes { bytes, version, .. } => (bytes, version),
             current => return Ok(current),
         };
-        // Kept for the source TTL; a failed write only costs a later fetch.
+        // Kept for the source TTL; a failed write only costs a later fetch. The bytes
+        // move into the runtime's response and are read back from its copy, so the
+        // isolate's memory never holds them twice.
         let headers = Headers::new();
-        let kept = headers
+        let made = headers
             .set(
                 "cache-control",
                 &format!("max-age={}", self.config.image_source_ttl),
             )
             .and_then(|()| headers.set(SOURCE_VERSION, &version))
-            .and_then(|()| Response::from_bytes(bytes.clone()))
+            .and_then(|()| Response::from_bytes(bytes))
             .map(|r| r.with_headers(headers));
-        if let Ok(response) = kept
-            && let Err(e) = cache.put(key.as_str(), response).await
-        {
-            worker::console_warn!("keeping remote original {}: {e}", self.url.as_string());
+        let mut response = made.map_err(|_| RemoteError::Unreachable)?;
+        match response.cloned() {
+            Ok(kept) => {
+                if let Err(e) = cache.put(key.as_str(), kept).await {
+                    worker::console_warn!("keeping remote original {}: {e}", self.url.as_string());
+                }
+            }
+            Err(e) => {
+                worker::console_warn!("keeping remote original {}: {e}", self.url.as_string());
+            }
         }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|_| RemoteError::Unreachable)?;
         Ok(Original::Bytes {
             bytes,
             version,
@@ -218,10 +234,17 @@ impl RemoteSource {
     ) -> Result<Original, RemoteError> {
         let policy = &self.config.image_remote;
         let limits = &self.config.image_limits;
-        let timeout = self.config.image_remote_timeout;
-        let after_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        // One deadline for the whole fetch: every hop and the body together.
+        let after_ms =
+            u64::try_from(self.config.image_remote_timeout.as_millis()).unwrap_or(u64::MAX);
+        let deadline = now_ms() + after_ms as f64;
+        let left = || {
+            let ms = (deadline - now_ms()).max(0.0);
+            (ms > 0.0).then(|| Duration::from_millis(ms as u64))
+        };
         let mut current = self.url.clone();
         for hops in 0..=MAX_REDIRECTS {
+            let timeout = left().ok_or(RemoteError::Timeout(after_ms))?;
             let headers = Headers::new();
             let _ = headers.set("accept", "image/avif,image/webp,image/*;q=0.8");
             if let Some(v) = known.filter(|v| is_remote_etag(v)) {
@@ -276,8 +299,17 @@ impl RemoteSource {
                             SourceError::NotAnImage(t) => RemoteError::NotAnImage(t),
                         })?;
                     let (etag, modified) = (header("etag"), header("last-modified"));
-                    let bytes =
-                        read_bounded(&mut response, limits.max_source_bytes, timeout).await?;
+                    let timeout = left().ok_or(RemoteError::Timeout(after_ms))?;
+                    let expected = length.unwrap_or(0).min(limits.max_source_bytes);
+                    let read =
+                        read_bounded(&mut response, expected, limits.max_source_bytes, timeout);
+                    let bytes = match read.await {
+                        Err(RemoteError::Timeout(_)) => {
+                            controller.abort();
+                            return Err(RemoteError::Timeout(after_ms));
+                        }
+                        other => other?,
+                    };
                     let version = version_of(etag.as_deref(), modified.as_deref(), &bytes);
                     timing.add("remote-body", now_ms() - started);
                     return Ok(Original::Bytes {
@@ -296,12 +328,14 @@ impl RemoteSource {
 /// or past the deadline.
 async fn read_bounded(
     response: &mut Response,
+    expected: u64,
     limit: u64,
     timeout: Duration,
 ) -> Result<Vec<u8>, RemoteError> {
     let mut stream = response.stream().map_err(|_| RemoteError::Unreachable)?;
     let read = async {
-        let mut out = Vec::new();
+        // Sized by `Content-Length` (within the limit): no doubling past the source.
+        let mut out = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|_| RemoteError::Unreachable)?;
             if (out.len() + chunk.len()) as u64 > limit {
@@ -339,7 +373,8 @@ pub(super) async fn serve(
             .image_policy
             .admit(segment, &source, config.image_signing_key.as_deref())?;
     let hints = Hints::read(|name| req.headers().get(name).ok().flatten());
-    let (options, hinted) = hints::resolve(&options, &hints);
+    let ladder = hints::ladder(config.image_policy.widths.as_deref());
+    let (options, hinted) = hints::resolve(&options, &hints, &ladder);
     let mut extra = vec![(
         String::from("x-edge-image-access"),
         admission.as_str().to_owned(),

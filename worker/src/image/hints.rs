@@ -100,34 +100,58 @@ impl Hints {
     }
 
     /// The width `width=auto` answers with: the element's width, else the viewport's in
-    /// device pixels, rounded up to [`AUTO_WIDTHS`] (the largest step above it).
-    pub fn auto_width(&self) -> u32 {
+    /// device pixels, rounded up to a step of `ladder` (ascending; its largest above it).
+    pub fn auto_width(&self, ladder: &[u32]) -> u32 {
         let wanted = self.element_width.or_else(|| {
             self.viewport_width.map(|v| {
                 u32::try_from((u64::from(v) * u64::from(self.dpr.unwrap_or(100))).div_ceil(100))
                     .unwrap_or(u32::MAX)
             })
         });
-        match wanted {
-            None => AUTO_WIDTH_WITHOUT_HINTS,
-            Some(w) => AUTO_WIDTHS
-                .iter()
-                .copied()
-                .find(|step| *step >= w)
-                .unwrap_or(AUTO_WIDTHS[AUTO_WIDTHS.len() - 1]),
-        }
+        let wanted = wanted.unwrap_or(AUTO_WIDTH_WITHOUT_HINTS);
+        ladder
+            .iter()
+            .copied()
+            .find(|step| *step >= wanted)
+            .or_else(|| ladder.last().copied())
+            .unwrap_or(AUTO_WIDTH_WITHOUT_HINTS)
     }
 }
 
-/// `options` with the hinted values made plain (`width=auto` → a ladder width,
+/// The steps `width=auto` rounds to under a deployment's width allow-list
+/// (`IMAGE_WIDTHS`; `None`: any width): [`AUTO_WIDTHS`] it allows, else the list itself,
+/// so a hinted width is always one an explicit URL could ask for.
+pub fn ladder(allowed: Option<&[u32]>) -> Vec<u32> {
+    let Some(allowed) = allowed else {
+        return AUTO_WIDTHS.to_vec();
+    };
+    let steps: Vec<u32> = AUTO_WIDTHS
+        .iter()
+        .copied()
+        .filter(|w| allowed.contains(w))
+        .collect();
+    if steps.is_empty() {
+        let mut all = allowed.to_vec();
+        all.sort_unstable();
+        all
+    } else {
+        steps
+    }
+}
+
+/// `options` with the hinted values made plain (`width=auto` → a step of `ladder`,
 /// `slow-connection-quality` → the quality when the connection is slow, dropped
 /// otherwise), and the request headers the answer depends on.
-pub fn resolve(options: &ImageOptions, hints: &Hints) -> (ImageOptions, Vec<&'static str>) {
+pub fn resolve(
+    options: &ImageOptions,
+    hints: &Hints,
+    ladder: &[u32],
+) -> (ImageOptions, Vec<&'static str>) {
     let mut out = options.clone();
     let mut vary = Vec::new();
     if out.auto_width {
         out.auto_width = false;
-        out.width = Some(hints.auto_width());
+        out.width = Some(hints.auto_width(ladder));
         vary.extend(WIDTH_HINTS);
     }
     if let Some(slow) = out.slow_quality.take() {

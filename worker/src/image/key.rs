@@ -83,7 +83,9 @@ impl DerivativeKey {
     /// The edge cache key of a `format=json` description: every option counts (the
     /// description names no output format), kept apart from the derivatives' keys.
     pub fn description_url(source_key: &str, options: &ImageOptions) -> String {
-        let identity = format!("{source_key}|{}|description", options.normalized());
+        // What the description depends on: the pixels' options (a placeholder included),
+        // never `v=` or `onerror`, which would let anyone mint entries.
+        let identity = format!("{source_key}|{}|description", options.pixels_identity());
         format!(
             "https://derived.course-edge.internal/{}",
             hex_sha256(&identity)

@@ -513,6 +513,10 @@ fn render(
             let plan = plan_within(kept, options);
             limits.check_memory(&limits::Footprint {
                 output: bordered(plan.output(), options.border()),
+                filter_scratch: filters::scratch_bytes(
+                    &options.filters,
+                    (plan.resize.w, plan.resize.h),
+                ),
                 ..footprint
             })?;
             (plan, kept)
@@ -820,7 +824,15 @@ mod canonical_tests {
         };
         let q = 1 + rng.next() % 100;
         let candidates = [
-            format!("{}={w}", rng.pick(&["w", "width"])),
+            format!(
+                "{}={}",
+                rng.pick(&["w", "width"]),
+                if rng.next().is_multiple_of(5) {
+                    String::from("auto")
+                } else {
+                    w.to_string()
+                }
+            ),
             format!("{}={h}", rng.pick(&["h", "height"])),
             format!(
                 "fit={}",
@@ -845,7 +857,7 @@ mod canonical_tests {
                 ])
             ),
             format!("metadata={}", rng.pick(&["none", "copyright", "keep"])),
-            format!("f={}", rng.pick(&["auto", "webp", "jpeg", "png"])),
+            format!("f={}", rng.pick(&["auto", "webp", "jpeg", "png", "json"])),
             String::from("onerror=redirect"),
             format!("v={}", rng.next() % 4),
             // Spellings of one orientation must give the same pixels (flip=hv is
@@ -861,7 +873,14 @@ mod canonical_tests {
             // trim (dpr scales it), its border form, and a border around the output.
             format!(
                 "trim={}",
-                rng.pick(&["0;0;0;0", "1;2;3;4", "10;0;0;10", "border", "500;0;0;0"])
+                rng.pick(&[
+                    "0;0;0;0",
+                    "1;2;3;4",
+                    "10;0;0;10",
+                    "border",
+                    "500;0;0;0",
+                    "0;0;0;60000"
+                ])
             ),
             format!(
                 "border={}",
@@ -870,7 +889,8 @@ mod canonical_tests {
                     "2",
                     "1;0;3;0",
                     "2;2;2;2,border.color=#000",
-                    "3,border.color=red"
+                    "3,border.color=red",
+                    "900"
                 ])
             ),
             format!("scq={}", rng.pick(&["50", "low", "85"])),

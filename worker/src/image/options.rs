@@ -288,8 +288,9 @@ pub struct Border {
     pub left: u32,
 }
 
-/// Widest border side accepted (before `dpr`).
-pub const MAX_BORDER: u32 = 500;
+/// Widest border side, asked for or after `dpr` scales it (clamped there), so the
+/// normalized form always parses back.
+pub const MAX_BORDER: u32 = 1500;
 
 /// RGBA, 8 bits per channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -605,9 +606,14 @@ impl Trim {
     }
 
     /// Scaled by `dpr` (hundredths), as Cloudflare documents.
+    /// Clamped to [`MAX_REQUESTED_SIDE`], so the normalized form always parses back (no
+    /// picture has that many pixels to trim).
     fn scaled(self, dpr: u16) -> Self {
         let s = |v: u32| {
-            u32::try_from((u64::from(v) * u64::from(dpr)).div_ceil(100)).unwrap_or(u32::MAX)
+            u32::try_from(
+                ((u64::from(v) * u64::from(dpr)).div_ceil(100)).min(u64::from(MAX_REQUESTED_SIDE)),
+            )
+            .unwrap_or(MAX_REQUESTED_SIDE)
         };
         match self {
             Self::Sides {
@@ -968,7 +974,7 @@ impl ImageOptions {
                 }
                 "border" => {
                     border = Some(match value.parse::<u32>() {
-                        Ok(w) if w <= MAX_BORDER && value.len() <= 3 => [w; 4],
+                        Ok(w) if w <= MAX_BORDER && value.len() <= 4 => [w; 4],
                         _ if value.contains(';') => sides(name, value, MAX_BORDER)?,
                         _ => {
                             return Err(OptionError::new(
@@ -1284,7 +1290,10 @@ impl ImageOptions {
     /// `border` in output pixels (scaled by `dpr`); `None` when it has no width.
     pub fn border(&self) -> Option<Border> {
         let s = |v: u32| {
-            u32::try_from((u64::from(v) * u64::from(self.dpr)).div_ceil(100)).unwrap_or(u32::MAX)
+            u32::try_from(
+                ((u64::from(v) * u64::from(self.dpr)).div_ceil(100)).min(u64::from(MAX_BORDER)),
+            )
+            .unwrap_or(MAX_BORDER)
         };
         self.border
             .map(|b| Border {
@@ -1424,6 +1433,13 @@ mod tests {
             ("border=5;5;5;5,border.color=black", "border=5"),
             ("border=0", "original"),
             ("w=50,border=3,dpr=2", "w=100,border=6"),
+            // dpr never scales a value past what the parser takes back.
+            ("w=100,border=900,dpr=2", "w=200,border=1500"),
+            ("trim=0;0;0;60000,dpr=2", "trim=0;0;0;100000"),
+            (
+                "trim=border,trim.border.keep=50000,dpr=3",
+                "trim=border,trim.border.keep=100000",
+            ),
             // format=json answers a description (and on request a ThumbHash).
             ("w=100,format=json", "w=100,f=json"),
             (
@@ -1522,7 +1538,7 @@ mod tests {
             ),
             ("trim=border,trim.border.color=nope", "trim.border.color"),
             ("trim.width=-1", "trim.width"),
-            ("border=501", "border"),
+            ("border=1501", "border"),
             ("border=1;2", "border"),
             ("border.color=red", "border.color"),
             ("placeholder=thumbhash", "placeholder"),

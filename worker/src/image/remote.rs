@@ -116,6 +116,12 @@ impl RemoteUrl {
                 "only printable ASCII (percent-encode the rest)",
             ));
         }
+        // `fetch` parses URLs the WHATWG way, where a backslash is `/`; and servers
+        // differ on whether `%2F` and `%5C` separate segments: either could step out of
+        // a listed path prefix after the check.
+        if raw.contains('\\') {
+            return Err(RemoteError::BadUrl("a backslash is not allowed"));
+        }
         let (scheme, rest) = if let Some(rest) = raw.strip_prefix("https:") {
             (Scheme::Https, rest)
         } else if let Some(rest) = raw.strip_prefix("http:") {
@@ -153,8 +159,14 @@ impl RemoteUrl {
             Some((p, q)) => (p, Some(q.to_owned())),
             None => (path_and_query, None),
         };
-        let dotted = path.split('/').any(|segment| {
-            let s = segment.to_ascii_lowercase().replace("%2e", ".");
+        let lower = path.to_ascii_lowercase();
+        if lower.contains("%2f") || lower.contains("%5c") {
+            return Err(RemoteError::BadUrl(
+                "an encoded slash or backslash is not allowed in the path",
+            ));
+        }
+        let dotted = lower.split('/').any(|segment| {
+            let s = segment.replace("%2e", ".");
             s == "." || s == ".."
         });
         if dotted {
@@ -228,6 +240,9 @@ fn split_port(authority: &str) -> Result<(&str, Option<u16>), RemoteError> {
     // `[::1]:8080` or `host:8080`.
     let (host, port) = if let Some(end) = authority.find(']') {
         let (host, rest) = authority.split_at(end + 1);
+        if !rest.is_empty() && !rest.starts_with(':') {
+            return Err(RemoteError::BadUrl("text after an IPv6 address"));
+        }
         (host, rest.strip_prefix(':'))
     } else {
         match authority.rsplit_once(':') {
@@ -256,11 +271,27 @@ pub fn is_private_host(host: &str) -> bool {
         return match inner.parse::<std::net::Ipv6Addr>() {
             Ok(v6) => {
                 let s = v6.segments();
+                let o = v6.octets();
+                let embedded = |at: usize| {
+                    private_v4(std::net::Ipv4Addr::new(
+                        o[at],
+                        o[at + 1],
+                        o[at + 2],
+                        o[at + 3],
+                    ))
+                };
                 v6.is_loopback()
                     || v6.is_unspecified()
+                    // Unique local fc00::/7, link-local fe80::/10, site-local fec0::/10.
                     || (s[0] & 0xfe00) == 0xfc00
                     || (s[0] & 0xffc0) == 0xfe80
+                    || (s[0] & 0xffc0) == 0xfec0
+                    // IPv4 inside: mapped, compatible (::a.b.c.d), NAT64 64:ff9b::/96,
+                    // 6to4 2002::/16.
                     || v6.to_ipv4_mapped().is_some_and(private_v4)
+                    || (s[..6] == [0; 6] && embedded(12))
+                    || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && embedded(12))
+                    || (s[0] == 0x2002 && embedded(2))
             }
             Err(_) => true,
         };
@@ -337,7 +368,13 @@ impl RemotePolicy {
                 ));
             }
             let host = if wildcard {
-                format!("*.{}", parsed.host.trim_start_matches("wildcard."))
+                format!(
+                    "*.{}",
+                    parsed
+                        .host
+                        .strip_prefix("wildcard.")
+                        .unwrap_or(&parsed.host)
+                )
             } else {
                 parsed.host
             };

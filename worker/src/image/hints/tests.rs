@@ -61,7 +61,7 @@ fn width_auto_rounds_up_to_the_ladder() {
         (&[("Sec-CH-Width", "700"), ("Viewport-Width", "1920")], 768),
     ];
     for (headers, want) in table {
-        assert_eq!(hints(headers).auto_width(), want, "{headers:?}");
+        assert_eq!(hints(headers).auto_width(&AUTO_WIDTHS), want, "{headers:?}");
     }
     assert!(AUTO_WIDTHS.windows(2).all(|w| w[0] < w[1]));
 }
@@ -89,7 +89,7 @@ fn a_slow_connection_is_cloudflares_rule() {
 #[test]
 fn resolved_options_share_the_explicit_urls_derivative() {
     let phone = hints(&[("Sec-CH-Viewport-Width", "480")]);
-    let (resolved, vary) = resolve(&options("w=auto,h=300,fit=cover"), &phone);
+    let (resolved, vary) = resolve(&options("w=auto,h=300,fit=cover"), &phone, &AUTO_WIDTHS);
     assert_eq!(resolved, options("w=480,h=300,fit=cover"));
     assert_eq!(vary, WIDTH_HINTS.to_vec());
     let key = |o: &ImageOptions| DerivativeKey::edge_url("a.jpg", o, OutputFormat::Webp);
@@ -97,13 +97,34 @@ fn resolved_options_share_the_explicit_urls_derivative() {
     // scq: the quality only on a slow connection; the answer varies on the network
     // hints either way.
     let slow = hints(&[("ECT", "2g")]);
-    let (resolved, vary) = resolve(&options("w=400,q=80,scq=40"), &slow);
+    let (resolved, vary) = resolve(&options("w=400,q=80,scq=40"), &slow, &AUTO_WIDTHS);
     assert_eq!(resolved, options("w=400,q=40"));
     assert_eq!(vary, NETWORK_HINTS.to_vec());
-    let (resolved, vary) = resolve(&options("w=400,q=80,scq=40"), &Hints::default());
+    let (resolved, vary) = resolve(
+        &options("w=400,q=80,scq=40"),
+        &Hints::default(),
+        &AUTO_WIDTHS,
+    );
     assert_eq!(resolved, options("w=400,q=80"));
     assert_eq!(vary, NETWORK_HINTS.to_vec());
     // Nothing hinted: nothing changes, nothing varies.
     let plain = options("w=400");
-    assert_eq!(resolve(&plain, &slow), (plain, Vec::new()));
+    assert_eq!(resolve(&plain, &slow, &AUTO_WIDTHS), (plain, Vec::new()));
+}
+
+#[test]
+fn the_ladder_keeps_to_the_width_allow_list() {
+    use crate::image::policy::DEFAULT_SIDES;
+    // The default list has no 768: a tablet gets 960, still an allowed width.
+    let steps = ladder(Some(&DEFAULT_SIDES));
+    assert!(!steps.contains(&768) && steps.contains(&960));
+    assert!(steps.iter().all(|w| DEFAULT_SIDES.contains(w)));
+    let tablet = hints(&[("Sec-CH-Width", "700")]);
+    assert_eq!(tablet.auto_width(&steps), 960);
+    // A deployment that lists none of the steps: its own widths.
+    let own = ladder(Some(&[500, 250]));
+    assert_eq!(own, vec![250, 500]);
+    assert_eq!(tablet.auto_width(&own), 500);
+    assert_eq!(hints(&[]).auto_width(&own), 500);
+    assert_eq!(ladder(None), AUTO_WIDTHS.to_vec());
 }

@@ -73,7 +73,7 @@ pub const TABLE: &[Row] = &[
         "border",
         "border=10",
         Different,
-        "a URL option here (Cloudflare: Workers only): `border=<width>` or `border=top;right;bottom;left` (0–500 px, scaled by `dpr`), `border.color=` any CSS colour (default black); drawn around the output after resizing, adding to its size",
+        "a URL option here (Cloudflare: Workers only): `border=<width>` or `border=top;right;bottom;left` (0–1500 px, scaled by `dpr` and capped at 1500), `border.color=` any CSS colour (default black); drawn around the output after resizing, adding to its size",
     ),
     row(
         "brightness",

@@ -35,6 +35,10 @@ fn urls_are_parsed_once_and_spelled_one_way() {
         "https://h x/y",
         "https://",
         "https://h/\u{e9}",
+        "https://h/ok/..\\private/x.jpg",
+        "https://h/ok/%2e%2e%5Cprivate/x.jpg",
+        "https://h/ok/..%2Fprivate/x.jpg",
+        "https://[::1]junk/x",
         &format!("https://h/{}", "a".repeat(MAX_URL_BYTES)),
     ] {
         assert!(RemoteUrl::parse(bad).is_err(), "{bad}");
@@ -92,6 +96,9 @@ fn the_list_admits_hosts_and_path_prefixes_only() {
     );
     assert!(RemotePolicy::parse("https://h/x?q=1", false).is_err());
     assert!(RemotePolicy::parse("h/x", false).is_err());
+    // One wildcard level is stripped, never more.
+    let nested = policy("https://*.wildcard.example.com/");
+    assert_eq!(nested.patterns[0].host, "*.wildcard.example.com");
 }
 
 #[test]
@@ -115,6 +122,10 @@ fn private_and_loopback_literals_in_every_spelling() {
         "[fc00::1]",
         "[fe80::1]",
         "[::ffff:127.0.0.1]",
+        "[::7f00:1]",
+        "[64:ff9b::a9fe:a9fe]",
+        "[2002:c0a8:0101::1]",
+        "[fec0::1]",
     ] {
         assert!(is_private_host(private), "{private}");
     }
@@ -159,15 +170,31 @@ fn redirects_are_followed_only_inside_the_list_and_only_three_times() {
         ),
         Err(RemoteError::NotAllowed(_))
     ));
+    // A listed pattern for a private literal would not help: the address is refused
+    // before the list is read.
+    let open = policy("https://images.example.com/, http://169.254.169.254/");
     assert!(matches!(
         next_hop(
-            &p,
+            &open,
             &from,
             302,
             Some("http://169.254.169.254/latest/meta-data"),
             0
         ),
-        Err(RemoteError::Private(_) | RemoteError::NotAllowed(_))
+        Err(RemoteError::Private(_))
+    ));
+    // A backslash in a Location cannot step out of the prefix (`fetch` reads it as `/`).
+    let narrow = policy("https://images.example.com/public/");
+    let inside = url("https://images.example.com/public/a.jpg");
+    assert!(matches!(
+        next_hop(
+            &narrow,
+            &inside,
+            302,
+            Some("https://images.example.com/public/..\\private/x.jpg"),
+            0
+        ),
+        Err(RemoteError::BadUrl(_))
     ));
     assert!(matches!(
         next_hop(&p, &from, 302, Some("/b.jpg"), 3),

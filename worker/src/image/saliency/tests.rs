@@ -170,8 +170,8 @@ fn placed_again(plan: Plan, decoded: &Decoded, oriented: Rect) -> Plan {
 
 #[test]
 fn a_trimmed_region_keeps_the_window_inside_it() {
-    // Detail on the left edge, trimmed away: the window stays in the kept region and
-    // goes to the detail left in it.
+    // Detail at the left edge (trimmed away) and right of centre (kept): the window goes
+    // to the kept detail and stays inside the kept region.
     let mut image = with_patch(
         400,
         100,
@@ -182,8 +182,21 @@ fn a_trimmed_region_keeps_the_window_inside_it() {
             h: 100,
         },
     );
-    for px in image.rgba.chunks_exact_mut(4).skip(300).take(50) {
-        px.copy_from_slice(&[255, 0, 0, 255]);
+    let kept_detail = with_patch(
+        400,
+        100,
+        Rect {
+            x: 300,
+            y: 20,
+            w: 40,
+            h: 60,
+        },
+    );
+    for (i, px) in kept_detail.rgba.chunks_exact(4).enumerate() {
+        let x = i % 400;
+        if (300..340).contains(&x) {
+            image.rgba[i * 4..i * 4 + 4].copy_from_slice(px);
+        }
     }
     let region = Rect {
         x: 100,
@@ -192,7 +205,8 @@ fn a_trimmed_region_keeps_the_window_inside_it() {
         h: 100,
     };
     let (x, _) = best_window(&image, region, (100, 100));
-    assert!(x + 100 <= 300);
+    // Relative to the region: the window [100 + x, 200 + x] holds 300..340.
+    assert!(100 + x <= 300 && 200 + x >= 340, "{x}");
     let plan = Plan {
         source: Rect {
             x: 200,
@@ -204,7 +218,11 @@ fn a_trimmed_region_keeps_the_window_inside_it() {
         canvas: None,
     };
     let p = placed(plan, &image, (1.0, 1.0), region);
-    assert!(p.source.x >= 100 && p.source.x + 100 <= 400, "{p:?}");
+    assert!(p.source.x <= 300 && p.source.x + 100 >= 340, "{p:?}");
+    assert!(p.source.x >= 100, "inside the kept region: {p:?}");
+    // Without the trim, the left edge's detail (larger) would win.
+    let whole = placed(plan, &image, (1.0, 1.0), all(&image));
+    assert!(whole.source.x < 60, "{whole:?}");
 }
 
 #[test]
