@@ -534,6 +534,45 @@ async fn metadata_none_copyright_and_keep_decide_what_exif_reaches_the_derivativ
     assert_eq!(body.error.field.as_deref(), Some("metadata"));
 }
 
+/// A real animated GIF: 1.5 s of the demo lesson video at 8 frames a second, 240 px
+/// wide, made by ffmpeg (scripts/setup installs it and fetches the video).
+fn lesson_gif() -> Vec<u8> {
+    let video = course_edge_e2e::fixtures::real_dir().join("lesson.webm");
+    let out = tempfile::Builder::new().suffix(".gif").tempfile().unwrap();
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-i"])
+        .arg(&video)
+        .args(["-t", "1.5", "-vf", "fps=8,scale=240:-1"])
+        .arg(out.path())
+        .status()
+        .unwrap_or_else(|e| panic!("ffmpeg ({e}): run scripts/setup"));
+    assert!(made.success(), "ffmpeg made no GIF of {}", video.display());
+    std::fs::read(out.path()).unwrap()
+}
+
+/// The frames of an animated WebP or GIF: count and size.
+fn animation_of(bytes: &[u8]) -> (usize, (u32, u32)) {
+    use image::AnimationDecoder;
+    let frames: Vec<image::Frame> = if bytes.starts_with(b"GIF") {
+        image::codecs::gif::GifDecoder::new(Cursor::new(bytes))
+            .unwrap()
+            .into_frames()
+            .collect_frames()
+            .unwrap()
+    } else {
+        image::codecs::webp::WebPDecoder::new(Cursor::new(bytes))
+            .unwrap()
+            .into_frames()
+            .collect_frames()
+            .unwrap()
+    };
+    match frames.first() {
+        Some(first) => (frames.len(), first.buffer().dimensions()),
+        // A still WebP has no animation frames.
+        None => (1, size_of(bytes)),
+    }
+}
+
 /// A GET with request headers (client hints).
 async fn get_hinted(stack: &Stack, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
     let mut request = course_edge_e2e::client()
@@ -580,6 +619,7 @@ async fn smart_crop_trim_border_json_and_client_hints_in_workerd() {
         .object("ok/small.jpg", small.clone())
         .object("ok/wide.jpg", photo(3000, 1500))
         .object("ok/framed.png", framed_png((120, 60), 17))
+        .object("anim/lesson.gif", lesson_gif())
         // Trims and borders beyond the listed few are a deployment's choice.
         .var("IMAGE_FILTERS", "any");
     let stack = Stack::start_with(options).await;
@@ -690,6 +730,28 @@ async fn smart_crop_trim_border_json_and_client_hints_in_workerd() {
     assert_eq!(header(&explicit, "vary"), "Accept");
     let desktop = get_hinted(&stack, "/img/w=auto/ok/wide.jpg", &[]).await;
     assert_eq!(size_of(&desktop.bytes().await.unwrap()), (1200, 600));
+
+    // Animation: a real animated GIF stays animated, as animated WebP for a WebP
+    // browser and as GIF for one without; anim=false gives its first frame.
+    let source = animation_of(&lesson_gif());
+    assert_eq!(source.1, (240, 135));
+    let webp = get(&stack, "/img/w=128/anim/lesson.gif", WEBP_ONLY).await;
+    assert_eq!(webp.status(), 200, "{}", stack.edge.log());
+    assert_eq!(header(&webp, "content-type"), "image/webp");
+    assert_eq!(
+        animation_of(&webp.bytes().await.unwrap()),
+        (source.0, (128, 72))
+    );
+    let gif = get(&stack, "/img/w=128/anim/lesson.gif", LEGACY).await;
+    assert_eq!(header(&gif, "content-type"), "image/gif");
+    assert_eq!(
+        animation_of(&gif.bytes().await.unwrap()),
+        (source.0, (128, 72))
+    );
+    let still = get(&stack, "/img/w=128,anim=false/anim/lesson.gif", WEBP_ONLY).await;
+    let still = still.bytes().await.unwrap();
+    assert_eq!(animation_of(&still), (1, (128, 72)));
+    assert!(source.0 >= 10, "{} frames", source.0);
 
     // slow-connection-quality: q=50 on a 2G connection, q=90 otherwise; the network
     // hints are in Vary either way, and each answer is the explicit quality's derivative.

@@ -337,7 +337,7 @@ fn measure(
     format: OutputFormat,
     limits: &Limits,
 ) -> Result<Measured, TransformError> {
-    let model = prepare(bytes, options, format, limits)?.footprint.bytes();
+    let model = prepare(bytes, options, format, limits)?.model_bytes();
     let base = LIVE.load(Relaxed);
     PEAK.store(base, Relaxed);
     let out = transform(bytes, options, format, limits, &|| 0.0);
@@ -348,6 +348,30 @@ fn measure(
         model,
         peak: (peak - base + bytes.len()) as u64,
     })
+}
+
+/// An animated GIF of `frames` frames of coloured noise (a different pattern each).
+fn animated_gif(size: (u16, u16), frames: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = gif::Encoder::new(&mut out, size.0, size.1, &[])
+        .unwrap_or_else(|e| panic!("a test GIF: {e}"));
+    let mut seed = 0x9e37_79b9_u32;
+    for _ in 0..frames {
+        let mut rgba = Vec::with_capacity(usize::from(size.0) * usize::from(size.1) * 4);
+        for _ in 0..usize::from(size.0) * usize::from(size.1) {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            rgba.extend_from_slice(&[seed as u8, (seed >> 8) as u8, (seed >> 16) as u8, 255]);
+        }
+        let mut frame = gif::Frame::from_rgba_speed(size.0, size.1, &mut rgba, 30);
+        frame.delay = 5;
+        encoder
+            .write_frame(&frame)
+            .unwrap_or_else(|e| panic!("a test GIF frame: {e}"));
+    }
+    drop(encoder);
+    out
 }
 
 fn options(s: &str) -> ImageOptions {
@@ -517,6 +541,27 @@ fn the_memory_model_bounds_every_measured_peak() {
                 OutputFormat::Webp,
             );
         }
+    }
+    // Animations, frame by frame (`image::animation`): noisy frames (the encoders' worst
+    // case), a large canvas into a large output, many small frames, both encoders.
+    for (canvas, frames, spec, format) in [
+        ((700u16, 700u16), 6usize, "", OutputFormat::Webp),
+        ((800, 600), 12, "w=800,sharpen=1", OutputFormat::Gif),
+        (
+            (240, 135),
+            120,
+            "w=240,rotate=90,border=4",
+            OutputFormat::Webp,
+        ),
+        ((1000, 750), 3, "w=800,h=800,fit=pad", OutputFormat::Webp),
+    ] {
+        let bytes = animated_gif(canvas, frames);
+        run(
+            format!("animated GIF {}x{} × {frames} {spec:?}", canvas.0, canvas.1),
+            bytes,
+            &options(spec),
+            format,
+        );
     }
     for (source, side) in [
         (Source::Jpeg(false, 1), 160),

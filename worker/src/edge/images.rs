@@ -448,7 +448,14 @@ pub(super) async fn serve(
         .ok()
         .flatten()
         .unwrap_or_default();
-    let choice = choose(options.format, &accept, key.content_type() == "image/jpeg");
+    // A GIF or WebP key may be an animation: kept one unless `anim=false`.
+    let animatable = !options.still && matches!(key.content_type(), "image/gif" | "image/webp");
+    let choice = choose(
+        options.format,
+        &accept,
+        key.content_type() == "image/jpeg",
+        animatable,
+    );
     let row = image_policy(
         config.policy.get(ContentClass::Image),
         config.image_source_ttl,

@@ -123,3 +123,65 @@ pub unsafe extern "C" fn bsearch(
     }
     std::ptr::null_mut()
 }
+
+// libwebp's animation encoder (`mux/anim_encode.c`) formats its error messages with
+// `snprintf` and prints warnings to `stderr` with `fprintf`. On wasm32 a C variadic call
+// passes its variadic arguments as one pointer after the fixed ones, so these
+// definitions have the signatures clang calls. The messages are not formatted: the
+// format string itself is copied (what `WebPAnimEncoderGetError` returns stays
+// readable), and nothing is printed.
+
+/// `stderr`, as wasi-libc's `stdio.h` declares it (never dereferenced here).
+#[unsafe(no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static stderr: usize = 0;
+
+/// # Safety
+/// C ABI `snprintf(buf, size, format, ...)`: `format` is NUL-terminated, `buf` holds
+/// `size` bytes (or `size` is 0).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn snprintf(
+    buf: *mut u8,
+    size: usize,
+    format: *const u8,
+    _args: *const c_void,
+) -> i32 {
+    if format.is_null() {
+        return -1;
+    }
+    // SAFETY: `format` is a NUL-terminated C string (the C caller's contract).
+    let text = unsafe { std::ffi::CStr::from_ptr(format.cast()) }.to_bytes();
+    if !buf.is_null() && size > 0 {
+        let n = text.len().min(size - 1);
+        // SAFETY: `buf` holds `size` bytes; n + 1 ≤ size.
+        unsafe {
+            std::ptr::copy_nonoverlapping(text.as_ptr(), buf, n);
+            buf.add(n).write(0);
+        }
+    }
+    i32::try_from(text.len()).unwrap_or(i32::MAX)
+}
+
+/// # Safety
+/// C ABI `fprintf(stream, format, ...)`: prints nothing.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fprintf(
+    _stream: *mut c_void,
+    _format: *const u8,
+    _args: *const c_void,
+) -> i32 {
+    0
+}
+
+/// # Safety
+/// C ABI `fwrite` (clang turns a constant `fprintf` into it): writes nothing, reports
+/// every item written.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fwrite(
+    _data: *const c_void,
+    _size: usize,
+    count: usize,
+    _stream: *mut c_void,
+) -> usize {
+    count
+}

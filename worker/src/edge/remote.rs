@@ -392,7 +392,8 @@ pub(super) async fn serve(
         .unwrap_or_default();
     let path = url.path.to_ascii_lowercase();
     let jpeg = path.ends_with(".jpg") || path.ends_with(".jpeg");
-    let choice = choose(options.format, &accept, jpeg);
+    let animatable = !options.still && (path.ends_with(".gif") || path.ends_with(".webp"));
+    let choice = choose(options.format, &accept, jpeg, animatable);
     // No queue for remote sources: what would be encoded off the request path is
     // answered with its stand-in.
     let format = choice.stand_in.unwrap_or(choice.wanted);

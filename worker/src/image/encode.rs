@@ -3,6 +3,8 @@
 //! composited over the background (white unless `background` says otherwise) for JPEG.
 //! `exif` (see [`super::metadata`]) goes into the output container when given.
 
+mod animated;
+pub use animated::{AnimatedGif, AnimatedWebp};
 use image::ImageEncoder;
 
 use super::decode::Decoded;
@@ -42,7 +44,9 @@ pub fn encode(
         _ => encode_plain(image, format, quality, bg)?,
     };
     match exif {
+        // GIF has no EXIF.
         None => Ok(encoded),
+        Some(_) if format == OutputFormat::Gif => Ok(encoded),
         Some(exif) => {
             metadata::embed(encoded, format, exif).map_err(|e| EncodeError::Failed(e.to_string()))
         }
@@ -96,6 +100,16 @@ fn encode_plain(
             Ok(out)
         }
         OutputFormat::Avif => encode_avif(image, quality, bg, None),
+        OutputFormat::Gif => {
+            // A still as a one-frame GIF (a source that is not animated, or `anim=false`).
+            let mut gif = Box::new(
+                AnimatedGif::new((image.width, image.height))
+                    .map_err(|e| EncodeError::Failed(e.to_string()))?,
+            );
+            crate::image::animation::FrameSink::add(gif.as_mut(), image, 0)
+                .map_err(EncodeError::Failed)?;
+            crate::image::animation::FrameSink::finish(gif).map_err(EncodeError::Failed)
+        }
     }
 }
 

@@ -10,6 +10,8 @@ pub enum OutputFormat {
     Webp,
     Jpeg,
     Png,
+    /// Animated sources for browsers without WebP (`animation`), and GIF sources there.
+    Gif,
 }
 
 impl OutputFormat {
@@ -19,7 +21,13 @@ impl OutputFormat {
             Self::Webp => "webp",
             Self::Jpeg => "jpeg",
             Self::Png => "png",
+            Self::Gif => "gif",
         }
+    }
+
+    /// Whether an animation can be encoded in it (the others take the first frame).
+    pub const fn animates(self) -> bool {
+        matches!(self, Self::Webp | Self::Gif)
     }
 
     /// Encoded by the queue consumer, never on a request path: an AVIF encode costs
@@ -35,6 +43,7 @@ impl OutputFormat {
             Self::Webp => "image/webp",
             Self::Jpeg => "image/jpeg",
             Self::Png => "image/png",
+            Self::Gif => "image/gif",
         }
     }
 }
@@ -99,7 +108,29 @@ pub struct Choice {
 /// AVIF, negotiated or asked for by name (`format=avif`), is answered at once with WebP
 /// while the queue encodes it, as Cloudflare documents ("AVIF if possible, with WebP as a
 /// fallback"): never a 503 and a retry.
-pub fn choose(request: FormatRequest, accept: &str, source_is_jpeg: bool) -> Choice {
+pub fn choose(
+    request: FormatRequest,
+    accept: &str,
+    source_is_jpeg: bool,
+    animatable: bool,
+) -> Choice {
+    // A source that may be an animation (a GIF or WebP key, `anim` not false): a format
+    // that holds one, unless a still format is asked for by name.
+    if animatable {
+        let wanted = match request {
+            FormatRequest::Jpeg => OutputFormat::Jpeg,
+            FormatRequest::Png => OutputFormat::Png,
+            FormatRequest::Webp => OutputFormat::Webp,
+            FormatRequest::Auto | FormatRequest::Avif if accepts(accept, "image/webp") => {
+                OutputFormat::Webp
+            }
+            FormatRequest::Auto | FormatRequest::Avif | FormatRequest::Fastest => OutputFormat::Gif,
+        };
+        return Choice {
+            wanted,
+            stand_in: None,
+        };
+    }
     let wanted = negotiate(request, accept, !source_is_jpeg);
     let stand_in = wanted
         .encoded_off_request_path()
@@ -152,14 +183,14 @@ mod tests {
     #[test]
     fn a_format_made_off_the_request_path_gets_a_stand_in_even_when_named() {
         assert_eq!(
-            choose(FormatRequest::Auto, CHROME, true),
+            choose(FormatRequest::Auto, CHROME, true, false),
             Choice {
                 wanted: OutputFormat::Avif,
                 stand_in: Some(OutputFormat::Webp)
             }
         );
         assert_eq!(
-            choose(FormatRequest::Avif, LEGACY, true),
+            choose(FormatRequest::Avif, LEGACY, true, false),
             Choice {
                 wanted: OutputFormat::Avif,
                 stand_in: Some(OutputFormat::Webp)
@@ -167,7 +198,7 @@ mod tests {
             "asked for by name: WebP meanwhile, as Cloudflare falls back"
         );
         assert_eq!(
-            choose(FormatRequest::Auto, LEGACY, false),
+            choose(FormatRequest::Auto, LEGACY, false, false),
             Choice {
                 wanted: OutputFormat::Png,
                 stand_in: None
@@ -183,5 +214,27 @@ mod tests {
         let headers = stand_in_headers();
         assert!(headers.contains(&("cache-control", String::from("public, max-age=60"))));
         assert!(headers.contains(&("x-edge-avif", String::from("queued"))));
+    }
+
+    #[test]
+    fn a_possible_animation_gets_a_format_that_holds_one() {
+        let table = [
+            (FormatRequest::Auto, CHROME, OutputFormat::Webp),
+            (FormatRequest::Avif, CHROME, OutputFormat::Webp),
+            (FormatRequest::Auto, SAFARI_OLD, OutputFormat::Gif),
+            (FormatRequest::Fastest, CHROME, OutputFormat::Gif),
+            (FormatRequest::Png, CHROME, OutputFormat::Png),
+            (FormatRequest::Jpeg, LEGACY, OutputFormat::Jpeg),
+        ];
+        for (request, accept, want) in table {
+            let choice = choose(request, accept, false, true);
+            assert_eq!(
+                (choice.wanted, choice.stand_in),
+                (want, None),
+                "{request:?} {accept}"
+            );
+        }
+        assert!(OutputFormat::Webp.animates() && OutputFormat::Gif.animates());
+        assert!(!OutputFormat::Avif.animates() && !OutputFormat::Png.animates());
     }
 }

@@ -160,6 +160,17 @@ pub enum LimitError {
          progressive or baseline encoder)"
     )]
     Scans { scans: u32, limit: u32 },
+    #[error(
+        "the animation goes past {frames} frames: at most {max_frames} frames, {source_mp} MP \
+         decoded and {output_mp} MP encoded over all of them; ask for a smaller size, or \
+         anim=false for its first frame"
+    )]
+    Animation {
+        frames: u32,
+        max_frames: u32,
+        source_mp: u64,
+        output_mp: u64,
+    },
 }
 
 impl Limits {
@@ -225,7 +236,11 @@ impl Limits {
 
     /// The whole transform's estimated peak against its budget.
     pub fn check_memory(&self, footprint: &Footprint) -> Result<(), LimitError> {
-        let needed = footprint.bytes();
+        self.check_budget(footprint.bytes())
+    }
+
+    /// A modelled peak (`footprint` or `animation::footprint_bytes`) against the budget.
+    pub fn check_budget(&self, needed: u64) -> Result<(), LimitError> {
         if needed > TRANSFORM_BUDGET_BYTES {
             return Err(LimitError::Memory {
                 needed_mib: needed.div_ceil(1024 * 1024),

@@ -3,6 +3,7 @@
 //! and URL signatures ([`sign`]); the codecs ([`decode`], [`color`], [`orient`],
 //! [`resize`], [`encode`]) and safety [`limits`]; and [`transform`], the whole pipeline.
 
+pub mod animation;
 pub mod color;
 pub mod decode;
 pub mod encode;
@@ -109,10 +110,20 @@ pub struct Prepared {
     /// The size the geometry was planned on, in the file's stored orientation: the
     /// source's own, or for a working copy the original's (`working`).
     pub planned_on: (u32, u32),
+    /// An animation made frame by frame (`animation`): the bytes its model
+    /// (`animation::footprint_bytes`) gives, already checked against the budget.
+    pub animation: Option<u64>,
     /// The size the whole picture must be decoded at for the planned region to keep its
     /// detail, in the file's stored orientation (before the decode margin): a working
     /// copy smaller than this cannot stand in for its original.
     pub need: (u32, u32),
+}
+
+impl Prepared {
+    /// The modelled peak of this transform: the animation's model, else the footprint's.
+    pub fn model_bytes(&self) -> u64 {
+        self.animation.unwrap_or_else(|| self.footprint.bytes())
+    }
 }
 
 /// Header and limits, geometry, the decode size and the memory footprint: everything
@@ -130,14 +141,26 @@ pub fn prepare(
     } else {
         1
     };
-    plan_for(
+    let mut prepared = plan_for(
         header,
         bytes.len() as u64,
         orientation,
         options,
         format,
         limits,
-    )
+    )?;
+    // An animation, asked for and encodable: every frame, within its own model.
+    if !options.still && format.animates() && animation::is_animated(bytes, header.format) {
+        let needed = animation::footprint_bytes(
+            bytes.len() as u64,
+            (header.width, header.height),
+            animation::output_size(&prepared.plan, options),
+            prepared.footprint.filter_scratch,
+        );
+        limits.check_budget(needed)?;
+        prepared.animation = Some(needed);
+    }
+    Ok(prepared)
 }
 
 /// [`prepare`] from a header already read: the limits, the plan and the footprint of a
@@ -257,6 +280,7 @@ pub(crate) fn plan_on(
         kept,
         planned_on,
         need: if swap { (need.1, need.0) } else { need },
+        animation: None,
     })
 }
 
@@ -311,6 +335,9 @@ pub(crate) fn run(
     limits: &Limits,
     clock: &dyn Fn() -> f64,
 ) -> Result<Output, TransformError> {
+    if prepared.animation.is_some() {
+        return animation::run(bytes, prepared, options, format, clock);
+    }
     let source = prepared.header.format;
     let orientation_applied = source == SourceFormat::Jpeg;
     let rendered = render(bytes, prepared, options, limits, clock)?;

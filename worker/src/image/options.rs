@@ -415,6 +415,9 @@ pub struct ImageOptions {
     pub trim: Trim,
     pub border: Option<Border>,
     pub answer: Answer,
+    /// `anim=false`: an animated source gives its first frame, as a still. By default
+    /// (`anim=true`, Cloudflare's) an animation stays one where the format can hold it.
+    pub still: bool,
     pub redirect_on_error: bool,
     /// `v=`: a caller-managed version of the source. A versioned URL is immutable: it
     /// skips the source ETag lookup and is cached for a year.
@@ -475,9 +478,6 @@ fn dimension(option: &str, value: &str) -> Result<u32, OptionError> {
         )),
     }
 }
-
-/// How a refusal of a Cloudflare option not implemented here ends.
-const NOT_YET: &str = "is a Cloudflare option course-edge does not implement yet (see the README's migration table): remove it, or transform the image before upload";
 
 /// How a refusal of an option that needs a model begins: refused, never ignored.
 const NO_MODEL: &str = "not available here (course-edge ships no machine-learning model, and refuses rather than silently ignores it):";
@@ -818,16 +818,8 @@ impl ImageOptions {
                     fast = true;
                 }
                 "anim" => match value {
-                    // Animated sources give their first frame: what anim=false asks.
-                    "false" => {}
-                    "true" => {
-                        return Err(OptionError::new(
-                            name,
-                            format!(
-                                "anim=true (keeping the frames of an animation) {NOT_YET}; anim=false gives the first frame"
-                            ),
-                        ));
-                    }
+                    "false" => options.still = true,
+                    "true" => options.still = false,
                     _ => return Err(OptionError::new(name, "anim is true or false")),
                 },
                 "dpr" => {
@@ -1118,6 +1110,7 @@ impl ImageOptions {
             filters: self.filters,
             trim: self.trim(),
             answer: self.answer,
+            still: self.still,
             border: self.border(),
             redirect_on_error: self.redirect_on_error,
             version: self.version.clone(),
@@ -1264,6 +1257,9 @@ impl ImageOptions {
             if b.color != Rgba([0, 0, 0, 255]) {
                 push("border.color", &b.color.hex());
             }
+        }
+        if self.still {
+            push("anim", &"false");
         }
         if self.answer == Answer::JsonWithThumbHash {
             push("placeholder", &"thumbhash");

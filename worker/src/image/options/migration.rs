@@ -55,7 +55,7 @@ pub const TABLE: &[Row] = &[
         "anim",
         "anim=false",
         Different,
-        "`anim=false` as documented (the first frame); `anim=true` is refused: animated output is not implemented, and a still is never served silently",
+        "`anim=true` (default): an animated GIF or WebP stays animated, as animated WebP (or GIF where the browser takes no WebP), every frame resized, filtered and framed; at most 1000 frames, 100 MP decoded and 6 MP encoded over all of them (422 past that); `gravity=auto` and `trim=border` are not applied to animations; `anim=false`: the first frame",
     ),
     row(
         "background",
