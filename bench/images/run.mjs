@@ -52,6 +52,9 @@ const FILTERS = env.FILTERS ?? "rotate=90,sharpen=1,blur=5";
 // attention strategy (libvips smartcrop, what imgproxy's smart gravity uses); SMART=0
 // skips it.
 const SMART = (env.SMART ?? "1") !== "0";
+// An animated GIF (issue 15): 3 s of the demo lesson video at 10 fps, 480 px wide (made
+// by ffmpeg), to a 240 px animated WebP, beside sharp's animated pipeline; ANIM=0 skips.
+const ANIM = (env.ANIM ?? "1") !== "0";
 // The extra pipelines: course-edge's options beside sharp's equivalent (`sharp.mjs` ops).
 const extraPipelines = (width) => [
   ...(FILTERS
@@ -552,6 +555,47 @@ function reportAvif(image, avif, webpOf, check, summary) {
 const fmt = (x) => (x === undefined || Number.isNaN(x) ? "-" : x >= 100 ? x.toFixed(0) : x.toFixed(1));
 const mib = (b) => (b / 1048576).toFixed(1);
 
+// The animated GIF row: course-edge in workerd (stage times from Server-Timing, the
+// allocator peak from x-edge-memory-peak) and sharp natively, the same output asked.
+async function benchAnimation(order, summary) {
+  const video = join(env.COURSE_EDGE_FIXTURES ?? join(env.HOME, ".cache/course-edge/fixtures"), "lesson.webm");
+  const gif = join(WORK, "lesson.gif");
+  execFileSync("ffmpeg", ["-loglevel", "error", "-y", "-i", video, "-t", "3", "-vf", "fps=10,scale=480:-1", gif]);
+  const bytes = readFileSync(gif).length;
+  const state = join(WORK, "state-course-edge-animation");
+  log(`animation: uploading ${ITER + 1} copies of lesson.gif (${bytes} bytes) to local R2`);
+  for (let i = 0; i <= ITER; i++) {
+    execFileSync(WRANGLER, ["r2", "object", "put", `course-media/bench/anim/${i}/lesson.gif`, "--file", gif,
+      "--content-type", "image/gif", "--local", "--persist-to", state],
+    { cwd: ROOT, stdio: "ignore", env: { ...env, COURSE_EDGE_WORKER_FRESH: "1" } });
+  }
+  const dev = await startWrangler(ROOT, ["--persist-to", state, "--var", "ORIGIN_URL:http://127.0.0.1:9"], "course-edge");
+  const course = [];
+  try {
+    for (let i = 0; i <= ITER; i++) {
+      const r = await timedFetch(`${dev.base}/img/width=240,quality=${QUALITY},format=webp/bench/anim/${i}/lesson.gif`, {}, "course-edge animation");
+      const rec = record(r);
+      rec.allocatorPeak = Number(r.res.headers.get("x-edge-memory-peak"));
+      course.push(rec);
+    }
+  } finally {
+    await dev.stop();
+  }
+  const warm = course.slice(1);
+  const t = median(warm.map((r) => r.transform));
+  console.log("");
+  console.log(`### animated GIF (lesson video, 480x270, 30 frames, ${bytes} bytes) → 240 px animated WebP q${QUALITY}`);
+  console.log(`course-edge: ${fmt(t)} ms median (${fmt(Math.min(...warm.map((r) => r.transform)))}–${fmt(Math.max(...warm.map((r) => r.transform)))}; decode ${fmt(median(warm.map((r) => r.decode)))}, resize ${fmt(median(warm.map((r) => r.resize)))}, encode ${fmt(median(warm.map((r) => r.encode)))}); allocator peak ${mib(Math.max(...course.map((r) => r.allocatorPeak)))} MiB, ${warm[warm.length - 1].bytes} bytes`);
+  if (order.includes("sharp")) {
+    const out = join(WORK, "out-lesson-sharp-animated.webp");
+    const line = execFileSync("node", [join(BENCH_DIR, "sharp.mjs"), gif, "240", String(QUALITY), String(ITER + 1), out, "webp", "animated"], { encoding: "utf8" });
+    const run = JSON.parse(line);
+    const st = median(run.times.slice(1));
+    console.log(`sharp (native, animated: every frame resized, animated WebP): ${fmt(st)} ms median, ${run.bytes} bytes: ${(st / t).toFixed(2)}x course-edge's time`);
+  }
+  summary.push({ image: "lesson.gif", width: 240, pipeline: "course-edge animated WebP", transform_ms: t, allocator_peak_mib: Number(mib(Math.max(...course.map((r) => r.allocatorPeak)))) });
+}
+
 async function main() {
   const v = versions();
   console.log(`# scripts/bench-images — ${new Date().toISOString()}`);
@@ -659,6 +703,7 @@ async function main() {
     if (avif) reportAvif(image, avif, webpOf, check, summary);
     check(`${image.name}: course-edge's WASM memory < 128 MiB`, runs["course-edge"].linear < 128 * 1048576, `${mib(runs["course-edge"].linear)} MiB`);
   }
+  if (ANIM) await benchAnimation(order, summary);
   console.log("");
   console.log(`## the speed gate: ${gate.filter((g) => g.held).length} of ${gate.length} held`);
   for (const g of gate) console.log(`${g.held ? "held  " : "MISSED"} ${g.what}: ${g.detail}`);

@@ -2,7 +2,8 @@
 // Usage: node sharp.mjs <source.jpg> <width> <quality> <iterations> <out.webp> [webp|avif] [filters]
 // (`filters`: rotate 90° before the resize, then a Gaussian blur of σ 2.5 and a sharpen of
 // σ 1: run.mjs's filtered pipeline, course-edge's rotate=90,blur=5,sharpen=1; `attention`:
-// a square cover crop placed by libvips' attention strategy, course-edge's gravity=auto.)
+// a square cover crop placed by libvips' attention strategy, course-edge's gravity=auto;
+// `animated`: every frame of an animated source, as an animated WebP.)
 // (AVIF at effort 4: libheif + libaom, what the speed issue reports beside ours.)
 // Prints one JSON line: per-iteration wall times (decode, resize and encode are one fused
 // libvips pipeline, so there are no stage times), output size, and peak RSS growth.
@@ -17,7 +18,7 @@ let output;
 let info;
 for (let i = 0; i < Number(iterations); i++) {
   const start = performance.now();
-  let pipeline = sharp(input);
+  let pipeline = sharp(input, ops === "animated" ? { animated: true } : {});
   if (ops === "filters") pipeline = pipeline.rotate(90);
   pipeline =
     ops === "attention"
