@@ -154,14 +154,33 @@ pub(crate) fn run(
         OutputFormat::Gif => Box::new(encode::AnimatedGif::new(size)?),
         _ => Box::new(encode::AnimatedWebp::new(size, options.quality())?),
     };
-    let corrupt = |e: image::ImageError| TransformError::Corrupt(e.to_string());
+    let corrupt = |e: image::ImageError| match e {
+        image::ImageError::Limits(_) => {
+            TransformError::Corrupt(String::from("an animation frame is larger than its canvas"))
+        }
+        e => TransformError::Corrupt(e.to_string()),
+    };
+    // The decoders' allocations bounded to what the model counts: the canvas, the
+    // previous one kept for disposal and one frame no larger than the canvas (a GIF
+    // frame may claim more than its logical screen; such a frame is refused).
+    let decoder_limits = || {
+        let mut l = image::Limits::default();
+        l.max_alloc = Some(u64::from(canvas.0) * u64::from(canvas.1) * 4 * 3);
+        l
+    };
     let frames = match header.format {
-        SourceFormat::Gif => image::codecs::gif::GifDecoder::new(Cursor::new(bytes))
-            .map_err(corrupt)?
-            .into_frames(),
-        SourceFormat::Webp => image::codecs::webp::WebPDecoder::new(Cursor::new(bytes))
-            .map_err(corrupt)?
-            .into_frames(),
+        SourceFormat::Gif => {
+            let mut decoder =
+                image::codecs::gif::GifDecoder::new(Cursor::new(bytes)).map_err(corrupt)?;
+            image::ImageDecoder::set_limits(&mut decoder, decoder_limits()).map_err(corrupt)?;
+            decoder.into_frames()
+        }
+        SourceFormat::Webp => {
+            let mut decoder =
+                image::codecs::webp::WebPDecoder::new(Cursor::new(bytes)).map_err(corrupt)?;
+            image::ImageDecoder::set_limits(&mut decoder, decoder_limits()).map_err(corrupt)?;
+            decoder.into_frames()
+        }
         SourceFormat::Jpeg | SourceFormat::Png => {
             return Err(TransformError::Internal(String::from("not an animation")));
         }

@@ -157,3 +157,28 @@ fn the_model_grows_with_the_canvas_and_the_output_not_the_frame_count() {
             + 4096 * 8
     );
 }
+
+#[test]
+fn a_later_frame_larger_than_the_canvas_is_refused_not_allocated() {
+    // A 10×10 canvas whose second frame claims 3000×3000 (36 MB of RGBA).
+    let mut out = Vec::new();
+    {
+        let palette = [0u8, 0, 0, 255, 255, 255];
+        let mut encoder = gif::Encoder::new(&mut out, 10, 10, &palette).unwrap();
+        for side in [10u16, 3000] {
+            let frame = gif::Frame {
+                width: side,
+                height: side,
+                buffer: vec![1u8; usize::from(side) * usize::from(side)].into(),
+                ..gif::Frame::default()
+            };
+            encoder.write_frame(&frame).unwrap();
+        }
+    }
+    match run(&out, "", OutputFormat::Webp) {
+        Err(TransformError::Corrupt(why)) => {
+            assert!(why.contains("larger than its canvas"), "{why}")
+        }
+        other => panic!("{:?}", other.map(|o| o.bytes.len())),
+    }
+}
