@@ -91,12 +91,7 @@ impl Source for DescriptionSource {
         let started = now_ms();
         let description = match describe(&original, &self.options, limits, &now_ms) {
             Ok(description) => description,
-            Err(e @ crate::image::TransformError::Internal(_)) => {
-                return Err(EdgeError::Image(e));
-            }
-            Err(e) => {
-                return super::images::answer_error(&EdgeError::Image(e), Some(&version), false);
-            }
+            Err(e) => return super::images::refusal(e, &version),
         };
         timing.add("describe", now_ms() - started);
         let body = serde_json::to_vec(&description)

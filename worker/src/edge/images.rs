@@ -36,6 +36,7 @@ use crate::image::format::{OutputFormat, choose, stand_in_headers};
 use crate::image::hints::{self, Hints};
 use crate::image::key::DerivativeKey;
 use crate::image::options::{Answer, ImageOptions};
+use crate::image::policy::Admission;
 use crate::image::sweep::DerivedFrom;
 use crate::image::working::{self, CopyUse};
 use crate::image::{Output, TransformError, transform};
@@ -399,6 +400,16 @@ pub(super) fn answer_error(
         .with_headers(headers))
 }
 
+/// A failed transform of the source at `version`: our own failure is an error (500, and
+/// stale content may cover it); the source's (415/422) is an answer, remembered for that
+/// version.
+pub(super) fn refusal(e: TransformError, version: &str) -> Result<Response, EdgeError> {
+    match e {
+        TransformError::Internal(_) => Err(EdgeError::Image(e)),
+        e => answer_error(&EdgeError::Image(e), Some(version), false),
+    }
+}
+
 fn redirect_to_original(key: &ObjectKey) -> Result<Served, EdgeError> {
     let headers = Headers::new();
     headers
@@ -412,6 +423,34 @@ fn redirect_to_original(key: &ObjectKey) -> Result<Served, EdgeError> {
             .with_headers(headers),
         cache: protocol::EdgeCacheStatus::Bypass,
     })
+}
+
+/// The request's side of a derivative: `width=auto` and `slow-connection-quality` made
+/// plain from its client hints (the key is then the explicit URL's), the headers every
+/// answer carries (the access mode, and `Vary` naming the hints read), and `Accept`.
+pub(super) fn hinted(
+    req: &Request,
+    config: &Config,
+    options: &ImageOptions,
+    admission: Admission,
+) -> (ImageOptions, Vec<(String, String)>, String) {
+    let hints = Hints::read(|name| req.headers().get(name).ok().flatten());
+    let ladder = hints::ladder(config.image_policy.widths.as_deref());
+    let (options, read) = hints::resolve(options, &hints, &ladder);
+    let mut extra = vec![(
+        String::from("x-edge-image-access"),
+        admission.as_str().to_owned(),
+    )];
+    if let Some(vary) = hints::vary(&read) {
+        extra.push((String::from("vary"), vary));
+    }
+    let accept = req
+        .headers()
+        .get("accept")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    (options, extra, accept)
 }
 
 pub(super) async fn serve(
@@ -428,26 +467,7 @@ pub(super) async fn serve(
         config
             .image_policy
             .admit(segment, key.as_str(), config.image_signing_key.as_deref())?;
-    // `width=auto` and `slow-connection-quality` made plain from the client hints: the
-    // key is the explicit URL's, and the answer names the hints it read in `Vary`.
-    let hints = Hints::read(|name| req.headers().get(name).ok().flatten());
-    let ladder = hints::ladder(config.image_policy.widths.as_deref());
-    let (options, hinted) = hints::resolve(&options, &hints, &ladder);
-    let mut extra = vec![(
-        String::from("x-edge-image-access"),
-        admission.as_str().to_owned(),
-    )];
-    if !hinted.is_empty() {
-        let mut vary = vec!["Accept"];
-        vary.extend(hinted);
-        extra.push((String::from("vary"), vary.join(", ")));
-    }
-    let accept = req
-        .headers()
-        .get("accept")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let (options, extra, accept) = hinted(req, config, &options, admission);
     // A GIF or WebP key may be an animation: kept one unless `anim=false`.
     let animatable = !options.still && matches!(key.content_type(), "image/gif" | "image/webp");
     let choice = choose(

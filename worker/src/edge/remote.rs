@@ -25,7 +25,6 @@ use super::{Served, memory, now_ms, slot};
 use crate::config::Config;
 use crate::error::EdgeError;
 use crate::image::format::{OutputFormat, choose};
-use crate::image::hints::{self, Hints};
 use crate::image::key::DerivativeKey;
 use crate::image::limits::SourceError;
 use crate::image::options::{Answer, ImageOptions};
@@ -100,14 +99,7 @@ impl Source for RemoteSource {
         let body = if self.options.answer == Answer::Image {
             let output = match transform(&bytes, &self.options, self.format, limits, &now_ms) {
                 Ok(output) => output,
-                Err(e @ TransformError::Internal(_)) => return Err(EdgeError::Image(e)),
-                Err(e) => {
-                    return super::images::answer_error(
-                        &EdgeError::Image(e),
-                        Some(&version),
-                        false,
-                    );
-                }
+                Err(e) => return super::images::refusal(e, &version),
             };
             let total = output.timings.decode + output.timings.resize + output.timings.encode;
             timing.add("decode", output.timings.decode);
@@ -125,14 +117,7 @@ impl Source for RemoteSource {
         } else {
             let described = match describe(&bytes, &self.options, limits, &now_ms) {
                 Ok(d) => d,
-                Err(e @ TransformError::Internal(_)) => return Err(EdgeError::Image(e)),
-                Err(e) => {
-                    return super::images::answer_error(
-                        &EdgeError::Image(e),
-                        Some(&version),
-                        false,
-                    );
-                }
+                Err(e) => return super::images::refusal(e, &version),
             };
             set("content-type", "application/json")?;
             serde_json::to_vec(&described)
@@ -372,24 +357,7 @@ pub(super) async fn serve(
         config
             .image_policy
             .admit(segment, &source, config.image_signing_key.as_deref())?;
-    let hints = Hints::read(|name| req.headers().get(name).ok().flatten());
-    let ladder = hints::ladder(config.image_policy.widths.as_deref());
-    let (options, hinted) = hints::resolve(&options, &hints, &ladder);
-    let mut extra = vec![(
-        String::from("x-edge-image-access"),
-        admission.as_str().to_owned(),
-    )];
-    if !hinted.is_empty() {
-        let mut vary = vec!["Accept"];
-        vary.extend(hinted);
-        extra.push((String::from("vary"), vary.join(", ")));
-    }
-    let accept = req
-        .headers()
-        .get("accept")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let (options, extra, accept) = super::images::hinted(req, config, &options, admission);
     let path = url.path.to_ascii_lowercase();
     let jpeg = path.ends_with(".jpg") || path.ends_with(".jpeg");
     let animatable = !options.still && (path.ends_with(".gif") || path.ends_with(".webp"));

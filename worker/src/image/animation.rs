@@ -17,8 +17,8 @@ use image::AnimationDecoder;
 use super::decode::{Decoded, SourceFormat};
 use super::format::OutputFormat;
 use super::limits::LimitError;
-use super::options::{ImageOptions, Rgba};
-use super::{Output, Prepared, Timings, TransformError, encode, filters, geometry, orient, resize};
+use super::options::ImageOptions;
+use super::{Output, Prepared, Timings, TransformError, encode, orient};
 
 /// Most frames an animation may have.
 pub const MAX_FRAMES: u32 = 1000;
@@ -143,13 +143,7 @@ pub(crate) fn run(
     let canvas = (header.width, header.height);
     let swap = orient::swaps_axes(orientation);
     let oriented = if swap { (canvas.1, canvas.0) } else { canvas };
-    let out = plan.output();
-    let border = options.border();
-    let size = match border {
-        Some(b) => (out.w + b.left + b.right, out.h + b.top + b.bottom),
-        None => (out.w, out.h),
-    };
-    let background = options.background.unwrap_or(Rgba::WHITE);
+    let size = super::bordered(plan.output(), options.border());
     let mut sink: Box<dyn FrameSink> = match format {
         OutputFormat::Gif => Box::new(encode::AnimatedGif::new(size)?),
         _ => Box::new(encode::AnimatedWebp::new(size, options.quality())?),
@@ -220,20 +214,7 @@ pub(crate) fn run(
             f64::from(decoded.width) / f64::from(oriented.0),
             f64::from(decoded.height) / f64::from(oriented.1),
         );
-        let mut resized = resize::apply(decoded, &plan, scale)
-            .map_err(|e| TransformError::Internal(e.to_string()))?;
-        filters::apply(
-            &mut resized.rgba,
-            resized.width,
-            resized.height,
-            resized.has_alpha,
-            &options.filters,
-        );
-        let resized = resize::pad(resized, &plan, background);
-        let made = match border {
-            Some(b) => resize::border(resized, b),
-            None => resized,
-        };
+        let made = super::finish(decoded, &plan, scale, options)?;
         let now = clock();
         timings.resize += now - mark;
         mark = now;
@@ -260,15 +241,6 @@ pub(crate) fn run(
         region: plan.source,
         timings,
     })
-}
-
-/// The output box the geometry gives an animation (for [`footprint_bytes`]).
-pub fn output_size(plan: &geometry::Plan, options: &ImageOptions) -> (u32, u32) {
-    let out = plan.output();
-    match options.border() {
-        Some(b) => (out.w + b.left + b.right, out.h + b.top + b.bottom),
-        None => (out.w, out.h),
-    }
 }
 
 #[cfg(test)]

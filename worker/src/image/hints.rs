@@ -163,5 +163,16 @@ pub fn resolve(
     (out.canonical(), vary)
 }
 
+/// The `Vary` of an answer that read `hints` (besides `Accept`, which every derivative
+/// varies on); `None` when it read none.
+pub fn vary(hints: &[&str]) -> Option<String> {
+    (!hints.is_empty()).then(|| {
+        std::iter::once("Accept")
+            .chain(hints.iter().copied())
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
 #[cfg(test)]
 mod tests;

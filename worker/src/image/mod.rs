@@ -154,7 +154,7 @@ pub fn prepare(
         let needed = animation::footprint_bytes(
             bytes.len() as u64,
             (header.width, header.height),
-            animation::output_size(&prepared.plan, options),
+            bordered(prepared.plan.output(), options.border()),
             prepared.footprint.filter_scratch,
         );
         limits.check_budget(needed)?;
@@ -315,8 +315,32 @@ pub fn transform(
     run(bytes, prepared, options, format, limits, clock)
 }
 
+/// The decoded (oriented) picture made into the output's pixels: cropped and resized as
+/// `plan` says, filtered, padded and framed. Stills and every frame of an animation.
+pub(crate) fn finish(
+    decoded: decode::Decoded,
+    plan: &geometry::Plan,
+    scale: (f64, f64),
+    options: &ImageOptions,
+) -> Result<decode::Decoded, TransformError> {
+    let mut resized =
+        resize::apply(decoded, plan, scale).map_err(|e| TransformError::Internal(e.to_string()))?;
+    filters::apply(
+        &mut resized.rgba,
+        resized.width,
+        resized.height,
+        resized.has_alpha,
+        &options.filters,
+    );
+    let resized = resize::pad(resized, plan, options.background.unwrap_or(Rgba::WHITE));
+    Ok(match options.border() {
+        Some(border) => resize::border(resized, border),
+        None => resized,
+    })
+}
+
 /// The output size with `border` around it.
-fn bordered(output: geometry::Size, border: Option<options::Border>) -> (u32, u32) {
+pub(crate) fn bordered(output: geometry::Size, border: Option<options::Border>) -> (u32, u32) {
     match border {
         Some(b) => (
             output.w.saturating_add(b.left).saturating_add(b.right),
@@ -557,21 +581,7 @@ fn render(
         plan
     };
     let region = plan.source;
-    let background = options.background.unwrap_or(Rgba::WHITE);
-    let mut resized = resize::apply(decoded, &plan, scale)
-        .map_err(|e| TransformError::Internal(e.to_string()))?;
-    filters::apply(
-        &mut resized.rgba,
-        resized.width,
-        resized.height,
-        resized.has_alpha,
-        &options.filters,
-    );
-    let resized = resize::pad(resized, &plan, background);
-    let resized = match options.border() {
-        Some(border) => resize::border(resized, border),
-        None => resized,
-    };
+    let resized = finish(decoded, &plan, scale, options)?;
     let after_resize = clock();
     Ok(Rendered {
         image: resized,

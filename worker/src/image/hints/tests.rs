@@ -128,3 +128,12 @@ fn the_ladder_keeps_to_the_width_allow_list() {
     assert_eq!(hints(&[]).auto_width(&own), 500);
     assert_eq!(ladder(None), AUTO_WIDTHS.to_vec());
 }
+
+#[test]
+fn the_vary_of_an_answer_names_accept_and_the_hints_read() {
+    assert_eq!(vary(&[]), None);
+    assert_eq!(
+        vary(&NETWORK_HINTS).as_deref(),
+        Some("Accept, Save-Data, ECT, RTT, Downlink")
+    );
+}
