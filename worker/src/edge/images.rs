@@ -104,47 +104,15 @@ impl ImageSource {
         timing: &mut ServerTiming,
     ) -> Result<Option<Response>, EdgeError> {
         let bucket = super::assets::bucket(&self.env)?;
-        let started = now_ms();
-        let head = bucket
-            .head(self.key.as_str())
-            .await
-            .map_err(super::assets::r2_failed)?;
-        timing.add("r2-head", now_ms() - started);
-        let Some(head) = head else {
-            return answer_error(
-                &EdgeError::ObjectNotFound {
-                    key: self.key.as_str().to_owned(),
-                },
-                None,
-                true,
-            )
-            .map(Some);
-        };
-        let version = head.http_etag();
-        if stored.and_then(|e| e.meta.source.as_deref()) == Some(version.as_str()) {
-            // Made from the bytes R2 still holds.
-            let headers = Headers::new();
-            headers.set(SOURCE_VERSION, &version).map_err(runtime)?;
-            return Ok(Some(
-                Response::empty()
-                    .map_err(runtime)?
-                    .with_status(304)
-                    .with_headers(headers),
-            ));
-        }
-        // Size and declared type are checked before anything is read or queued.
-        let declared = head
-            .http_metadata()
-            .content_type
-            .unwrap_or_else(|| self.key.content_type().to_owned());
-        if let Err(refused) = self
-            .config
-            .image_limits
-            .check_source(head.size(), &declared)
-        {
-            return answer_error(&EdgeError::Image(refused.into()), Some(&version), false)
-                .map(Some);
-        }
+        let (version, size, declared) =
+            match head_source(&bucket, &self.key, stored, &self.config, timing).await? {
+                Headed::Answer(answer) => return Ok(Some(answer)),
+                Headed::Source {
+                    version,
+                    size,
+                    declared,
+                } => (version, size, declared),
+            };
         let dkey = DerivativeKey::new(self.key.as_str(), &version, &self.options, self.format);
         let r2_key = dkey.r2_key(self.format);
         let started = now_ms();
@@ -183,8 +151,7 @@ impl ImageSource {
                     .with_headers(headers),
             ));
         }
-        let copy_worth_looking =
-            working::worth_looking(head.size(), &declared, &self.config.image_limits);
+        let copy_worth_looking = working::worth_looking(size, &declared, &self.config.image_limits);
         self.transform(&bucket, &dkey, &version, copy_worth_looking, timing)
             .await
     }
@@ -342,24 +309,9 @@ impl ImageSource {
         version: &str,
         timing: &mut ServerTiming,
     ) -> Result<Result<Output, Option<Response>>, EdgeError> {
-        let started = now_ms();
-        // Bound to the version measured by the head: replaced in between, the bytes would
-        // not match the ETag the derivative is filed under.
-        let object = bucket
-            .get(self.key.as_str())
-            .only_if(Conditional {
-                etag_matches: Some(version.trim_matches('"').to_owned()),
-                ..Conditional::default()
-            })
-            .execute()
-            .await
-            .map_err(super::assets::r2_failed)?;
-        let Some(body) = object.as_ref().and_then(|o| o.body()) else {
+        let Some(original) = read_exact(bucket, &self.key, version, timing).await? else {
             return Ok(Err(None));
         };
-        let original = body.bytes().await.map_err(runtime)?;
-        drop(object);
-        timing.add("source", now_ms() - started);
         memory::reset_peak();
         let limits = &self.config.image_limits;
         match transform(&original, &self.options, self.format, limits, &now_ms) {
@@ -371,6 +323,94 @@ impl ImageSource {
                 .map(|answer| Err(Some(answer))),
         }
     }
+}
+
+/// What a source's R2 `head` decided.
+pub(super) enum Headed {
+    /// The fetch ends here: 404, a 304 (the stored entry was made from these bytes), or
+    /// the source's size or declared type refused (415/422, remembered for this version).
+    Answer(Response),
+    Source {
+        version: String,
+        size: u64,
+        declared: String,
+    },
+}
+
+/// One R2 `head` of the source `key`, before anything is read or queued.
+pub(super) async fn head_source(
+    bucket: &worker::Bucket,
+    key: &ObjectKey,
+    stored: Option<&Entry>,
+    config: &Config,
+    timing: &mut ServerTiming,
+) -> Result<Headed, EdgeError> {
+    let started = now_ms();
+    let head = bucket
+        .head(key.as_str())
+        .await
+        .map_err(super::assets::r2_failed)?;
+    timing.add("r2-head", now_ms() - started);
+    let Some(head) = head else {
+        let missing = EdgeError::ObjectNotFound {
+            key: key.as_str().to_owned(),
+        };
+        return answer_error(&missing, None, true).map(Headed::Answer);
+    };
+    let version = head.http_etag();
+    if stored.and_then(|e| e.meta.source.as_deref()) == Some(version.as_str()) {
+        return not_modified(&version).map(Headed::Answer);
+    }
+    let declared = head
+        .http_metadata()
+        .content_type
+        .unwrap_or_else(|| key.content_type().to_owned());
+    if let Err(refused) = config.image_limits.check_source(head.size(), &declared) {
+        return answer_error(&EdgeError::Image(refused.into()), Some(&version), false)
+            .map(Headed::Answer);
+    }
+    Ok(Headed::Source {
+        version,
+        size: head.size(),
+        declared,
+    })
+}
+
+/// The answer that keeps a stored entry made from the source at `version`.
+pub(super) fn not_modified(version: &str) -> Result<Response, EdgeError> {
+    let headers = Headers::new();
+    headers.set(SOURCE_VERSION, version).map_err(runtime)?;
+    Ok(Response::empty()
+        .map_err(runtime)?
+        .with_status(304)
+        .with_headers(headers))
+}
+
+/// The source's bytes, bound to the `version` its head measured (`None`: replaced in
+/// between, when the bytes would not match the ETag the result is filed under).
+pub(super) async fn read_exact(
+    bucket: &worker::Bucket,
+    key: &ObjectKey,
+    version: &str,
+    timing: &mut ServerTiming,
+) -> Result<Option<Vec<u8>>, EdgeError> {
+    let started = now_ms();
+    let object = bucket
+        .get(key.as_str())
+        .only_if(Conditional {
+            etag_matches: Some(version.trim_matches('"').to_owned()),
+            ..Conditional::default()
+        })
+        .execute()
+        .await
+        .map_err(super::assets::r2_failed)?;
+    let Some(body) = object.as_ref().and_then(|o| o.body()) else {
+        return Ok(None);
+    };
+    let bytes = body.bytes().await.map_err(runtime)?;
+    drop(object);
+    timing.add("source", now_ms() - started);
+    Ok(Some(bytes))
 }
 
 /// An error as an upstream answer: JSON, with the source version it concerns (so a

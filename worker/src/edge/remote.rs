@@ -81,7 +81,7 @@ impl Source for RemoteSource {
             }
         };
         let (bytes, version, from) = match original {
-            Original::Current(version) => return not_modified(&version),
+            Original::Current(version) => return super::images::not_modified(&version),
             Original::Bytes {
                 bytes,
                 version,
@@ -89,7 +89,7 @@ impl Source for RemoteSource {
             } => (bytes, version, from),
         };
         if known.as_deref() == Some(version.as_str()) {
-            return not_modified(&version);
+            return super::images::not_modified(&version);
         }
         let limits = &self.config.image_limits;
         let headers = Headers::new();
@@ -129,15 +129,6 @@ impl Source for RemoteSource {
             .map_err(runtime)?
             .with_headers(headers))
     }
-}
-
-fn not_modified(version: &str) -> Result<Response, EdgeError> {
-    let headers = Headers::new();
-    headers.set(SOURCE_VERSION, version).map_err(runtime)?;
-    Ok(Response::empty()
-        .map_err(runtime)?
-        .with_status(304)
-        .with_headers(headers))
 }
 
 /// A version the remote host can be asked about with `If-None-Match` (its own ETag,
