@@ -365,14 +365,20 @@ async function benchImage(image, order) {
     const filtered = [];
     for (const extra of extraPipelines(WIDTHS[0])) {
       const width = WIDTHS[0];
-      const run = { ...extra, course: [], sharpRun: null };
-      for (let i = 0; i <= ITER; i++) {
+      const run = { ...extra, course: [], sharpRun: null, refused: null };
+      for (let i = 0; i <= ITER && !run.refused; i++) {
         const url = `${devs["course-edge"].base}/img/width=${width},quality=${QUALITY},format=webp,${extra.options}/${sourceKey(image, width, i)}`;
-        const r = await timedFetch(url, {}, `course-edge ${image.name} ${width} ${extra.name}`);
-        const rec = record(r);
-        rec.copy = r.res.headers.get("x-edge-working-copy") ?? "none";
-        rec.allocatorPeak = Number(r.res.headers.get("x-edge-memory-peak"));
-        run.course.push(rec);
+        try {
+          const r = await timedFetch(url, {}, `course-edge ${image.name} ${width} ${extra.name}`);
+          const rec = record(r);
+          rec.copy = r.res.headers.get("x-edge-working-copy") ?? "none";
+          rec.allocatorPeak = Number(r.res.headers.get("x-edge-memory-peak"));
+          run.course.push(rec);
+        } catch (e) {
+          // Over the memory budget (a 422 that says so) is an answer, not a failed run.
+          if (!String(e.message).includes(": 422 ")) throw e;
+          run.refused = String(e.message).split("\n")[0];
+        }
       }
       if (order.includes("sharp") && extra.sharp) {
         const out = join(WORK, `out-${image.name}-${width}-sharp-${extra.sharp}.webp`);
@@ -687,6 +693,12 @@ async function main() {
     }
     for (const extra of filtered) {
       const width = WIDTHS[0];
+      if (extra.refused) {
+        console.log("");
+        console.log(`### ${extra.name} (${extra.options}) → ${width} px WebP q${QUALITY}`);
+        console.log(`course-edge: refused, ${extra.refused.slice(0, 300)}`);
+        continue;
+      }
       const warm = extra.course.slice(1);
       const t = median(warm.map((r) => r.transform));
       const plainFrom = warm[0].copy === "used" && runs.later.results[width] ? "later" : "course-edge";
