@@ -521,23 +521,62 @@ pub fn jpeg_scaled_size(full: (u32, u32), request: (u32, u32)) -> (u32, u32) {
     (scaled(full.0, eighths), scaled(full.1, eighths))
 }
 
-/// Decoded pixels up to which a JPEG is decoded at twice the size it must cover.
+/// Decoded pixels up to which a JPEG is decoded with a margin over the size it must cover.
 const MARGIN_BUDGET_PIXELS: u64 = 8 * 1000 * 1000;
 
+/// The margin a ½-scale decode (jpeg-decoder's 4×4 IDCT) must leave for the Lanczos3
+/// step, in hundredths. Coarser scales (2×2 IDCT, DC only) alias more and keep libvips'
+/// factor of two. The choice is measured, not derived: `scripts/bench-images` and the
+/// README's performance section give the scores on each side of it.
+const HALF_SCALE_MARGIN_PERCENT: u32 = 125;
+
+/// How much smaller than its need a decode may be, in thousandths: it is then resized up
+/// by at most 1 %, which no metric or eye can tell from the need itself, and a source
+/// whose need is just past a DCT scale (a 5640 px photo cropped to a 1423 px tall square:
+/// ¼ scale gives 1410) decodes at that scale rather than at twice the size (or not at
+/// all, where twice the size is over the memory budget).
+const SHORTFALL_PERMILLE: u32 = 10;
+
+/// The smallest decode that still holds `need`'s detail: `need` less
+/// [`SHORTFALL_PERMILLE`], never below 1 px.
+pub fn tolerated(need: (u32, u32)) -> (u32, u32) {
+    let less = |v: u32| {
+        let cut = u64::from(v) * u64::from(SHORTFALL_PERMILLE) / 1000;
+        (v - cut as u32).max(1)
+    };
+    (less(need.0), less(need.1))
+}
+
 /// How large a JPEG decode must be to give a `need`-sized result good detail. DCT scaling
-/// is a block (box) shrink: as libvips does, leave at least a factor of two for the
-/// Lanczos3 step — when the finer decode stays within [`MARGIN_BUDGET_PIXELS`] (32 MB of
-/// RGBA), else the plain `need`: a 40 MP source keeps its memory ceiling. Progressive
-/// JPEGs too: they hold every coefficient while decoding, so the caller (`plan_for`)
-/// keeps the margin only where the whole footprint still fits the budget (the benchmark's
-/// 17.9 MP progressive photo does not; a 9 MP one does).
+/// is a block shrink; the Lanczos3 step after it hides its blocks when it has room:
+/// - the ½ scale when it leaves [`HALF_SCALE_MARGIN_PERCENT`] (a 2560 px photo → 800 px
+///   decodes 1280 px, not 2560: a third faster, within a point of SSIMULACRA2);
+/// - else twice the need, as libvips does, when that decode stays within
+///   [`MARGIN_BUDGET_PIXELS`] (32 MB of RGBA);
+/// - else the plain `need`: a 40 MP source keeps its memory ceiling.
+///
+/// Progressive JPEGs too: they hold every coefficient while decoding, so the caller
+/// (`plan_on`) keeps the margin only where the whole footprint still fits the budget
+/// (the benchmark's 17.9 MP progressive photo does not; a 9 MP one does).
 pub fn jpeg_decode_target(header: &Header, need: (u32, u32)) -> (u32, u32) {
     if !header.scales_on_decode {
         return need;
     }
+    let full = (header.width, header.height);
     let doubled = (need.0.saturating_mul(2), need.1.saturating_mul(2));
-    let (w, h) = jpeg_scaled_size((header.width, header.height), doubled);
-    if u64::from(w) * u64::from(h) <= MARGIN_BUDGET_PIXELS {
+    let generous = jpeg_scaled_size(full, doubled);
+    let half = jpeg_scaled_size(full, (full.0.div_ceil(2), full.1.div_ceil(2)));
+    let with_margin = |v: u32| {
+        u32::try_from(u64::from(v) * u64::from(HALF_SCALE_MARGIN_PERCENT) / 100).unwrap_or(u32::MAX)
+    };
+    // The doubled need asks for the full size, and ½ still leaves the margin.
+    if generous == full
+        && half != full
+        && (half.0 >= with_margin(need.0) || half.1 >= with_margin(need.1))
+    {
+        return half;
+    }
+    if u64::from(generous.0) * u64::from(generous.1) <= MARGIN_BUDGET_PIXELS {
         doubled
     } else {
         need
@@ -635,7 +674,7 @@ mod tests {
     }
 
     #[test]
-    fn baseline_jpegs_decode_at_twice_the_need_within_the_budget() {
+    fn baseline_jpegs_decode_with_a_margin_within_the_budget() {
         let head = |width, height| Header {
             format: SourceFormat::Jpeg,
             width,
@@ -650,12 +689,33 @@ mod tests {
             frame: None,
             metadata_bytes: 0,
         };
-        // 3640×2400 → 800×527: 1/2 scale (1820×1200) is under 8 MP: ask for 1600×1054.
+        // 3640×2400 → 800×527: ½ (1820×1200) leaves 2.3×, under 8 MP: ask for 1600×1054.
         assert_eq!(
             jpeg_decode_target(&head(3640, 2400), (800, 527)),
             (1600, 1054)
         );
-        // 8000×5000 → 1200×750: doubling needs 1/2 scale = 10 MP: plain need.
+        // 2560×1600 → 800×500: twice the need is the full size, and ½ (1280×800) leaves
+        // 1.6×: ½.
+        assert_eq!(
+            jpeg_decode_target(&head(2560, 1600), (800, 500)),
+            (1280, 800)
+        );
+        // At exactly 1.25× ½ is enough; 1 px less is not, and the full size is asked.
+        assert_eq!(
+            jpeg_decode_target(&head(2560, 1600), (1024, 640)),
+            (1280, 800)
+        );
+        assert_eq!(
+            jpeg_decode_target(&head(2560, 1600), (1025, 641)),
+            (2050, 1282)
+        );
+        // ¼ never counts on the smaller margin: 2560 → 500 px asks for 1000 (½), though
+        // ¼ (640) is 1.28× the need.
+        assert_eq!(
+            jpeg_decode_target(&head(2560, 1600), (500, 313)),
+            (1000, 626)
+        );
+        // 8000×5000 → 1200×750: doubling needs ½ scale = 10 MP: plain need.
         assert_eq!(
             jpeg_decode_target(&head(8000, 5000), (1200, 750)),
             (1200, 750)
@@ -664,6 +724,36 @@ mod tests {
         assert_eq!(
             jpeg_decode_target(&head(1000, 800), (800, 640)),
             (1600, 1280)
+        );
+        // Every need up to the full size: the target covers the need, and what it decodes
+        // at is never more than the doubled rule would decode.
+        for need_w in (1u32..=2560).step_by(7) {
+            let need = (need_w, (need_w * 1600).div_ceil(2560));
+            let target = jpeg_decode_target(&head(2560, 1600), need);
+            assert!(
+                target.0 >= need.0 || target.1 >= need.1,
+                "{need:?} → {target:?}"
+            );
+            let at = jpeg_scaled_size((2560, 1600), target);
+            let doubled = jpeg_scaled_size((2560, 1600), (need.0 * 2, need.1 * 2));
+            assert!(
+                at.0 <= doubled.0,
+                "{need:?}: {at:?} is larger than {doubled:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_decode_may_fall_one_percent_short_of_its_need() {
+        assert_eq!(tolerated((1423, 1423)), (1409, 1409));
+        assert_eq!(tolerated((100, 99)), (99, 99));
+        assert_eq!(tolerated((1, 0)), (1, 1));
+        assert_eq!(tolerated((u32::MAX, 5)), (u32::MAX - 42_949_672, 5));
+        // The 5640×3172 photo as an 800×800 square needs 1423×800: ¼ (1410×793)
+        // is within 1 %.
+        assert_eq!(
+            jpeg_scaled_size((5640, 3172), tolerated((1423, 800))),
+            (1410, 793)
         );
     }
 

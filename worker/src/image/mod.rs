@@ -225,7 +225,8 @@ pub(crate) fn plan_on(
     );
     let at_least = if swap { (need.1, need.0) } else { need };
     // The decode size, and the whole transform's memory, before anything is decoded: a
-    // baseline JPEG gets the 2× margin when it fits, else the plain need; any source whose
+    // JPEG gets its margin (`decode::jpeg_decode_target`) when it fits, else the plain
+    // need, else the need less 1 %; any source whose
     // footprint is still over the budget is refused (422), never left to trap the isolate.
     let footprint = |decoded: (u32, u32)| limits::Footprint {
         source_bytes,
@@ -260,7 +261,12 @@ pub(crate) fn plan_on(
                 .check_memory(&footprint(decode::jpeg_scaled_size(full, target)))
                 .is_ok()
         };
-        if fits(generous) { generous } else { at_least }
+        // The margin where it fits, else the need, else the need less the 1 % a decode
+        // may fall short (`decode::tolerated`: one DCT scale smaller).
+        [generous, at_least, decode::tolerated(at_least)]
+            .into_iter()
+            .find(|&target| fits(target))
+            .unwrap_or(at_least)
     } else {
         at_least
     };
@@ -658,6 +664,30 @@ mod pipeline_tests {
         // (801: 450 rows of a 5640×3172 photo need 800.1 columns, rounded up.)
         assert_eq!(p.at_least, (801, 450));
         assert_eq!(p.footprint.decoded, (1410, 793));
+        // As an 800×800 square it needs 1423×800, 13 px past ¼ scale: ½ is over the
+        // budget, so ¼ (1 % short, `decode::tolerated`) rather than a 422.
+        let p = plan(elephants, 16_378_000, "w=800,h=800,fit=cover");
+        assert_eq!(p.need, (1423, 800));
+        assert_eq!(p.footprint.decoded, (1410, 793));
+        // More is not tolerated: an 822 px square needs 1462 px, 3.5 % past ¼: a 422.
+        let options = ImageOptions::parse("w=822,h=822,fit=cover")
+            .unwrap()
+            .options;
+        let refused = plan_for(
+            elephants,
+            16_378_000,
+            1,
+            &options,
+            OutputFormat::Webp,
+            &Limits::default(),
+        );
+        assert!(
+            matches!(
+                refused,
+                Err(TransformError::TooLarge(LimitError::Memory { .. }))
+            ),
+            "{refused:?}"
+        );
     }
 
     /// The decoded pixels of a PNG output (lossless: what the pipeline produced).

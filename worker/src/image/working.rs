@@ -164,7 +164,9 @@ pub fn transform_from(
         limits,
     )
     .ok()?;
-    if prepared.need.0 > header.width || prepared.need.1 > header.height {
+    // A copy up to 1 % short of the need serves, as a decode would (`decode::tolerated`).
+    let need = decode::tolerated(prepared.need);
+    if need.0 > header.width || need.1 > header.height {
         return None;
     }
     super::run(copy, prepared, options, format, limits, clock).ok()

@@ -174,7 +174,9 @@ fn outputs_that_need_more_detail_than_the_copy_come_from_the_original() {
         )
     };
     assert!(from("w=800").is_some());
-    assert!(from("w=801").is_none());
+    // Up to 1 % short of the need, the copy serves (`decode::tolerated`); past it, not.
+    assert!(from("w=808").is_some());
+    assert!(from("w=809").is_none());
     assert!(from("w=1600").is_none());
     assert!(from("").is_none(), "the full size");
     assert!(
