@@ -389,6 +389,36 @@ async fn the_queue_encodes_avif_and_makes_working_copies_that_later_derivatives_
         assert_eq!((picture.width(), picture.height()), size, "{options}");
     }
 
+    // An upload through the edge queues the copy itself: the first derivative a browser
+    // asks for is already made from it.
+    let uploaded = course_edge_e2e::client()
+        .put(stack.edge.url("/admin/media/q/uploaded.jpg"))
+        .header(
+            "authorization",
+            format!("Bearer {}", course_edge_e2e::TEST_UPLOAD_TOKEN),
+        )
+        .body(photo(1200, 800))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), 201, "{}", stack.edge.log());
+    let etag = header(&get(&stack, "/media/q/uploaded.jpg", LEGACY).await, "etag");
+    let copy_key =
+        course_edge_worker::image::key::DerivativeKey::working_copy("q/uploaded.jpg", &etag);
+    let mut waited = 0;
+    while stack.edge.get_object(&copy_key).is_none() {
+        waited += 1;
+        assert!(
+            waited < 120,
+            "no working copy 60 s after the upload\n{}",
+            stack.edge.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let first = get(&stack, "/img/w=500/q/uploaded.jpg", LEGACY).await;
+    assert_eq!(first.status(), 200, "{}", stack.edge.log());
+    assert_eq!(header(&first, "x-edge-working-copy"), "used");
+
     let mut avif = None;
     for _ in 0..120 {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
