@@ -1,7 +1,7 @@
 //! `/img/<options>/<key>`: on-the-fly image derivatives from R2 originals, through the
 //! edge cache like every class.
 //!
-//! `DerivativePolicy::admit` → `format::choose` → the edge key (source key + options +
+//! `DerivativePolicy::admit` → `format::choose_for` → the edge key (source key + options +
 //! format, `DerivativeKey::edge_url`) → `edge::cache` with an [`ImageSource`]. A HIT
 //! needs no R2 at all: the entry records the source ETag it was made from, and only
 //! past `IMAGE_SOURCE_TTL` is it revalidated, by one R2 `head` (same ETag: the entry
@@ -32,7 +32,7 @@ use super::{Served, derived, jobs, memory, now_ms, slot};
 use crate::assets::ObjectKey;
 use crate::config::Config;
 use crate::error::EdgeError;
-use crate::image::format::{OutputFormat, choose, stand_in_headers};
+use crate::image::format::{OutputFormat, choose_for, stand_in_headers};
 use crate::image::hints::{self, Hints};
 use crate::image::key::DerivativeKey;
 use crate::image::options::{Answer, ImageOptions};
@@ -508,14 +508,7 @@ pub(super) async fn serve(
             .image_policy
             .admit(segment, key.as_str(), config.image_signing_key.as_deref())?;
     let (options, extra, accept) = hinted(req, config, &options, admission);
-    // A GIF or WebP key may be an animation: kept one unless `anim=false`.
-    let animatable = !options.still && matches!(key.content_type(), "image/gif" | "image/webp");
-    let choice = choose(
-        options.format,
-        &accept,
-        key.content_type() == "image/jpeg",
-        animatable,
-    );
+    let choice = choose_for(&options, &accept, key.content_type());
     let row = image_policy(
         config.policy.get(ContentClass::Image),
         config.image_source_ttl,

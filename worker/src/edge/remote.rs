@@ -24,12 +24,13 @@ use super::origin::runtime;
 use super::{Served, memory, now_ms, slot};
 use crate::config::Config;
 use crate::error::EdgeError;
-use crate::image::format::{OutputFormat, choose};
+use crate::image::format::{OutputFormat, choose_for};
 use crate::image::key::DerivativeKey;
 use crate::image::limits::SourceError;
 use crate::image::options::{Answer, ImageOptions};
 use crate::image::remote::{
-    Hop, MAX_REDIRECTS, RemoteError, RemoteUrl, next_hop, original_cache_key, version_of,
+    Hop, MAX_REDIRECTS, RemoteError, RemoteUrl, conditional, next_hop, original_cache_key,
+    version_of,
 };
 use crate::image::{TransformError, describe, transform};
 use crate::policy::ContentClass;
@@ -131,12 +132,6 @@ impl Source for RemoteSource {
     }
 }
 
-/// A version the remote host can be asked about with `If-None-Match` (its own ETag,
-/// not one made here from a date or the bytes).
-fn is_remote_etag(version: &str) -> bool {
-    !version.starts_with("\"lm:") && !version.starts_with("\"sha256:")
-}
-
 impl RemoteSource {
     /// The original: the Cache API's copy, else fetched (and kept there).
     async fn original(
@@ -223,7 +218,7 @@ impl RemoteSource {
             let timeout = left().ok_or(RemoteError::Timeout(after_ms))?;
             let headers = Headers::new();
             let _ = headers.set("accept", "image/avif,image/webp,image/*;q=0.8");
-            if let Some(v) = known.filter(|v| is_remote_etag(v)) {
+            if let Some(v) = known.and_then(conditional) {
                 let _ = headers.set("if-none-match", v);
             }
             let mut init = RequestInit::new();
@@ -349,10 +344,7 @@ pub(super) async fn serve(
             .image_policy
             .admit(segment, &source, config.image_signing_key.as_deref())?;
     let (options, extra, accept) = super::images::hinted(req, config, &options, admission);
-    let path = url.path.to_ascii_lowercase();
-    let jpeg = path.ends_with(".jpg") || path.ends_with(".jpeg");
-    let animatable = !options.still && (path.ends_with(".gif") || path.ends_with(".webp"));
-    let choice = choose(options.format, &accept, jpeg, animatable);
+    let choice = choose_for(&options, &accept, url.named_type());
     // No queue for remote sources: what would be encoded off the request path is
     // answered with its stand-in.
     let format = choice.stand_in.unwrap_or(choice.wanted);

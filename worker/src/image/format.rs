@@ -2,7 +2,7 @@
 //! (JPEG when opaque, PNG when it has alpha) from the `Accept` header. Responses then
 //! carry `Vary: Accept`.
 
-use super::options::FormatRequest;
+use super::options::{FormatRequest, ImageOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OutputFormat {
@@ -138,6 +138,19 @@ pub fn choose(
     Choice { wanted, stand_in }
 }
 
+/// [`choose`] for a source of `source_type` (an R2 key's content type, or the type a
+/// remote URL's extension names): JPEGs fall back to JPEG, and GIF and WebP sources may
+/// be animations, kept so unless `anim=false`.
+pub fn choose_for(options: &ImageOptions, accept: &str, source_type: &str) -> Choice {
+    let animatable = !options.still && matches!(source_type, "image/gif" | "image/webp");
+    choose(
+        options.format,
+        accept,
+        source_type == "image/jpeg",
+        animatable,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,5 +249,36 @@ mod tests {
         }
         assert!(OutputFormat::Webp.animates() && OutputFormat::Gif.animates());
         assert!(!OutputFormat::Avif.animates() && !OutputFormat::Png.animates());
+    }
+
+    #[test]
+    fn the_source_type_decides_the_fallback_and_whether_animation_is_kept() {
+        let opts = |s: &str| ImageOptions::parse(s).unwrap().options;
+        let wanted =
+            |spec: &str, accept: &str, source: &str| choose_for(&opts(spec), accept, source).wanted;
+        // JPEG sources fall back to JPEG, the rest to PNG (they may have alpha).
+        assert_eq!(wanted("", "image/*", "image/jpeg"), OutputFormat::Jpeg);
+        assert_eq!(wanted("", "image/*", "image/png"), OutputFormat::Png);
+        assert_eq!(wanted("", "image/*", ""), OutputFormat::Png);
+        // GIF and WebP sources stay animated: GIF for browsers without WebP...
+        assert_eq!(wanted("", "image/*", "image/gif"), OutputFormat::Gif);
+        assert_eq!(
+            wanted("", "image/avif,image/webp", "image/webp"),
+            OutputFormat::Webp
+        );
+        // ...unless `anim=false`, which makes them stills like any other.
+        assert_eq!(
+            wanted("anim=false", "image/*", "image/gif"),
+            OutputFormat::Png
+        );
+        assert_eq!(
+            wanted("anim=false", "image/avif,image/webp", "image/gif"),
+            OutputFormat::Avif
+        );
+        // A PNG is never animatable, whatever `anim` says.
+        assert_eq!(
+            wanted("", "image/avif,image/webp", "image/png"),
+            OutputFormat::Avif
+        );
     }
 }

@@ -105,6 +105,21 @@ pub struct RemoteUrl {
 }
 
 impl RemoteUrl {
+    /// The type the path's extension names (`""` for none we know): what the format
+    /// decision goes on before the bytes are fetched, as an R2 key's type is for R2
+    /// sources.
+    pub fn named_type(&self) -> &'static str {
+        let path = self.path.to_ascii_lowercase();
+        let ext = path.rsplit_once('.').map_or("", |(_, ext)| ext);
+        match ext {
+            "jpg" | "jpeg" => "image/jpeg",
+            "png" => "image/png",
+            "gif" => "image/gif",
+            "webp" => "image/webp",
+            _ => "",
+        }
+    }
+
     /// `https://host[:port]/path[?query]` (`https:/host/…` too: some proxies merge the
     /// slashes). No user info, no fragment, printable ASCII only.
     pub fn parse(raw: &str) -> Result<Self, RemoteError> {
@@ -461,6 +476,13 @@ pub fn version_of(etag: Option<&str>, last_modified: Option<&str>, body: &[u8]) 
     let digest = Sha256::digest(body);
     let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
     format!("\"sha256:{hex}\"")
+}
+
+/// The validator a fetch of the original may send as `If-None-Match` for a stored
+/// `version`: the host's own ETag, never one made here from a date or the bytes
+/// ([`version_of`]), which the host has never seen.
+pub fn conditional(version: &str) -> Option<&str> {
+    (!version.starts_with("\"lm:") && !version.starts_with("\"sha256:")).then_some(version)
 }
 
 /// Where the fetched original is kept in the Cache API.

@@ -242,3 +242,29 @@ fn a_source_is_versioned_by_etag_then_date_then_bytes() {
         original_cache_key(&url("https://h.example/a.jpg?v=2"))
     );
 }
+
+#[test]
+fn only_the_hosts_own_etag_is_sent_back_as_a_validator() {
+    let date = version_of(None, Some("Tue, 01 Dec 2026 00:00:00 GMT"), b"x");
+    let digest = version_of(None, None, b"x");
+    assert_eq!(conditional("\"abc\""), Some("\"abc\""));
+    assert_eq!(conditional("W/\"abc\""), Some("W/\"abc\""));
+    assert_eq!(conditional(&date), None);
+    assert_eq!(conditional(&digest), None);
+}
+
+#[test]
+fn the_extension_names_the_type_the_format_decision_goes_on() {
+    for (raw, want) in [
+        ("https://h.example/a.JPG", "image/jpeg"),
+        ("https://h.example/a.jpeg?w=1", "image/jpeg"),
+        ("https://h.example/p/a.png", "image/png"),
+        ("https://h.example/a.gif", "image/gif"),
+        ("https://h.example/a.WebP", "image/webp"),
+        ("https://h.example/a", ""),
+        ("https://h.example/dir.jpg/a", ""),
+        ("https://h.example/a.avif", ""),
+    ] {
+        assert_eq!(url(raw).named_type(), want, "{raw}");
+    }
+}
