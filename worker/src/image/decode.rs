@@ -550,7 +550,8 @@ pub fn tolerated(need: (u32, u32)) -> (u32, u32) {
 /// How large a JPEG decode must be to give a `need`-sized result good detail. DCT scaling
 /// is a block shrink; the Lanczos3 step after it hides its blocks when it has room:
 /// - the ½ scale when it leaves [`HALF_SCALE_MARGIN_PERCENT`] (a 2560 px photo → 800 px
-///   decodes 1280 px, not 2560: a third faster, within a point of SSIMULACRA2);
+///   decodes 1280 px, not 2560: a third faster, within a point of SSIMULACRA2), unless
+///   the file is a working `copy` of its original (`image::working`);
 /// - else twice the need, as libvips does, when that decode stays within
 ///   [`MARGIN_BUDGET_PIXELS`] (32 MB of RGBA);
 /// - else the plain `need`: a 40 MP source keeps its memory ceiling.
@@ -558,7 +559,7 @@ pub fn tolerated(need: (u32, u32)) -> (u32, u32) {
 /// Progressive JPEGs too: they hold every coefficient while decoding, so the caller
 /// (`plan_on`) keeps the margin only where the whole footprint still fits the budget
 /// (the benchmark's 17.9 MP progressive photo does not; a 9 MP one does).
-pub fn jpeg_decode_target(header: &Header, need: (u32, u32)) -> (u32, u32) {
+pub fn jpeg_decode_target(header: &Header, need: (u32, u32), copy: bool) -> (u32, u32) {
     if !header.scales_on_decode {
         return need;
     }
@@ -569,8 +570,11 @@ pub fn jpeg_decode_target(header: &Header, need: (u32, u32)) -> (u32, u32) {
     let with_margin = |v: u32| {
         u32::try_from(u64::from(v) * u64::from(HALF_SCALE_MARGIN_PERCENT) / 100).unwrap_or(u32::MAX)
     };
-    // The doubled need asks for the full size, and ½ still leaves the margin.
-    if generous == full
+    // The doubled need asks for the full size, and ½ still leaves the margin. Not in a
+    // working copy, which is a DCT-scaled decode already: its ½ is its original's ¼,
+    // which keeps the factor of two (at 1.28× it scored 3.8 below the original's).
+    if !copy
+        && generous == full
         && half != full
         && (half.0 >= with_margin(need.0) || half.1 >= with_margin(need.1))
     {
@@ -691,45 +695,51 @@ mod tests {
         };
         // 3640×2400 → 800×527: ½ (1820×1200) leaves 2.3×, under 8 MP: ask for 1600×1054.
         assert_eq!(
-            jpeg_decode_target(&head(3640, 2400), (800, 527)),
+            jpeg_decode_target(&head(3640, 2400), (800, 527), false),
             (1600, 1054)
         );
         // 2560×1600 → 800×500: twice the need is the full size, and ½ (1280×800) leaves
         // 1.6×: ½.
         assert_eq!(
-            jpeg_decode_target(&head(2560, 1600), (800, 500)),
+            jpeg_decode_target(&head(2560, 1600), (800, 500), false),
             (1280, 800)
         );
         // At exactly 1.25× ½ is enough; 1 px less is not, and the full size is asked.
         assert_eq!(
-            jpeg_decode_target(&head(2560, 1600), (1024, 640)),
+            jpeg_decode_target(&head(2560, 1600), (1024, 640), false),
             (1280, 800)
         );
         assert_eq!(
-            jpeg_decode_target(&head(2560, 1600), (1025, 641)),
+            jpeg_decode_target(&head(2560, 1600), (1025, 641), false),
             (2050, 1282)
         );
         // ¼ never counts on the smaller margin: 2560 → 500 px asks for 1000 (½), though
         // ¼ (640) is 1.28× the need.
         assert_eq!(
-            jpeg_decode_target(&head(2560, 1600), (500, 313)),
+            jpeg_decode_target(&head(2560, 1600), (500, 313), false),
             (1000, 626)
+        );
+        // A working copy of 2560×1600 (`copy`): ½ of it is ¼ of its original: twice the
+        // need, i.e. the whole copy.
+        assert_eq!(
+            jpeg_decode_target(&head(2560, 1600), (800, 500), true),
+            (1600, 1000)
         );
         // 8000×5000 → 1200×750: doubling needs ½ scale = 10 MP: plain need.
         assert_eq!(
-            jpeg_decode_target(&head(8000, 5000), (1200, 750)),
+            jpeg_decode_target(&head(8000, 5000), (1200, 750), false),
             (1200, 750)
         );
         // Doubling past the full size asks for more than exists: the decoder gives 1/1.
         assert_eq!(
-            jpeg_decode_target(&head(1000, 800), (800, 640)),
+            jpeg_decode_target(&head(1000, 800), (800, 640), false),
             (1600, 1280)
         );
         // Every need up to the full size: the target covers the need, and what it decodes
         // at is never more than the doubled rule would decode.
         for need_w in (1u32..=2560).step_by(7) {
             let need = (need_w, (need_w * 1600).div_ceil(2560));
-            let target = jpeg_decode_target(&head(2560, 1600), need);
+            let target = jpeg_decode_target(&head(2560, 1600), need, false);
             assert!(
                 target.0 >= need.0 || target.1 >= need.1,
                 "{need:?} → {target:?}"
@@ -769,7 +779,7 @@ mod tests {
         }
         let head = read_header(&jpeg).unwrap();
         assert!(!head.scales_on_decode, "SOF3 is decoded at full size");
-        assert_eq!(jpeg_decode_target(&head, (16, 12)), (16, 12));
+        assert_eq!(jpeg_decode_target(&head, (16, 12), false), (16, 12));
     }
 
     #[test]
@@ -837,7 +847,7 @@ mod tests {
         // A progressive JPEG asks for the decode margin too: `plan_for` keeps it only where
         // the whole footprint, coefficients included, fits the budget.
         let progressive = read_header(&jpeg).unwrap();
-        assert_eq!(jpeg_decode_target(&progressive, (16, 12)), (32, 24));
+        assert_eq!(jpeg_decode_target(&progressive, (16, 12), false), (32, 24));
         assert_eq!(jpeg_frame(&jpeg[..sof + 6]), None);
     }
     use crate::image::testing::{jpeg_of, png_of};

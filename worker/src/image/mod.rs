@@ -254,7 +254,7 @@ pub(crate) fn plan_on(
         let generous = if matches!(options.trim, options::Trim::Border(_)) {
             full
         } else {
-            decode::jpeg_decode_target(&header, at_least)
+            decode::jpeg_decode_target(&header, at_least, planned_on != full)
         };
         let fits = |target| {
             limits
