@@ -402,7 +402,9 @@ async fn the_queue_encodes_avif_and_makes_working_copies_that_later_derivatives_
         .await
         .unwrap();
     assert_eq!(uploaded.status(), 201, "{}", stack.edge.log());
-    let etag = header(&get(&stack, "/media/q/uploaded.jpg", LEGACY).await, "etag");
+    let stored: serde_json::Value = uploaded.json().await.unwrap();
+    assert_eq!(stored["working_copy_queued"], true, "{stored}");
+    let etag = stored["etag"].as_str().unwrap().to_owned();
     let copy_key =
         course_edge_worker::image::key::DerivativeKey::working_copy("q/uploaded.jpg", &etag);
     let mut waited = 0;

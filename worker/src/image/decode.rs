@@ -532,8 +532,8 @@ const HALF_SCALE_MARGIN_PERCENT: u32 = 125;
 
 /// How much smaller than its need a decode may be, in thousandths: it is then resized up
 /// by at most 1 %, which no metric or eye can tell from the need itself, and a source
-/// whose need is just past a DCT scale (a 5640 px photo cropped to a 1423 px tall square:
-/// ¼ scale gives 1410) decodes at that scale rather than at twice the size (or not at
+/// whose need is just past a DCT scale (a 5640 px photo as an 800 px square must be
+/// decoded 1423 px wide; ¼ scale gives 1410) decodes at that scale rather than at twice the size (or not at
 /// all, where twice the size is over the memory budget).
 const SHORTFALL_PERMILLE: u32 = 10;
 
@@ -549,11 +549,12 @@ pub fn tolerated(need: (u32, u32)) -> (u32, u32) {
 
 /// How large a JPEG decode must be to give a `need`-sized result good detail. DCT scaling
 /// is a block shrink; the Lanczos3 step after it hides its blocks when it has room:
-/// - the ½ scale when it leaves [`HALF_SCALE_MARGIN_PERCENT`] (a 2560 px photo → 800 px
-///   decodes 1280 px, not 2560: a third faster, within a point of SSIMULACRA2), unless
-///   the file is a working `copy` of its original (`image::working`);
-/// - else twice the need, as libvips does, when that decode stays within
-///   [`MARGIN_BUDGET_PIXELS`] (32 MB of RGBA);
+/// - where twice the need would mean the full-size decode, the ½ scale if it leaves
+///   [`HALF_SCALE_MARGIN_PERCENT`] on both sides (a 2560 px photo → 800 px decodes
+///   1280 px, not 2560: a third faster, within a point of SSIMULACRA2), unless the file
+///   is a working `copy` of its original (`image::working`);
+/// - else twice the need, as libvips does (which may be ¼ or ⅛ scale), when that decode
+///   stays within [`MARGIN_BUDGET_PIXELS`] (32 MB of RGBA);
 /// - else the plain `need`: a 40 MP source keeps its memory ceiling.
 ///
 /// Progressive JPEGs too: they hold every coefficient while decoding, so the caller
@@ -566,17 +567,22 @@ pub fn jpeg_decode_target(header: &Header, need: (u32, u32), copy: bool) -> (u32
     let full = (header.width, header.height);
     let doubled = (need.0.saturating_mul(2), need.1.saturating_mul(2));
     let generous = jpeg_scaled_size(full, doubled);
-    let half = jpeg_scaled_size(full, (full.0.div_ceil(2), full.1.div_ceil(2)));
-    let with_margin = |v: u32| {
-        u32::try_from(u64::from(v) * u64::from(HALF_SCALE_MARGIN_PERCENT) / 100).unwrap_or(u32::MAX)
+    // The ½-scale size itself (asking `jpeg_scaled_size` for it could answer a smaller
+    // scale on a side of 1–2 px, where ¼ rounds up to the same length).
+    let half = (full.0.div_ceil(2), full.1.div_ceil(2));
+    // Exact, in integers: `have` ≥ 1.25 × `need`.
+    let leaves_margin = |have: u32, need: u32| {
+        u64::from(have) * 100 >= u64::from(need) * u64::from(HALF_SCALE_MARGIN_PERCENT)
     };
-    // The doubled need asks for the full size, and ½ still leaves the margin. Not in a
-    // working copy, which is a DCT-scaled decode already: its ½ is its original's ¼,
+    // The doubled need asks for the full size, and ½ still leaves the margin on both
+    // sides (a thin picture's short side alone must not decide it). Not in a working
+    // copy, which is a DCT-scaled decode already: its ½ is its original's ¼ or less,
     // which keeps the factor of two (at 1.28× it scored 3.8 below the original's).
     if !copy
         && generous == full
         && half != full
-        && (half.0 >= with_margin(need.0) || half.1 >= with_margin(need.1))
+        && leaves_margin(half.0, need.0)
+        && leaves_margin(half.1, need.1)
     {
         return half;
     }
@@ -704,6 +710,12 @@ mod tests {
             jpeg_decode_target(&head(2560, 1600), (800, 500), false),
             (1280, 800)
         );
+        // A thin picture: the short side's 1 px leaves the margin, the long side's 1100 px
+        // does not (1280 is 1.16×): twice the need.
+        assert_eq!(
+            jpeg_decode_target(&head(2560, 2), (1100, 1), false),
+            (2200, 2)
+        );
         // At exactly 1.25× ½ is enough; 1 px less is not, and the full size is asked.
         assert_eq!(
             jpeg_decode_target(&head(2560, 1600), (1024, 640), false),
@@ -719,8 +731,8 @@ mod tests {
             jpeg_decode_target(&head(2560, 1600), (500, 313), false),
             (1000, 626)
         );
-        // A working copy of 2560×1600 (`copy`): ½ of it is ¼ of its original: twice the
-        // need, i.e. the whole copy.
+        // A working copy of 2560×1600 (`copy`): ½ of it is ¼ of its original or less:
+        // twice the need, i.e. the whole copy.
         assert_eq!(
             jpeg_decode_target(&head(2560, 1600), (800, 500), true),
             (1600, 1000)

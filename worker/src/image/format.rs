@@ -139,16 +139,14 @@ pub fn choose(
 }
 
 /// [`choose`] for a source of `source_type` (an R2 key's content type, or the type a
-/// remote URL's extension names): JPEGs fall back to JPEG, and GIF and WebP sources may
-/// be animations, kept so unless `anim=false`.
+/// remote URL's extension names; any spelling: parameters, case, `image/jpg` and
+/// `image/pjpeg`): JPEGs fall back to JPEG, and GIF and WebP sources may be animations,
+/// kept so unless `anim=false`.
 pub fn choose_for(options: &ImageOptions, accept: &str, source_type: &str) -> Choice {
-    let animatable = !options.still && matches!(source_type, "image/gif" | "image/webp");
-    choose(
-        options.format,
-        accept,
-        source_type == "image/jpeg",
-        animatable,
-    )
+    let essence = super::limits::essence(source_type);
+    let jpeg = matches!(essence.as_str(), "image/jpeg" | "image/jpg" | "image/pjpeg");
+    let animatable = !options.still && matches!(essence.as_str(), "image/gif" | "image/webp");
+    choose(options.format, accept, jpeg, animatable)
 }
 
 #[cfg(test)]
@@ -275,6 +273,10 @@ mod tests {
             wanted("anim=false", "image/avif,image/webp", "image/gif"),
             OutputFormat::Avif
         );
+        // Any spelling of a type.
+        assert_eq!(wanted("", "image/*", "Image/JPG"), OutputFormat::Jpeg);
+        assert_eq!(wanted("", "image/*", "image/pjpeg"), OutputFormat::Jpeg);
+        assert_eq!(wanted("", "image/*", "image/gif; x=1"), OutputFormat::Gif);
         // A PNG is never animatable, whatever `anim` says.
         assert_eq!(
             wanted("", "image/avif,image/webp", "image/png"),

@@ -115,7 +115,8 @@ pub struct Prepared {
     pub animation: Option<u64>,
     /// The size the whole picture must be decoded at for the planned region to keep its
     /// detail, in the file's stored orientation (before the decode margin): a working
-    /// copy smaller than this cannot stand in for its original.
+    /// copy more than 1 % smaller than this (`decode::tolerated`) cannot stand in for its
+    /// original.
     pub need: (u32, u32),
 }
 

@@ -9,7 +9,8 @@
 //! derivatives, under the source's ETag ([`DerivativeKey::working_copy`]).
 //!
 //! A later derivative decodes the copy instead — with its own DCT scaling and decode
-//! margin — when the copy holds all the detail the output needs ([`transform_from`]); its
+//! margin — when the copy holds the detail the output needs, to within the 1 % a decode
+//! may fall short (`decode::tolerated`; [`transform_from`]); its
 //! geometry is planned on the original's size, so crops and output sizes are the
 //! original's to the pixel. Anything larger comes from the original.
 //!

@@ -184,9 +184,9 @@ fn outputs_that_need_more_detail_than_the_copy_come_from_the_original() {
         "600 px of a 500 px-high copy"
     );
     assert!(from("w=500,h=500,fit=cover").is_some());
-    // A copy is a ½-scale decode already: the ½-scale shortcut of an original
-    // (`decode::jpeg_decode_target`) would make it ¼ of the original at 1.25×, so the
-    // copy keeps the factor of two: a 320 px output decodes the whole 800 px copy.
+    // A copy is a DCT-scaled decode already (½ here): the ½-scale shortcut of an
+    // original (`decode::jpeg_decode_target`) would make it ¼ of the original at 1.25×,
+    // so the copy keeps the factor of two: a 320 px output decodes the whole 800 px copy.
     assert_eq!(from("w=320").unwrap().decoded, (800, 500));
 }
 
